@@ -1,0 +1,175 @@
+//! Command-line arguments (what the user typed, validated without I/O).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// refopt: batch runner for referral programs. Reads referral data from object storage with
+/// SQL (DataFusion), runs the pipeline's stages, and writes a versioned plan JSON back.
+#[derive(Debug, Parser)]
+#[command(name = "refopt", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Quick start:\n  refopt demo                       generate demo data in ./refopt-demo and run the default pipeline\n  refopt run optimize-referrals --root s3://bucket/referrals --window 30d --dimensions channel,partner-tier\n\nExit codes: 0 ok, 1 internal error, 2 usage error, 3 configuration error, 4 data error, 5 storage error, 6 a stage failed (no plan written).")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline over a window of data and write its plan JSON.
+    Run(RunArgs),
+    /// Generate synthetic data (every table of the data contract) with planted fraud.
+    Generate(GenerateArgs),
+    /// Generate a small data set into a local folder and run the default pipeline on it.
+    Demo(DemoArgs),
+    /// Print the JSON Schema of plan JSON v1.
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Detail {
+    /// Overall funnel and top values per dimension.
+    Summary,
+    /// Everything: previous-window counts for every row, all partners.
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A readable summary.
+    Human,
+    /// The plan JSON on stdout.
+    Json,
+}
+
+/// Flags shared by `run` and `demo`: the seed command's inputs.
+#[derive(Debug, Clone, Args)]
+pub struct AnalysisArgs {
+    /// Analysis window: 7d, 30d, 90d (any whole number of days up to 366d).
+    #[arg(long, default_value = "30d")]
+    pub window: String,
+    /// How much goes into the plan and the printed summary.
+    #[arg(long, value_enum, default_value_t = Detail::Summary)]
+    pub detail: Detail,
+    /// Breakdowns, comma-separated: channel, persona, region, partner-tier.
+    #[arg(long, value_delimiter = ',', default_value = "channel,partner-tier")]
+    pub dimensions: Vec<String>,
+    /// Experiments to evaluate, comma-separated ids (recorded in the plan).
+    #[arg(long, value_delimiter = ',')]
+    pub experiments: Vec<String>,
+    /// KPI threshold that overrides the rules' default for escalations.
+    #[arg(long)]
+    pub alert_threshold: Option<f64>,
+    /// Print a human summary or the plan JSON.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// Query threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Memory limit for queries, e.g. 2GiB or 512MiB; operators spill to disk beyond it.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline name (looked up as <pipelines-dir>/<name>.yaml) or path to a pipeline YAML.
+    pub pipeline: String,
+    /// Data root: a local path, file://, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix.
+    #[arg(long, env = "REFOPT_ROOT")]
+    pub root: String,
+    /// Where plans are written (default: <root>/_plans).
+    #[arg(long, env = "REFOPT_PLANS")]
+    pub plans: Option<String>,
+    /// Folder holding pipeline files.
+    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
+    pub pipelines_dir: PathBuf,
+    /// End of the window (exclusive), YYYY-MM-DD, UTC (default: today).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Run without writing a plan.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Where to write: a local path or object store URL.
+    #[arg(long)]
+    pub root: String,
+    /// Days of events.
+    #[arg(long, default_value_t = 120)]
+    pub days: u32,
+    /// Millions of organic invites over the period (0.05 = 50,000; 100 = 100 M).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Seed of every random choice: same seed, same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// First day after the data, YYYY-MM-DD (default: today, UTC).
+    #[arg(long)]
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Local folder for demo data (<dir>/data) and plans (<dir>/plans).
+    #[arg(long, default_value = "refopt-demo")]
+    pub dir: PathBuf,
+    /// Millions of invites to generate.
+    #[arg(long, default_value_t = 0.1)]
+    pub scale: f64,
+    /// Days of data.
+    #[arg(long, default_value_t = 120)]
+    pub days: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Regenerate the data even if the folder already has some.
+    #[arg(long)]
+    pub regenerate: bool,
+    /// Folder holding pipeline files.
+    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
+    pub pipelines_dir: PathBuf,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+/// Parses sizes such as `512MiB`, `2GiB`, `1.5GB` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("invalid size `{s}`"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit `{other}` in `{s}` (use MiB or GiB)")),
+    };
+    Ok((value * factor) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 * 1024 * 1024);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 * 1024 * 1024 * 1024);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("2XB").is_err());
+    }
+}

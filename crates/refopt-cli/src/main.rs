@@ -1,0 +1,255 @@
+//! The `refopt` binary: parses arguments, calls the library crates, prints results and maps
+//! errors to documented exit codes. Errors are printed once, here.
+
+mod args;
+mod progress;
+mod summary;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use chrono::{NaiveDate, Utc};
+use clap::Parser;
+use refopt_engine::{EngineError, ErrorClass, RunRequest, SessionOptions};
+use refopt_plan::Detail;
+use refopt_spec::{Pipeline, Window};
+
+use args::{AnalysisArgs, Cli, Command, DemoArgs, GenerateArgs, Output, RunArgs};
+
+/// Exit codes (documented in `docs/cli.md`).
+mod exit {
+    pub const INTERNAL: u8 = 1;
+    pub const CONFIG: u8 = 3;
+    pub const DATA: u8 = 4;
+    pub const STORAGE: u8 = 5;
+    pub const STAGE_FAILED: u8 = 6;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = exit_code(&e);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(engine) = e.downcast_ref::<EngineError>() {
+        return match engine.class() {
+            ErrorClass::Config => exit::CONFIG,
+            ErrorClass::Data => exit::DATA,
+            ErrorClass::Storage => exit::STORAGE,
+            ErrorClass::PartialFailure => exit::STAGE_FAILED,
+        };
+    }
+    if e.downcast_ref::<refopt_spec::SpecErrors>().is_some() {
+        return exit::CONFIG;
+    }
+    if e.downcast_ref::<refopt_datagen::GenerateError>().is_some() {
+        return exit::STORAGE;
+    }
+    exit::INTERNAL
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Generate(args) => generate(args).await.map(|_| ()),
+        Command::Demo(args) => demo(args).await,
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&refopt_plan::plan_json_schema())?);
+            Ok(())
+        }
+    }
+}
+
+/// Finds a pipeline by name in `dir`, or takes it as a path.
+fn pipeline_file(name_or_path: &str, dir: &Path) -> PathBuf {
+    let as_path = PathBuf::from(name_or_path);
+    if name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml") || as_path.is_file() {
+        as_path
+    } else {
+        dir.join(format!("{name_or_path}.yaml"))
+    }
+}
+
+fn load_pipeline(file: &Path) -> anyhow::Result<Pipeline> {
+    if !file.is_file() {
+        return Err(EngineError::Parameter(format!(
+            "pipeline file {} not found (pass a pipeline name from --pipelines-dir or a path to a .yaml file)",
+            file.display()
+        ))
+        .into());
+    }
+    Pipeline::load(file).map_err(|e| EngineError::Config(e).into())
+}
+
+fn parse_date(flag: &str, value: &str) -> Result<NaiveDate, EngineError> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|e| EngineError::Parameter(format!("invalid {flag} `{value}`: {e} (expected YYYY-MM-DD)")))
+}
+
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+fn build_request(
+    pipeline: Pipeline,
+    data_root: String,
+    plans_root: Option<String>,
+    as_of: NaiveDate,
+    a: &AnalysisArgs,
+) -> anyhow::Result<RunRequest> {
+    let window: Window = a
+        .window
+        .parse()
+        .map_err(|e: refopt_spec::window::WindowError| EngineError::Parameter(e.to_string()))?;
+    let dimensions: Vec<String> = a
+        .dimensions
+        .iter()
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect();
+    Ok(RunRequest {
+        pipeline,
+        data_root,
+        plans_root,
+        window,
+        as_of,
+        detail: match a.detail {
+            args::Detail::Summary => Detail::Summary,
+            args::Detail::Full => Detail::Full,
+        },
+        dimensions,
+        experiments: a.experiments.iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect(),
+        alert_threshold: a.alert_threshold,
+        session: SessionOptions {
+            threads: a.threads,
+            memory_limit: a.memory_limit,
+        },
+    })
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let file = pipeline_file(&args.pipeline, &args.pipelines_dir);
+    let pipeline = load_pipeline(&file)?;
+    let as_of = match &args.as_of {
+        Some(d) => parse_date("--as-of", d)?,
+        None => today(),
+    };
+    let plans = if args.dry_run {
+        None
+    } else {
+        Some(args.plans.clone().unwrap_or_else(|| default_plans_root(&args.root)))
+    };
+    let request = build_request(pipeline, args.root.clone(), plans, as_of, &args.analysis)?;
+    execute(request, args.analysis.output).await
+}
+
+fn default_plans_root(root: &str) -> String {
+    format!("{}/_plans", root.trim_end_matches('/'))
+}
+
+async fn execute(request: RunRequest, output: Output) -> anyhow::Result<()> {
+    let observer = Arc::new(progress::StageProgress::new(request.pipeline.stages.len()));
+    let outcome = refopt_engine::run(request, observer.clone()).await;
+    observer.finish();
+    let outcome = outcome?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.plan)?),
+        Output::Human => summary::print(&outcome.plan, outcome.stored.as_ref().map(|s| s.url.as_str())),
+    }
+    Ok(())
+}
+
+async fn generate(args: GenerateArgs) -> anyhow::Result<refopt_datagen::GenerateReport> {
+    let end = match &args.end {
+        Some(d) => parse_date("--end", d)?,
+        None => today(),
+    };
+    if !(args.scale.is_finite() && args.scale > 0.0) {
+        return Err(anyhow!("--scale must be a positive number of millions of invites"));
+    }
+    let invites = (args.scale * 1_000_000.0).round() as u64;
+    let location = refopt_engine::storage::resolve(&args.root).map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let config = refopt_datagen::GenerateConfig {
+        seed: args.seed,
+        invites,
+        days: args.days,
+        end,
+    };
+    eprintln!(
+        "generating {invites} invites over {} days (seed {}) into {}",
+        args.days, args.seed, location.display
+    );
+    let bar = progress::GenerationProgress::new(args.days);
+    let started = std::time::Instant::now();
+    let report = refopt_datagen::generate(location.store.clone(), &location.prefix, &config, &|done, total, invites| {
+        bar.update(done, total, invites)
+    })
+    .await?;
+    bar.finish();
+    let rows: u64 = report.tables.values().map(|t| t.rows).sum();
+    let bytes: u64 = report.tables.values().map(|t| t.bytes).sum();
+    eprintln!(
+        "wrote {rows} rows ({:.1} MiB) in {:.1}s: {} to {} (truth under {}/_truth/)",
+        bytes as f64 / 1_048_576.0,
+        started.elapsed().as_secs_f64(),
+        report.start,
+        report.end,
+        location.display
+    );
+    for (pattern, n) in &report.counts.fraud_by_pattern {
+        eprintln!("  planted {pattern}: {n} referrals");
+    }
+    Ok(report)
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let data = args.dir.join("data");
+    let plans = args.dir.join("plans");
+    let manifest = data.join("_truth").join("manifest.json");
+    let end = if manifest.is_file() && !args.regenerate {
+        let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        let end = value["end_exclusive"].as_str().unwrap_or_default().to_string();
+        eprintln!("using existing demo data in {} (pass --regenerate to rebuild)", data.display());
+        parse_date("end_exclusive in the demo manifest", &end)?
+    } else {
+        if data.exists() {
+            std::fs::remove_dir_all(&data).with_context(|| format!("clearing {}", data.display()))?;
+        }
+        let report = generate(GenerateArgs {
+            root: data.to_string_lossy().into_owned(),
+            days: args.days,
+            scale: args.scale,
+            seed: args.seed,
+            end: None,
+        })
+        .await?;
+        report.end
+    };
+    let file = pipeline_file("optimize-referrals", &args.pipelines_dir);
+    let pipeline = load_pipeline(&file)?;
+    let request = build_request(
+        pipeline,
+        data.to_string_lossy().into_owned(),
+        Some(plans.to_string_lossy().into_owned()),
+        end,
+        &args.analysis,
+    )?;
+    execute(request, args.analysis.output).await
+}

@@ -1,0 +1,110 @@
+//! Progress reporting on stderr: a progress bar on a terminal, plain lines otherwise (logs).
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use refopt_engine::{StageObserver, StageRecord, StageStatus};
+
+fn bar(len: u64, template: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Some(bar)
+}
+
+/// Stage progress of a run.
+pub struct StageProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl StageProgress {
+    pub fn new(stages: usize) -> Self {
+        Self {
+            bar: bar(stages as u64, "{spinner} stages [{bar:30}] {pos}/{len} {elapsed} {msg}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl StageObserver for StageProgress {
+    fn started(&self, stage: &str) {
+        match &self.bar {
+            Some(b) => b.set_message(format!("running {stage}")),
+            None => eprintln!("stage {stage}: started"),
+        }
+    }
+
+    fn finished(&self, r: &StageRecord) {
+        let status = match r.status {
+            StageStatus::Succeeded => "succeeded",
+            StageStatus::Failed => "FAILED",
+            StageStatus::Skipped => "skipped",
+        };
+        let line = format!(
+            "stage {}: {status}{}{}{}",
+            r.id,
+            r.duration.map(|d| format!(" in {:.2}s", d.as_secs_f64())).unwrap_or_default(),
+            if r.attempts > 1 { format!(" after {} attempts", r.attempts) } else { String::new() },
+            r.output_rows.map(|n| format!(", {n} rows")).unwrap_or_default(),
+        );
+        match &self.bar {
+            Some(b) => {
+                b.inc(1);
+                if r.status != StageStatus::Succeeded {
+                    b.println(line);
+                }
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+/// Day-by-day progress of data generation.
+pub struct GenerationProgress {
+    bar: Option<ProgressBar>,
+    last_logged_decile: Mutex<u32>,
+}
+
+impl GenerationProgress {
+    pub fn new(days: u32) -> Self {
+        Self {
+            bar: bar(u64::from(days), "{spinner} days [{bar:30}] {pos}/{len} {msg} ETA {eta}"),
+            last_logged_decile: Mutex::new(0),
+        }
+    }
+
+    pub fn update(&self, done: u32, total: u32, invites: u64) {
+        match &self.bar {
+            Some(b) => {
+                b.set_position(u64::from(done));
+                b.set_message(format!("{invites} invites"));
+            }
+            None => {
+                let decile = done * 10 / total.max(1);
+                let mut last = self.last_logged_decile.lock().expect("progress lock");
+                if decile > *last {
+                    *last = decile;
+                    eprintln!("generated {done}/{total} days, {invites} invites");
+                }
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The human summary of a plan printed after a run.
+
+use refopt_plan::{Detail, FunnelRow, Plan};
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+fn pp(v: Option<f64>) -> String {
+    v.map(|x| format!("{:+.1}pp", x * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+fn money(v: Option<f64>) -> String {
+    v.map(|x| format!("${x:.0}")).unwrap_or_else(|| "-".into())
+}
+
+fn rel(v: Option<f64>) -> String {
+    v.map(|x| format!("{:+.1}%", x * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+/// Prints the summary to stdout.
+pub fn print(plan: &Plan, plan_url: Option<&str>) {
+    let i = &plan.inputs;
+    println!(
+        "refopt {} — window {} ending {} (previous window for deltas), run {}",
+        plan.pipeline.name, i.window, i.as_of, plan.run_id
+    );
+    match plan_url {
+        Some(url) => println!("plan: {url}"),
+        None => println!("plan: not written (dry run)"),
+    }
+    println!();
+
+    if let Some(overall) = plan.metrics.funnel.first() {
+        print_funnel(overall);
+    }
+    let summary = i.detail == Detail::Summary;
+    for dim in &i.dimensions {
+        let rows: Vec<&FunnelRow> = plan.metrics.funnel.iter().filter(|r| &r.dimension == dim).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        println!("\nby {dim}:");
+        println!(
+            "  {:<14} {:>9} {:>9} {:>7} {:>9} {:>8} {:>12} {:>10}",
+            "value", "invites", "referrals", "won", "ref->won", "delta", "revenue", "cost/won"
+        );
+        let shown = if summary { rows.len().min(5) } else { rows.len() };
+        for r in &rows[..shown] {
+            println!(
+                "  {:<14} {:>9} {:>9} {:>7} {:>9} {:>8} {:>12} {:>10}",
+                truncate(&r.value, 14),
+                r.current.invites,
+                r.current.referrals,
+                r.current.won,
+                pct(r.rates.referral_to_won),
+                pp(r.rate_deltas.referral_to_won),
+                money(Some(r.current.revenue)),
+                money(r.rates.cost_per_won)
+            );
+        }
+        if shown < rows.len() {
+            println!("  ... {} more (use --detail full)", rows.len() - shown);
+        }
+    }
+
+    println!("\nsuccess metrics:");
+    for m in &plan.success_metrics {
+        let current = match m.name.as_str() {
+            "partner_nps" => m.current.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            _ => rel(m.current),
+        };
+        let target = match m.name.as_str() {
+            "partner_nps" => format!("{:.0}", m.target),
+            _ => format!("{:+.0}%", m.target * 100.0),
+        };
+        println!("  {:<16} {:>8}  target {:>5}  {}", m.name, current, target, m.status);
+    }
+
+    if !summary {
+        println!("\ndatasets:");
+        for d in &plan.datasets {
+            let rows: Vec<String> = d.checks.iter().map(|c| format!("{} {}", c.period, c.rows)).collect();
+            println!("  {:<24} {:>6} files {:>10.1} MiB  {}", d.name, d.files, d.bytes as f64 / 1_048_576.0, rows.join(", "));
+        }
+    }
+    println!("\ntasks ({}):", plan.pipeline.pattern);
+    for t in &plan.tasks {
+        println!(
+            "  {:<28} {:?} in {} ms{}",
+            t.id,
+            t.status,
+            t.duration_ms.unwrap_or(0),
+            if t.attempts > 1 { format!(" ({} attempts)", t.attempts) } else { String::new() }
+        );
+    }
+    if !plan.error_handling.events.is_empty() {
+        println!("\nretries:");
+        for e in &plan.error_handling.events {
+            println!("  {} attempt {}: {} ({})", e.task_id, e.attempt, e.action, e.error);
+        }
+    }
+}
+
+fn print_funnel(o: &FunnelRow) {
+    let c = &o.current;
+    println!("funnel (current window; change vs previous window):");
+    let prev = o.previous.unwrap_or_default();
+    let line = |name: &str, cur: u64, prev: u64, rate: Option<f64>, delta: Option<f64>| {
+        println!(
+            "  {:<14} {:>10}  {:>8}  step {:>6} {:>8}",
+            name,
+            cur,
+            rel(crate_rel(cur as f64, prev as f64)),
+            pct(rate),
+            pp(delta)
+        );
+    };
+    line("invites", c.invites, prev.invites, None, None);
+    line("referrals", c.referrals, prev.referrals, o.rates.invite_to_referral, o.rate_deltas.invite_to_referral);
+    line("signups", c.signups, prev.signups, o.rates.referral_to_signup, o.rate_deltas.referral_to_signup);
+    line("qualified", c.qualified, prev.qualified, o.rates.signup_to_qualified, o.rate_deltas.signup_to_qualified);
+    line("opportunities", c.opportunities, prev.opportunities, o.rates.qualified_to_opportunity, o.rate_deltas.qualified_to_opportunity);
+    line("won", c.won, prev.won, o.rates.opportunity_to_won, o.rate_deltas.opportunity_to_won);
+    println!(
+        "  revenue ${:.0} ({}), payouts ${:.0}, cost per won {}, revenue per payout dollar {}",
+        c.revenue,
+        rel(o.revenue_change),
+        c.payout_cost,
+        money(o.rates.cost_per_won),
+        o.rates.revenue_per_payout_dollar.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+    );
+}
+
+fn crate_rel(cur: f64, prev: f64) -> Option<f64> {
+    (prev > 0.0).then(|| (cur - prev) / prev)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}

@@ -1,0 +1,282 @@
+//! Plan assembly: turns the execution record and the role outputs into plan JSON v1.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use datafusion::arrow::array::RecordBatch;
+use refopt_plan::*;
+use refopt_spec::{Role, StageKind, WindowRange};
+
+use crate::datasets::RegisteredDataset;
+use crate::error::EngineError;
+use crate::executor::{Execution, StageStatus};
+use crate::metrics;
+use crate::roles;
+use crate::run::RunRequest;
+
+/// Inputs of plan assembly.
+pub struct PlanContext<'a> {
+    pub request: &'a RunRequest,
+    pub run_id: String,
+    pub created_at: DateTime<Utc>,
+    pub range: &'a WindowRange,
+    pub data_root_display: &'a str,
+    pub datasets: &'a [RegisteredDataset],
+    pub execution: &'a Execution,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn micros_rfc3339(m: i64) -> Option<String> {
+    DateTime::from_timestamp_micros(m).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// Output batches of the stage publishing `role`, if the pipeline has one.
+fn role_output<'a>(ctx: &'a PlanContext<'_>, role: Role) -> Option<(&'a str, &'a [RecordBatch])> {
+    let stage = ctx.request.pipeline.stage_publishing(role)?;
+    let batches = ctx.execution.outputs.get(&stage.id)?;
+    Some((stage.id.as_str(), batches.as_slice()))
+}
+
+/// Builds the plan.
+pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
+    let request = ctx.request;
+    let pipeline = &request.pipeline;
+    let full = request.detail == Detail::Full;
+
+    let checks = dataset_checks(ctx)?;
+    let datasets = ctx
+        .datasets
+        .iter()
+        .map(|d| DatasetRead {
+            name: d.name.clone(),
+            url: d.url.clone(),
+            files: d.files,
+            bytes: d.bytes,
+            checks: checks.get(&d.name).cloned().unwrap_or_default(),
+        })
+        .collect();
+
+    let funnel = match role_output(ctx, Role::Funnel) {
+        Some((stage, batches)) => {
+            let records = roles::funnel_records(stage, batches)?;
+            metrics::funnel_rows(&records, &request.dimensions, full)
+        }
+        None => Vec::new(),
+    };
+    let kpis = kpis(ctx)?;
+    let success_metrics = metrics::success_metrics(funnel.first(), &kpis);
+
+    let tasks = ctx
+        .execution
+        .stages
+        .iter()
+        .map(|s| Task {
+            id: s.id.clone(),
+            kind: s.kind.to_string(),
+            status: match s.status {
+                StageStatus::Succeeded => TaskStatus::Succeeded,
+                StageStatus::Failed => TaskStatus::Failed,
+                StageStatus::Skipped => TaskStatus::Skipped,
+            },
+            attempts: s.attempts,
+            depends_on: pipeline.stage(&s.id).map(|p| p.depends_on.clone()).unwrap_or_default(),
+            started_at: s.started_at.map(rfc3339),
+            finished_at: s.finished_at.map(rfc3339),
+            duration_ms: s.duration.map(|d| d.as_millis() as u64),
+            output_rows: s.output_rows,
+            error: s.error.clone(),
+        })
+        .collect();
+
+    let dependency_graph = dependency_graph(pipeline);
+    let pattern = if dependency_graph.parallel_groups.iter().any(|g| g.len() > 1)
+        && !dependency_graph.merge_gates.is_empty()
+    {
+        "pipeline with diamond block and merge gate"
+    } else if dependency_graph.parallel_groups.iter().any(|g| g.len() > 1) {
+        "pipeline with parallel stages"
+    } else {
+        "pipeline"
+    };
+
+    let partner_health = partner_health(ctx, full)?;
+    let existing_flags_current = kpis
+        .iter()
+        .find(|k| k.metric == "fraud_flags")
+        .and_then(|k| k.current)
+        .map(|v| v as u64);
+
+    Ok(Plan {
+        schema_version: SCHEMA_VERSION.to_string(),
+        run_id: ctx.run_id.clone(),
+        pipeline: PipelineInfo {
+            name: pipeline.name.clone(),
+            description: pipeline.description.trim().to_string(),
+            pattern: pattern.to_string(),
+        },
+        created_at: rfc3339(ctx.created_at),
+        status: RunStatus::Succeeded,
+        inputs: Inputs {
+            window: request.window.to_string(),
+            window_days: request.window.days,
+            as_of: request.as_of.to_string(),
+            window_start: rfc3339(ctx.range.start),
+            previous_window_start: rfc3339(ctx.range.previous_start),
+            detail: request.detail,
+            dimensions: request.dimensions.clone(),
+            experiments: request.experiments.clone(),
+            alert_threshold: request.alert_threshold,
+            data_root: ctx.data_root_display.to_string(),
+        },
+        datasets,
+        tasks,
+        dependency_graph,
+        error_handling: ErrorHandling {
+            retry_limit: pipeline.stages.iter().map(|s| s.retry.limit).max().unwrap_or(2),
+            events: ctx
+                .execution
+                .failures
+                .iter()
+                .map(|f| ErrorEvent {
+                    task_id: f.stage.clone(),
+                    attempt: f.attempt,
+                    error: f.error.clone(),
+                    action: f.action.to_string(),
+                    backoff_ms: f.backoff.map(|b| b.as_millis() as u64),
+                })
+                .collect(),
+        },
+        success_metrics,
+        metrics: Metrics { funnel, kpis },
+        findings: Vec::new(),
+        risk: Risk {
+            existing_flags_current,
+            flagged_referrals_url: None,
+            cohorts: Vec::new(),
+        },
+        partner_health,
+        experiments: Vec::new(),
+        alerts: Vec::new(),
+        escalations: Vec::new(),
+        backlog: Vec::new(),
+        change_log: Vec::new(),
+    })
+}
+
+fn dataset_checks(ctx: &PlanContext<'_>) -> Result<BTreeMap<String, Vec<DatasetCheck>>, EngineError> {
+    let mut out: BTreeMap<String, Vec<DatasetCheck>> = BTreeMap::new();
+    let Some((stage, batches)) = role_output(ctx, Role::DatasetHealth) else {
+        return Ok(out);
+    };
+    for b in roles::read(stage, Role::DatasetHealth, batches)? {
+        for r in 0..b.rows {
+            out.entry(b.text("dataset", r)).or_default().push(DatasetCheck {
+                period: b.text("period", r),
+                rows: b.int("row_count", r).max(0) as u64,
+                null_violations: b.int("null_violations", r).max(0) as u64,
+                duplicate_keys: b.int("duplicate_keys", r).max(0) as u64,
+                latest_event_at: b.micros("latest_event_at", r).and_then(micros_rfc3339),
+            });
+        }
+    }
+    for checks in out.values_mut() {
+        checks.sort_by(|a, b| a.period.cmp(&b.period));
+    }
+    Ok(out)
+}
+
+fn kpis(ctx: &PlanContext<'_>) -> Result<Vec<Kpi>, EngineError> {
+    let Some((stage, batches)) = role_output(ctx, Role::Kpis) else {
+        return Ok(Vec::new());
+    };
+    let mut values: BTreeMap<String, (Option<f64>, Option<f64>)> = BTreeMap::new();
+    for b in roles::read(stage, Role::Kpis, batches)? {
+        for r in 0..b.rows {
+            let entry = values.entry(b.text("metric", r)).or_default();
+            match b.text("period", r).as_str() {
+                "current" => entry.0 = b.real("value", r),
+                "previous" => entry.1 = b.real("value", r),
+                _ => {}
+            }
+        }
+    }
+    Ok(values
+        .into_iter()
+        .map(|(metric, (current, previous))| Kpi {
+            metric,
+            current,
+            previous,
+            delta: current.zip(previous).map(|(c, p)| c - p),
+        })
+        .collect())
+}
+
+/// At `--detail summary` the plan lists this many partners; `full` lists every partner.
+const SUMMARY_PARTNERS: usize = 10;
+
+fn partner_health(ctx: &PlanContext<'_>, full: bool) -> Result<PartnerHealth, EngineError> {
+    let Some((stage, batches)) = role_output(ctx, Role::PartnerHealth) else {
+        return Ok(PartnerHealth::default());
+    };
+    roles::read(stage, Role::PartnerHealth, batches)?;
+    let rows = crate::json::batches_to_objects(batches)?;
+    let evaluated = rows.len() as u64;
+    let partners = if full {
+        rows
+    } else {
+        rows.into_iter().take(SUMMARY_PARTNERS).collect()
+    };
+    Ok(PartnerHealth {
+        partners_evaluated: evaluated,
+        partners,
+    })
+}
+
+/// Nodes, edges, depth groups and merge gates of the stage graph.
+pub fn dependency_graph(pipeline: &refopt_spec::Pipeline) -> DependencyGraph {
+    let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+    // Stages are in topological order, so dependencies have their depth already.
+    for s in &pipeline.stages {
+        let d = s
+            .depends_on
+            .iter()
+            .map(|dep| depth.get(dep.as_str()).copied().unwrap_or(0) + 1)
+            .max()
+            .unwrap_or(0);
+        depth.insert(s.id.as_str(), d);
+    }
+    let max_depth = depth.values().copied().max().unwrap_or(0);
+    let parallel_groups = (0..=max_depth)
+        .map(|d| {
+            pipeline
+                .stages
+                .iter()
+                .filter(|s| depth[s.id.as_str()] == d)
+                .map(|s| s.id.clone())
+                .collect()
+        })
+        .collect();
+    DependencyGraph {
+        nodes: pipeline.stages.iter().map(|s| s.id.clone()).collect(),
+        edges: pipeline
+            .stages
+            .iter()
+            .flat_map(|s| {
+                s.depends_on.iter().map(|d| Edge {
+                    from: d.clone(),
+                    to: s.id.clone(),
+                })
+            })
+            .collect(),
+        parallel_groups,
+        merge_gates: pipeline
+            .stages
+            .iter()
+            .filter(|s| s.kind == StageKind::Gate)
+            .map(|s| s.id.clone())
+            .collect(),
+    }
+}

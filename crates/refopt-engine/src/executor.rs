@@ -1,0 +1,297 @@
+//! The stage DAG executor: runs every stage as soon as its dependencies succeeded, independent
+//! stages concurrently on tokio, retrying transient failures with exponential backoff and
+//! jitter, and recording every attempt.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use rand::Rng;
+use refopt_spec::{Pipeline, Stage, StageKind};
+use tokio::task::JoinSet;
+
+/// The outcome of one stage.
+#[derive(Debug, Clone)]
+pub struct StageRecord {
+    pub id: String,
+    pub kind: &'static str,
+    pub status: StageStatus,
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration: Option<Duration>,
+    pub output_rows: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Final state of a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageStatus {
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+/// One failed attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptFailure {
+    pub stage: String,
+    pub attempt: u32,
+    pub error: String,
+    /// `retried`, `gave_up` or `not_retryable`.
+    pub action: &'static str,
+    pub backoff: Option<Duration>,
+}
+
+/// Everything the executor did.
+#[derive(Debug, Default)]
+pub struct Execution {
+    /// Stage records in pipeline order.
+    pub stages: Vec<StageRecord>,
+    pub failures: Vec<AttemptFailure>,
+    /// Stages that ran at the same time as at least one other stage.
+    pub overlapped: BTreeSet<String>,
+    /// Output batches of every SQL stage that succeeded.
+    pub outputs: BTreeMap<String, Vec<RecordBatch>>,
+}
+
+impl Execution {
+    /// Whether every stage succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.stages.iter().all(|s| s.status == StageStatus::Succeeded)
+    }
+}
+
+/// Observer of stage progress (for progress bars and logs).
+pub trait StageObserver: Send + Sync {
+    fn started(&self, _stage: &str) {}
+    fn finished(&self, _record: &StageRecord) {}
+}
+
+/// An observer that does nothing.
+pub struct Quiet;
+impl StageObserver for Quiet {}
+
+struct Finished {
+    record: StageRecord,
+    failures: Vec<AttemptFailure>,
+    batches: Vec<RecordBatch>,
+}
+
+/// Runs the pipeline's stages on `ctx` with `params` bound.
+pub async fn execute(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    params: &ParamValues,
+    observer: Arc<dyn StageObserver>,
+) -> Execution {
+    let mut execution = Execution::default();
+    let mut records: BTreeMap<String, StageRecord> = BTreeMap::new();
+    let mut running: JoinSet<Finished> = JoinSet::new();
+    let mut in_flight: BTreeSet<String> = BTreeSet::new();
+    let mut waiting: Vec<&Stage> = pipeline.stages.iter().collect();
+
+    loop {
+        // Start or skip whatever is decidable now.
+        let mut i = 0;
+        while i < waiting.len() {
+            let stage = waiting[i];
+            let dep_states: Vec<Option<StageStatus>> = stage
+                .depends_on
+                .iter()
+                .map(|d| records.get(d).map(|r| r.status))
+                .collect();
+            if dep_states
+                .iter()
+                .any(|s| matches!(s, Some(StageStatus::Failed | StageStatus::Skipped)))
+            {
+                let record = skipped(stage);
+                observer.finished(&record);
+                records.insert(stage.id.clone(), record);
+                waiting.remove(i);
+                continue;
+            }
+            if dep_states.iter().all(|s| *s == Some(StageStatus::Succeeded)) {
+                observer.started(&stage.id);
+                in_flight.insert(stage.id.clone());
+                if in_flight.len() > 1 {
+                    execution.overlapped.extend(in_flight.iter().cloned());
+                }
+                running.spawn(run_stage(ctx.clone(), stage.clone(), params.clone()));
+                waiting.remove(i);
+                continue;
+            }
+            i += 1;
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        let finished = match done {
+            Ok(f) => f,
+            Err(join_error) => {
+                // A panicking stage task is a bug; record it rather than crash the run.
+                let id = in_flight.iter().next().cloned().unwrap_or_default();
+                Finished {
+                    record: StageRecord {
+                        id,
+                        kind: "sql",
+                        status: StageStatus::Failed,
+                        attempts: 1,
+                        started_at: None,
+                        finished_at: Some(Utc::now()),
+                        duration: None,
+                        output_rows: None,
+                        error: Some(format!("stage task aborted: {join_error}")),
+                    },
+                    failures: Vec::new(),
+                    batches: Vec::new(),
+                }
+            }
+        };
+        in_flight.remove(&finished.record.id);
+        observer.finished(&finished.record);
+        execution.failures.extend(finished.failures);
+        if finished.record.status == StageStatus::Succeeded && finished.record.kind == "sql" {
+            execution
+                .outputs
+                .insert(finished.record.id.clone(), finished.batches);
+        }
+        records.insert(finished.record.id.clone(), finished.record);
+    }
+    execution.stages = pipeline
+        .stages
+        .iter()
+        .filter_map(|s| records.remove(&s.id))
+        .collect();
+    execution
+}
+
+fn skipped(stage: &Stage) -> StageRecord {
+    StageRecord {
+        id: stage.id.clone(),
+        kind: kind_name(stage),
+        status: StageStatus::Skipped,
+        attempts: 0,
+        started_at: None,
+        finished_at: None,
+        duration: None,
+        output_rows: None,
+        error: Some("not run: a dependency failed".to_string()),
+    }
+}
+
+fn kind_name(stage: &Stage) -> &'static str {
+    match stage.kind {
+        StageKind::Sql { .. } => "sql",
+        StageKind::Gate => "gate",
+    }
+}
+
+async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Finished {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let mut failures = Vec::new();
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        let result = match &stage.kind {
+            StageKind::Gate => Ok(Vec::new()),
+            StageKind::Sql { sql, .. } => run_sql(&ctx, &stage.id, sql, &params).await,
+        };
+        match result {
+            Ok(batches) => break Ok(batches),
+            Err(e) => {
+                let message = e.to_string();
+                let retryable = is_transient(&e);
+                if retryable && attempts <= stage.retry.limit {
+                    let backoff = backoff(stage.retry.backoff_ms, attempts);
+                    failures.push(AttemptFailure {
+                        stage: stage.id.clone(),
+                        attempt: attempts,
+                        error: message,
+                        action: "retried",
+                        backoff: Some(backoff),
+                    });
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                failures.push(AttemptFailure {
+                    stage: stage.id.clone(),
+                    attempt: attempts,
+                    error: message.clone(),
+                    action: if retryable { "gave_up" } else { "not_retryable" },
+                    backoff: None,
+                });
+                break Err(message);
+            }
+        }
+    };
+    let finished_at = Utc::now();
+    let (status, batches, error) = match outcome {
+        Ok(b) => (StageStatus::Succeeded, b, None),
+        Err(e) => (StageStatus::Failed, Vec::new(), Some(e)),
+    };
+    let output_rows = (status == StageStatus::Succeeded && matches!(stage.kind, StageKind::Sql { .. }))
+        .then(|| batches.iter().map(|b| b.num_rows() as u64).sum());
+    Finished {
+        record: StageRecord {
+            id: stage.id.clone(),
+            kind: kind_name(&stage),
+            status,
+            attempts,
+            started_at: Some(started_at),
+            finished_at: Some(finished_at),
+            duration: Some(clock.elapsed()),
+            output_rows,
+            error,
+        },
+        failures,
+        batches,
+    }
+}
+
+/// Plans and runs one stage's SQL, then registers its result as a table named after the stage.
+async fn run_sql(
+    ctx: &SessionContext,
+    id: &str,
+    sql: &str,
+    params: &ParamValues,
+) -> Result<Vec<RecordBatch>, DataFusionError> {
+    let df = ctx.sql(sql).await?.with_param_values(params.clone())?;
+    let planned_schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    // Executed batches may differ from the logical schema in nullability; trust the data.
+    let schema = batches.first().map_or(planned_schema, |b| b.schema());
+    let table = MemTable::try_new(schema, vec![batches.clone()])?;
+    ctx.deregister_table(id)?;
+    ctx.register_table(id, Arc::new(table))?;
+    Ok(batches)
+}
+
+/// Errors worth retrying: storage and I/O hiccups, not SQL or schema mistakes.
+pub fn is_transient(e: &DataFusionError) -> bool {
+    match e.find_root() {
+        DataFusionError::ObjectStore(inner) => !matches!(
+            inner.as_ref(),
+            object_store::Error::NotFound { .. } | object_store::Error::InvalidPath { .. }
+        ),
+        DataFusionError::IoError(_) | DataFusionError::External(_) => true,
+        DataFusionError::ParquetError(p) => {
+            matches!(p.as_ref(), datafusion::parquet::errors::ParquetError::External(_))
+        }
+        _ => false,
+    }
+}
+
+/// `base * 2^(attempt-1)`, plus up to 25% jitter.
+fn backoff(base_ms: u64, attempt: u32) -> Duration {
+    let exp = base_ms.saturating_mul(1u64 << (attempt - 1).min(10));
+    let jitter = rand::rng().random_range(0..=exp / 4 + 1);
+    Duration::from_millis(exp + jitter)
+}

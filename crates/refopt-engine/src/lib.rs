@@ -1,0 +1,19 @@
+//! The refopt engine: object stores, the DataFusion session, dataset registration, the stage
+//! DAG executor and plan assembly.
+
+pub mod assemble;
+pub mod datasets;
+pub mod error;
+pub mod executor;
+pub mod json;
+pub mod metrics;
+pub mod params;
+pub mod roles;
+pub mod run;
+pub mod session;
+pub mod storage;
+
+pub use error::{EngineError, ErrorClass};
+pub use executor::{Quiet, StageObserver, StageRecord, StageStatus};
+pub use run::{RunOutcome, RunRequest, run};
+pub use session::SessionOptions;

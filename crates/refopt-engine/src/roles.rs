@@ -1,0 +1,172 @@
+//! Reading the outputs of stages that publish a role. Each role has a column contract; columns
+//! are cast to the contract's types, and a missing column is a located error naming the stage.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
+use refopt_plan::FunnelCounts;
+use refopt_spec::Role;
+
+use crate::error::EngineError;
+
+/// Column contract of each role: (column, type).
+pub fn contract(role: Role) -> &'static [(&'static str, ColumnType)] {
+    use ColumnType::*;
+    match role {
+        Role::DatasetHealth => &[
+            ("dataset", Text),
+            ("period", Text),
+            ("row_count", Integer),
+            ("null_violations", Integer),
+            ("duplicate_keys", Integer),
+            ("latest_event_at", Timestamp),
+        ],
+        Role::Funnel => &[
+            ("period", Text),
+            ("dimension", Text),
+            ("value", Text),
+            ("invites", Integer),
+            ("referrals", Integer),
+            ("signups", Integer),
+            ("qualified", Integer),
+            ("opportunities", Integer),
+            ("won", Integer),
+            ("revenue", Real),
+            ("payout_cost", Real),
+        ],
+        Role::Kpis => &[("metric", Text), ("period", Text), ("value", Real)],
+        Role::PartnerHealth => &[("partner_id", Text)],
+    }
+}
+
+/// Types a role column is cast to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Integer,
+    Real,
+    Timestamp,
+}
+
+impl ColumnType {
+    fn arrow(self) -> DataType {
+        match self {
+            ColumnType::Text => DataType::Utf8,
+            ColumnType::Integer => DataType::Int64,
+            ColumnType::Real => DataType::Float64,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+}
+
+/// A batch whose role columns were checked and cast.
+pub struct RoleBatch {
+    columns: Vec<ArrayRef>,
+    names: Vec<&'static str>,
+    pub rows: usize,
+}
+
+impl RoleBatch {
+    fn col(&self, name: &str) -> &ArrayRef {
+        let i = self.names.iter().position(|n| *n == name).expect("contract column");
+        &self.columns[i]
+    }
+
+    /// Text value (empty string for null).
+    pub fn text(&self, name: &str, row: usize) -> String {
+        let a = self.col(name).as_string::<i32>();
+        if a.is_null(row) { String::new() } else { a.value(row).to_string() }
+    }
+
+    /// Integer value (0 for null).
+    pub fn int(&self, name: &str, row: usize) -> i64 {
+        let a = self.col(name).as_primitive::<Int64Type>();
+        if a.is_null(row) { 0 } else { a.value(row) }
+    }
+
+    /// Real value (None for null or non-finite).
+    pub fn real(&self, name: &str, row: usize) -> Option<f64> {
+        let a = self.col(name).as_primitive::<Float64Type>();
+        (!a.is_null(row)).then(|| a.value(row)).filter(|v| v.is_finite())
+    }
+
+    /// Timestamp value in microseconds.
+    pub fn micros(&self, name: &str, row: usize) -> Option<i64> {
+        let a = self.col(name).as_primitive::<TimestampMicrosecondType>();
+        (!a.is_null(row)).then(|| a.value(row))
+    }
+}
+
+/// Checks and casts `batches` of `stage` against `role`'s contract.
+pub fn read(stage: &str, role: Role, batches: &[RecordBatch]) -> Result<Vec<RoleBatch>, EngineError> {
+    let spec = contract(role);
+    let err = |message: String| EngineError::RoleContract {
+        stage: stage.to_string(),
+        role: format!("{role:?}"),
+        message,
+    };
+    let mut out = Vec::new();
+    for batch in batches {
+        let mut columns = Vec::new();
+        for (name, ty) in spec {
+            let column = batch.column_by_name(name).ok_or_else(|| {
+                err(format!(
+                    "output lacks column `{name}` (has: {})",
+                    batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            let cast_column = cast(column, &ty.arrow())
+                .map_err(|e| err(format!("column `{name}` cannot be read as {ty:?}: {e}")))?;
+            columns.push(Arc::clone(&cast_column));
+        }
+        out.push(RoleBatch {
+            columns,
+            names: spec.iter().map(|(n, _)| *n).collect(),
+            rows: batch.num_rows(),
+        });
+    }
+    Ok(out)
+}
+
+/// One funnel row of the stage output.
+#[derive(Debug, Clone)]
+pub struct FunnelRecord {
+    pub period: String,
+    pub dimension: String,
+    pub value: String,
+    pub counts: FunnelCounts,
+}
+
+/// Reads a funnel stage's output.
+pub fn funnel_records(stage: &str, batches: &[RecordBatch]) -> Result<Vec<FunnelRecord>, EngineError> {
+    let mut out = Vec::new();
+    for b in read(stage, Role::Funnel, batches)? {
+        for r in 0..b.rows {
+            let count = |name: &str| b.int(name, r).max(0) as u64;
+            out.push(FunnelRecord {
+                period: b.text("period", r),
+                dimension: b.text("dimension", r),
+                value: b.text("value", r),
+                counts: FunnelCounts {
+                    invites: count("invites"),
+                    referrals: count("referrals"),
+                    signups: count("signups"),
+                    qualified: count("qualified"),
+                    opportunities: count("opportunities"),
+                    won: count("won"),
+                    revenue: b.real("revenue", r).unwrap_or(0.0),
+                    payout_cost: b.real("payout_cost", r).unwrap_or(0.0),
+                },
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,121 @@
+//! One run end to end: resolve stores, register datasets, execute the stage DAG, assemble the
+//! plan and write it to the plan store. Nothing is written unless every stage succeeded.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rand::Rng;
+use refopt_plan::{Detail, Plan, PlanStore, StoredPlan};
+use refopt_spec::{Pipeline, Window, WindowRange};
+
+use crate::assemble::{PlanContext, assemble};
+use crate::datasets::register_datasets;
+use crate::error::EngineError;
+use crate::executor::{Execution, StageObserver, StageStatus, execute};
+use crate::session::{SessionOptions, new_session};
+use crate::storage;
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub pipeline: Pipeline,
+    /// Data root (URL or path).
+    pub data_root: String,
+    /// Plans root (URL or path); `None` means do not write (dry run).
+    pub plans_root: Option<String>,
+    pub window: Window,
+    /// Exclusive end day of the window.
+    pub as_of: NaiveDate,
+    pub detail: Detail,
+    pub dimensions: Vec<String>,
+    pub experiments: Vec<String>,
+    pub alert_threshold: Option<f64>,
+    pub session: SessionOptions,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub plan: Plan,
+    /// Where the plan was written (None for a dry run).
+    pub stored: Option<StoredPlan>,
+    pub execution: Execution,
+}
+
+/// Runs the pipeline and writes its plan.
+pub async fn run(request: RunRequest, observer: Arc<dyn StageObserver>) -> Result<RunOutcome, EngineError> {
+    let pipeline = &request.pipeline;
+    pipeline
+        .check_dimensions(&request.dimensions)
+        .map_err(EngineError::Parameter)?;
+    if let Some(t) = request.alert_threshold
+        && !t.is_finite()
+    {
+        return Err(EngineError::Parameter(format!("--alert-threshold must be a finite number, got {t}")));
+    }
+    let data = storage::resolve(&request.data_root).map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let plan_store = match &request.plans_root {
+        Some(root) => {
+            let loc = storage::resolve(root).map_err(|e| EngineError::Parameter(e.to_string()))?;
+            Some(PlanStore::new(loc.store, loc.prefix, loc.display))
+        }
+        None => None,
+    };
+
+    let ctx = new_session(&request.session)?;
+    let datasets = register_datasets(&ctx, &data, &pipeline.datasets).await?;
+    let range = WindowRange::new(request.window, request.as_of);
+    let params = crate::params::bind(&range, request.window.days);
+    let execution = execute(&ctx, pipeline, &params, observer).await;
+
+    if !execution.succeeded() {
+        let failed: Vec<_> = execution
+            .stages
+            .iter()
+            .filter(|s| s.status == StageStatus::Failed)
+            .collect();
+        let first = failed
+            .first()
+            .map(|s| {
+                format!(
+                    "stage `{}` after {} attempt(s): {}",
+                    s.id,
+                    s.attempts,
+                    s.error.as_deref().unwrap_or("unknown error")
+                )
+            })
+            .unwrap_or_else(|| "a stage did not run".to_string());
+        return Err(EngineError::StagesFailed {
+            failed: failed.len(),
+            first,
+        });
+    }
+
+    let created_at = Utc::now();
+    let plan = assemble(&PlanContext {
+        request: &request,
+        run_id: run_id(created_at),
+        created_at,
+        range: &range,
+        data_root_display: &data.display,
+        datasets: &datasets,
+        execution: &execution,
+    })?;
+    let stored = match plan_store {
+        Some(store) => Some(store.write(&plan, created_at).await.map_err(|e| EngineError::Storage {
+            location: request.plans_root.clone().unwrap_or_default(),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    Ok(RunOutcome {
+        plan,
+        stored,
+        execution,
+    })
+}
+
+/// `<UTC timestamp>-<8 random hex digits>`: sortable and unique across concurrent runs.
+fn run_id(at: DateTime<Utc>) -> String {
+    format!("{}-{:08x}", at.format("%Y%m%dT%H%M%SZ"), rand::rng().random::<u32>())
+}

@@ -1,0 +1,40 @@
+//! The DataFusion session factory: thread count, memory pool with spilling, and the options the
+//! pipeline's SQL relies on.
+
+use std::sync::Arc;
+
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::EngineError;
+
+/// Knobs of a session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Worker threads for query execution (default: all cores).
+    pub threads: Option<usize>,
+    /// Memory pool limit in bytes; operators spill to a temp dir beyond it.
+    pub memory_limit: Option<usize>,
+}
+
+/// Builds a session context.
+pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineError> {
+    let threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let config = SessionConfig::new()
+        .with_target_partitions(threads)
+        .with_information_schema(true)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true);
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = options.memory_limit {
+        runtime = runtime
+            .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory));
+    }
+    let runtime = runtime.build_arc()?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}

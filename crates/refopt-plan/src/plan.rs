@@ -1,0 +1,321 @@
+//! Plan JSON v1: the audit record of one run. Field names are the stable contract that tools
+//! rely on (see `docs/plan-format.md`); the JSON Schema in `docs/plan.schema.json` is generated
+//! from these types and checked for drift by the test suite.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of the plan format written by this build.
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// One run's plan: inputs, what was read, what ran, what was measured and recommended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Plan format version (`1.x`).
+    pub schema_version: String,
+    /// Unique id of the run that wrote this plan.
+    pub run_id: String,
+    pub pipeline: PipelineInfo,
+    /// RFC 3339 UTC time the plan was assembled.
+    pub created_at: String,
+    /// `succeeded` when every task succeeded.
+    pub status: RunStatus,
+    pub inputs: Inputs,
+    pub datasets: Vec<DatasetRead>,
+    pub tasks: Vec<Task>,
+    pub dependency_graph: DependencyGraph,
+    pub error_handling: ErrorHandling,
+    pub success_metrics: Vec<SuccessMetric>,
+    pub metrics: Metrics,
+    pub findings: Vec<Finding>,
+    pub risk: Risk,
+    pub partner_health: PartnerHealth,
+    pub experiments: Vec<ExperimentResult>,
+    pub alerts: Vec<Alert>,
+    pub escalations: Vec<Escalation>,
+    pub backlog: Vec<BacklogItem>,
+    pub change_log: Vec<ChangeLogEntry>,
+}
+
+/// Overall outcome of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+}
+
+/// Which pipeline ran, and its shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineInfo {
+    pub name: String,
+    pub description: String,
+    /// Execution pattern, e.g. `pipeline with diamond block and merge gate`.
+    pub pattern: String,
+}
+
+/// The run's parameters (the seed command's inputs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    /// Window as given, e.g. `30d`.
+    pub window: String,
+    pub window_days: u32,
+    /// Exclusive end of the window (`YYYY-MM-DD`, midnight UTC).
+    pub as_of: String,
+    /// RFC 3339 start of the current window.
+    pub window_start: String,
+    /// RFC 3339 start of the previous window (deltas compare against it).
+    pub previous_window_start: String,
+    pub detail: Detail,
+    pub dimensions: Vec<String>,
+    pub experiments: Vec<String>,
+    pub alert_threshold: Option<f64>,
+    /// Data root URL (never contains credentials).
+    pub data_root: String,
+}
+
+/// How much goes into the plan and the printed summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Detail {
+    Summary,
+    Full,
+}
+
+/// One dataset as read by the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetRead {
+    pub name: String,
+    pub url: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// Data-refresh checks for the current and previous window (empty when the pipeline has no
+    /// dataset-health stage).
+    pub checks: Vec<DatasetCheck>,
+}
+
+/// Data-refresh checks of one dataset over one period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetCheck {
+    /// `current` or `previous`.
+    pub period: String,
+    pub rows: u64,
+    /// Required non-nullable values that were null.
+    pub null_violations: u64,
+    /// Rows whose key appears more than once.
+    pub duplicate_keys: u64,
+    /// RFC 3339 time of the newest event in the period, if any.
+    pub latest_event_at: Option<String>,
+}
+
+/// One executed (or skipped) task of the dependency graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub id: String,
+    /// `sql` or `gate`.
+    pub kind: String,
+    pub status: TaskStatus,
+    pub attempts: u32,
+    pub depends_on: Vec<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub output_rows: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Outcome of one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Succeeded,
+    Failed,
+    /// Not run because a dependency failed.
+    Skipped,
+}
+
+/// The stage graph: nodes, edges and the groups that ran concurrently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DependencyGraph {
+    pub nodes: Vec<String>,
+    pub edges: Vec<Edge>,
+    /// Stages grouped by depth: stages in one group have no path between them and may run
+    /// concurrently (the diamond).
+    pub parallel_groups: Vec<Vec<String>>,
+    /// Gate stages that join parallel branches.
+    pub merge_gates: Vec<String>,
+}
+
+/// `from` must finish before `to` starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+}
+
+/// Retries and failures handled during the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorHandling {
+    /// Default retry limit of the pipeline's stages.
+    pub retry_limit: u32,
+    pub events: Vec<ErrorEvent>,
+}
+
+/// One failed attempt and what was done about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorEvent {
+    pub task_id: String,
+    pub attempt: u32,
+    pub error: String,
+    /// `retried`, `gave_up` or `not_retryable`.
+    pub action: String,
+    pub backoff_ms: Option<u64>,
+}
+
+/// A success metric of the seed (conversion lift, fraud reduction, partner NPS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessMetric {
+    pub name: String,
+    pub description: String,
+    /// Current value; null when the data cannot support it (e.g. no previous window).
+    pub current: Option<f64>,
+    pub target: f64,
+    /// `higher_is_better` or `lower_is_better`.
+    pub direction: String,
+    /// `met`, `not_met` or `unknown`.
+    pub status: String,
+}
+
+/// Measured metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Funnel rows: the `overall` row first, then one row per value of each requested dimension.
+    pub funnel: Vec<FunnelRow>,
+    /// Program KPIs per period (`metric` -> value), from the pipeline's KPI stage.
+    pub kpis: Vec<Kpi>,
+}
+
+/// A KPI for the current window with its previous-window value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kpi {
+    pub metric: String,
+    pub current: Option<f64>,
+    pub previous: Option<f64>,
+    pub delta: Option<f64>,
+}
+
+/// Funnel of one dimension value (or of everything: dimension `overall`, value `all`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunnelRow {
+    pub dimension: String,
+    pub value: String,
+    pub current: FunnelCounts,
+    /// Previous-window counts (omitted at `--detail summary` except for `overall`).
+    pub previous: Option<FunnelCounts>,
+    pub rates: FunnelRates,
+    /// Current minus previous, for each rate (absolute, not relative).
+    pub rate_deltas: FunnelRates,
+    /// Relative change of won deals and revenue vs the previous window.
+    pub won_change: Option<f64>,
+    pub revenue_change: Option<f64>,
+}
+
+/// Counts through the funnel for one period.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunnelCounts {
+    pub invites: u64,
+    pub referrals: u64,
+    pub signups: u64,
+    pub qualified: u64,
+    pub opportunities: u64,
+    pub won: u64,
+    /// USD of won deals.
+    pub revenue: f64,
+    /// USD paid or owed to referrers and partners (excluding reversed payouts).
+    pub payout_cost: f64,
+}
+
+/// Step conversion rates and incentive efficiency; null where the denominator is zero.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunnelRates {
+    /// referrals / invites
+    pub invite_to_referral: Option<f64>,
+    /// signups / referrals
+    pub referral_to_signup: Option<f64>,
+    /// qualified / signups
+    pub signup_to_qualified: Option<f64>,
+    /// opportunities / qualified
+    pub qualified_to_opportunity: Option<f64>,
+    /// won / opportunities
+    pub opportunity_to_won: Option<f64>,
+    /// won / referrals
+    pub referral_to_won: Option<f64>,
+    /// payout_cost / won
+    pub cost_per_won: Option<f64>,
+    /// revenue / payout_cost
+    pub revenue_per_payout_dollar: Option<f64>,
+}
+
+/// A finding (filled by rules; see the rules issue).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    pub id: String,
+    pub kind: String,
+    pub severity: String,
+    pub title: String,
+    pub detail: String,
+}
+
+/// Fraud and risk summary.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Risk {
+    /// Referrals flagged by the program's existing fraud flags in the current window.
+    pub existing_flags_current: Option<u64>,
+    /// URL of the Parquet file with flagged referrals, when rules flagged any.
+    pub flagged_referrals_url: Option<String>,
+    pub cohorts: Vec<serde_json::Value>,
+}
+
+/// Partner health summary.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerHealth {
+    /// Partners with activity or referrals in the window.
+    pub partners_evaluated: u64,
+    pub partners: Vec<serde_json::Value>,
+}
+
+/// Result of one experiment (filled by the experiments issue).
+pub type ExperimentResult = serde_json::Value;
+/// A KPI alert.
+pub type Alert = serde_json::Value;
+/// An escalation up the ladder.
+pub type Escalation = serde_json::Value;
+/// A backlog recommendation.
+pub type BacklogItem = serde_json::Value;
+
+/// One change since the previous plan of the same pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeLogEntry {
+    pub kind: String,
+    pub description: String,
+}

@@ -1,0 +1,14 @@
+//! What ops edit: the pipeline YAML (datasets, dimensions, SQL stages) and its validation.
+//!
+//! This crate has no DataFusion dependency: it loads and checks configuration, reporting every
+//! problem with its file, line and column, so `refopt validate` and the runner share one loader.
+
+pub mod dag;
+pub mod error;
+pub mod pipeline;
+pub mod window;
+pub mod yaml;
+
+pub use error::{Location, SpecError, SpecErrors};
+pub use pipeline::{Dataset, Dimension, Pipeline, RetryPolicy, Role, Stage, StageKind};
+pub use window::{Window, WindowRange};

@@ -1,0 +1,561 @@
+//! The pipeline file (`pipelines/<name>.yaml`): datasets, dimensions and SQL stages.
+//!
+//! Loading happens in two phases, as in Vector and ripgrep: the raw YAML types (unknown keys
+//! rejected, every name carrying its location) are checked as a whole, collecting *all*
+//! problems, and only a fully valid file becomes a [`Pipeline`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::dag;
+use crate::error::{Location, SpecError, SpecErrors};
+use crate::yaml;
+
+/// The pipeline file format version this build reads.
+pub const PIPELINE_VERSION: u32 = 1;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    version: Spanned<u32>,
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    datasets: Vec<RawDataset>,
+    #[serde(default)]
+    dimensions: Vec<RawDimension>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    stages: Vec<RawStage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataset {
+    name: Spanned<String>,
+    path: String,
+    #[serde(default)]
+    partitioned_by_day: bool,
+    #[serde(default)]
+    description: String,
+    required_columns: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDimension {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default)]
+    retry: Option<RetryPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    id: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    kind: StageKindName,
+    #[serde(default)]
+    sql: Option<String>,
+    #[serde(default)]
+    sql_file: Option<Spanned<String>>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    #[serde(default)]
+    retry: Option<RetryPolicy>,
+    #[serde(default)]
+    publishes: Option<Role>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StageKindName {
+    #[default]
+    Sql,
+    Gate,
+}
+
+/// How often a failed stage is retried, and how long to wait between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (the seed's default is 2).
+    pub limit: u32,
+    /// First backoff in milliseconds; doubles each retry, with jitter.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+}
+
+fn default_backoff_ms() -> u64 {
+    250
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            limit: 2,
+            backoff_ms: default_backoff_ms(),
+        }
+    }
+}
+
+/// What the engine reads from a stage's output to build the plan. Each role has a fixed output
+/// contract (documented in `docs/pipeline-authoring.md`) that the engine checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Per dataset and period: row counts, freshness, null and duplicate checks.
+    DatasetHealth,
+    /// Funnel counts per period, dimension and value.
+    Funnel,
+    /// Program KPIs per period (`metric`, `period`, `value`).
+    Kpis,
+    /// Per partner inputs for partner health.
+    PartnerHealth,
+}
+
+/// A dataset the pipeline reads.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub name: String,
+    /// Path under the data root, e.g. `invites`.
+    pub path: String,
+    /// Hive `dt=YYYY-MM-DD` day partitions.
+    pub partitioned_by_day: bool,
+    pub description: String,
+    pub required_columns: Vec<String>,
+    pub location: Location,
+}
+
+/// A breakdown the user may ask for with `--dimensions`.
+#[derive(Debug, Clone)]
+pub struct Dimension {
+    pub name: String,
+    pub description: String,
+}
+
+/// What a stage does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageKind {
+    /// Runs SQL; its result is registered as a table named after the stage.
+    Sql { sql: String, source: SqlSource },
+    /// A merge gate: waits for its dependencies, produces nothing.
+    Gate,
+}
+
+/// Where a stage's SQL came from (for error messages and `explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlSource {
+    Inline(Location),
+    File(PathBuf),
+}
+
+/// One step of the pipeline.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub id: String,
+    pub description: String,
+    pub kind: StageKind,
+    pub depends_on: Vec<String>,
+    pub retry: RetryPolicy,
+    pub publishes: Option<Role>,
+    pub location: Location,
+}
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: String,
+    pub file: PathBuf,
+    pub datasets: Vec<Dataset>,
+    pub dimensions: Vec<Dimension>,
+    /// Stages in a valid execution order (dependencies first).
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// Loads and validates a pipeline file, reporting every problem found.
+    pub fn load(file: &Path) -> Result<Pipeline, SpecErrors> {
+        let raw: RawPipeline = yaml::load(file)?;
+        resolve(file, raw)
+    }
+
+    /// Parses a pipeline from text (SQL files are resolved relative to `file`'s folder).
+    pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecErrors> {
+        let raw: RawPipeline = yaml::parse(file, text)?;
+        resolve(file, raw)
+    }
+
+    /// The stage with this id.
+    pub fn stage(&self, id: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+
+    /// The stage that publishes `role`, if any.
+    pub fn stage_publishing(&self, role: Role) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.publishes == Some(role))
+    }
+
+    /// Checks requested dimension names against the pipeline's declared dimensions.
+    pub fn check_dimensions(&self, requested: &[String]) -> Result<(), String> {
+        let known: Vec<&str> = self.dimensions.iter().map(|d| d.name.as_str()).collect();
+        for r in requested {
+            if !known.contains(&r.as_str()) {
+                return Err(format!(
+                    "unknown dimension `{r}`; pipeline `{}` declares: {}",
+                    self.name,
+                    known.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
+    let mut errors = Vec::new();
+    let at = |loc: &serde_saphyr::Location| Location::from_yaml(file, loc);
+    if raw.version.value != PIPELINE_VERSION {
+        errors.push(SpecError::new(
+            at(&raw.version.referenced),
+            format!(
+                "unsupported pipeline version {} (this refopt reads version {PIPELINE_VERSION})",
+                raw.version.value
+            ),
+        ));
+    }
+    if !is_identifier(&raw.name.value.replace('-', "_")) {
+        errors.push(SpecError::new(
+            at(&raw.name.referenced),
+            format!(
+                "pipeline name `{}` must use letters, digits, `_` and `-` only",
+                raw.name.value
+            ),
+        ));
+    }
+
+    let mut datasets = Vec::new();
+    let mut names = BTreeSet::new();
+    for d in raw.datasets {
+        let location = at(&d.name.referenced);
+        if !is_identifier(&d.name.value) {
+            errors.push(SpecError::new(
+                location.clone(),
+                format!(
+                    "dataset name `{}` must be a SQL identifier (letters, digits, `_`)",
+                    d.name.value
+                ),
+            ));
+        }
+        if !names.insert(d.name.value.clone()) {
+            errors.push(SpecError::new(
+                location.clone(),
+                format!("dataset `{}` is declared twice", d.name.value),
+            ));
+        }
+        if d.path.trim().is_empty() || d.path.contains("..") {
+            errors.push(SpecError::new(
+                location.clone(),
+                format!(
+                    "dataset `{}`: path must be a relative folder under the data root",
+                    d.name.value
+                ),
+            ));
+        }
+        if d.required_columns.is_empty() {
+            errors.push(SpecError::new(
+                location.clone(),
+                format!("dataset `{}`: required_columns is empty", d.name.value),
+            ));
+        }
+        datasets.push(Dataset {
+            name: d.name.value,
+            path: d.path.trim_matches('/').to_string(),
+            partitioned_by_day: d.partitioned_by_day,
+            description: d.description,
+            required_columns: d.required_columns.into_iter().map(|c| c.value).collect(),
+            location,
+        });
+    }
+
+    let mut dimensions = Vec::new();
+    let mut dim_names = BTreeSet::new();
+    for d in raw.dimensions {
+        if !dim_names.insert(d.name.value.clone()) {
+            errors.push(SpecError::new(
+                at(&d.name.referenced),
+                format!("dimension `{}` is declared twice", d.name.value),
+            ));
+        }
+        dimensions.push(Dimension {
+            name: d.name.value,
+            description: d.description,
+        });
+    }
+
+    let default_retry = raw.defaults.retry.unwrap_or_default();
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut stages = Vec::new();
+    let mut stage_ids: BTreeMap<String, Location> = BTreeMap::new();
+    for s in &raw.stages {
+        let location = at(&s.id.referenced);
+        if !is_identifier(&s.id.value) {
+            errors.push(SpecError::new(
+                location.clone(),
+                format!(
+                    "stage id `{}` must be a SQL identifier (letters, digits, `_`): later stages read it as a table",
+                    s.id.value
+                ),
+            ));
+        }
+        if names.contains(&s.id.value) {
+            errors.push(SpecError::new(
+                location.clone(),
+                format!("stage `{}` has the same name as a dataset", s.id.value),
+            ));
+        }
+        if stage_ids
+            .insert(s.id.value.clone(), location.clone())
+            .is_some()
+        {
+            errors.push(SpecError::new(
+                location,
+                format!("stage `{}` is declared twice", s.id.value),
+            ));
+        }
+    }
+    let mut publishers: BTreeMap<Role, String> = BTreeMap::new();
+    for s in raw.stages {
+        let location = at(&s.id.referenced);
+        let id = s.id.value;
+        for dep in &s.depends_on {
+            if !stage_ids.contains_key(&dep.value) {
+                let hint = closest(&dep.value, stage_ids.keys().map(String::as_str))
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
+                errors.push(SpecError::new(
+                    at(&dep.referenced),
+                    format!(
+                        "stage `{id}` depends on unknown stage `{}`{hint}",
+                        dep.value
+                    ),
+                ));
+            }
+        }
+        if let Some(role) = s.publishes
+            && let Some(other) = publishers.insert(role, id.clone())
+        {
+            errors.push(SpecError::new(
+                location.clone(),
+                format!("stage `{id}` publishes {role:?}, already published by stage `{other}`"),
+            ));
+        }
+        let kind = match (s.kind, s.sql, s.sql_file) {
+            (StageKindName::Gate, None, None) => StageKind::Gate,
+            (StageKindName::Gate, _, _) => {
+                errors.push(SpecError::new(
+                    location.clone(),
+                    format!("stage `{id}` is a gate and cannot have SQL"),
+                ));
+                StageKind::Gate
+            }
+            (StageKindName::Sql, Some(sql), None) => StageKind::Sql {
+                sql,
+                source: SqlSource::Inline(location.clone()),
+            },
+            (StageKindName::Sql, None, Some(f)) => {
+                let path = base.join(&f.value);
+                match std::fs::read_to_string(&path) {
+                    Ok(sql) => StageKind::Sql {
+                        sql,
+                        source: SqlSource::File(path),
+                    },
+                    Err(e) => {
+                        errors.push(SpecError::new(
+                            at(&f.referenced),
+                            format!(
+                                "stage `{id}`: cannot read sql_file `{}`: {e}",
+                                path.display()
+                            ),
+                        ));
+                        StageKind::Gate
+                    }
+                }
+            }
+            (StageKindName::Sql, None, None) => {
+                errors.push(SpecError::new(
+                    location.clone(),
+                    format!("stage `{id}` needs `sql` or `sql_file` (or `kind: gate`)"),
+                ));
+                StageKind::Gate
+            }
+            (StageKindName::Sql, Some(_), Some(_)) => {
+                errors.push(SpecError::new(
+                    location.clone(),
+                    format!("stage `{id}` has both `sql` and `sql_file`; keep one"),
+                ));
+                StageKind::Gate
+            }
+        };
+        stages.push(Stage {
+            id,
+            description: s.description,
+            kind,
+            depends_on: s.depends_on.into_iter().map(|d| d.value).collect(),
+            retry: s.retry.unwrap_or(default_retry),
+            publishes: s.publishes,
+            location,
+        });
+    }
+    if stages.is_empty() {
+        errors.push(SpecError::new(
+            Location::file_start(file),
+            "the pipeline has no stages",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(SpecErrors(errors));
+    }
+    let order = dag::topological_order(&stages).map_err(|cycle| {
+        let first = stages
+            .iter()
+            .find(|s| s.id == cycle[0])
+            .expect("cycle members are stages");
+        SpecErrors(vec![SpecError::new(
+            first.location.clone(),
+            format!("dependency cycle: {}", cycle.join(" -> ")),
+        )])
+    })?;
+    let mut by_id: BTreeMap<String, Stage> =
+        stages.into_iter().map(|s| (s.id.clone(), s)).collect();
+    let stages = order
+        .into_iter()
+        .map(|id| by_id.remove(&id).expect("ordered ids are stages"))
+        .collect();
+    Ok(Pipeline {
+        name: raw.name.value,
+        description: raw.description,
+        file: file.to_path_buf(),
+        datasets,
+        dimensions,
+        stages,
+    })
+}
+
+/// A plain SQL identifier: ASCII letter or `_` first, then letters, digits or `_`.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The candidate closest to `word` by edit distance, if close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Pipeline, SpecErrors> {
+        Pipeline::parse(Path::new("p.yaml"), text)
+    }
+
+    const HEAD: &str = "version: 1\nname: t\ndatasets:\n  - name: a\n    path: a\n    required_columns: [x]\n";
+
+    #[test]
+    fn orders_stages_by_dependency() {
+        let p = parse(&format!(
+            "{HEAD}stages:\n  - id: c\n    sql: select 1\n    depends_on: [b]\n  - id: b\n    sql: select 1\n"
+        ))
+        .unwrap();
+        let ids: Vec<&str> = p.stages.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"]);
+        assert_eq!(p.stages[0].retry.limit, 2);
+    }
+
+    #[test]
+    fn unknown_dependency_is_located_with_hint() {
+        let e = parse(&format!(
+            "{HEAD}stages:\n  - id: funnel\n    sql: select 1\n  - id: b\n    sql: select 1\n    depends_on: [funel]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        let msg = e.0[0].to_string();
+        assert!(msg.starts_with("p.yaml:12:"), "{msg}");
+        assert!(
+            msg.contains("unknown stage `funel` (did you mean `funnel`?)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn cycle_is_reported() {
+        let e = parse(&format!(
+            "{HEAD}stages:\n  - id: a1\n    sql: select 1\n    depends_on: [b1]\n  - id: b1\n    sql: select 1\n    depends_on: [a1]\n"
+        ))
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("dependency cycle: a1 -> b1 -> a1"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = parse(&format!("{HEAD}stages:\n  - id: a1\n    sqll: select 1\n")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("p.yaml:9:"), "{msg}");
+        assert!(msg.contains("sqll"), "{msg}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let e = parse(&format!(
+            "{HEAD}stages:\n  - id: a1\n    depends_on: [zz]\n  - id: a1\n    sql: select 1\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+    }
+
+    #[test]
+    fn dimensions_are_checked() {
+        let p = parse(&format!(
+            "{HEAD}dimensions:\n  - name: channel\nstages:\n  - id: a1\n    sql: select 1\n"
+        ))
+        .unwrap();
+        assert!(p.check_dimensions(&["channel".into()]).is_ok());
+        let e = p.check_dimensions(&["chanel".into()]).unwrap_err();
+        assert!(e.contains("unknown dimension `chanel`"), "{e}");
+    }
+}

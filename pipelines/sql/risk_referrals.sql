@@ -1,0 +1,18 @@
+-- Referrals created in the current window with what the fraud heuristics look at, plus the
+-- first-signup and first-won times (conversion timing) from conversions in the window.
+SELECT r.referral_id, r.referrer_id, r.referee_id, r.partner_id, r.channel, r.region,
+       r.created_at, r.ip, r.device_id, r.email_domain, r.payment_fingerprint,
+       c.signup_at, c.won_at, c.won_amount
+FROM referrals r
+LEFT JOIN (
+  SELECT referral_id,
+         MIN(CASE WHEN stage = 'signup' THEN occurred_at END) AS signup_at,
+         MIN(CASE WHEN stage = 'won' THEN occurred_at END) AS won_at,
+         SUM(CASE WHEN stage = 'won' THEN amount END) AS won_amount
+  FROM conversions
+  WHERE dt >= $window_start_day AND dt < $window_end_day
+    AND occurred_at >= $window_start AND occurred_at < $window_end
+  GROUP BY referral_id
+) c ON c.referral_id = r.referral_id
+WHERE r.dt >= $window_start_day AND r.dt < $window_end_day
+  AND r.created_at >= $window_start AND r.created_at < $window_end
