@@ -1,0 +1,8 @@
+//! End-to-end tests: the `refopt` binary against generated data in a local folder and on a
+//! real S3-compatible server (moto), with DuckDB as an independent reference.
+//! Run them with `tests/run.sh`, which installs the Python tools they need.
+
+mod bad_input;
+mod funnel_vs_duckdb;
+mod harness;
+mod s3;
