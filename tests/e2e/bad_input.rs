@@ -25,7 +25,14 @@ fn pipeline_copy(dir: &Path, edit: impl Fn(String) -> String) -> String {
 fn expect_failure(pipeline: &str, root: &str, extra: &[&str], code: i32, needles: &[&str]) {
     let plans = tempfile::tempdir().unwrap();
     let mut cmd = refopt();
-    cmd.args(["run", pipeline, "--root", root, "--plans", plans.path().to_str().unwrap()]);
+    cmd.args([
+        "run",
+        pipeline,
+        "--root",
+        root,
+        "--plans",
+        plans.path().to_str().unwrap(),
+    ]);
     if !extra.contains(&"--as-of") {
         cmd.args(["--as-of", AS_OF]);
     }
@@ -34,10 +41,17 @@ fn expect_failure(pipeline: &str, root: &str, extra: &[&str], code: i32, needles
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(code), "{}", text(&o));
     for needle in needles {
-        assert!(stderr.contains(needle), "stderr lacks `{needle}`\n{}", text(&o));
+        assert!(
+            stderr.contains(needle),
+            "stderr lacks `{needle}`\n{}",
+            text(&o)
+        );
     }
     assert!(!stderr.contains("panicked"), "{}", text(&o));
-    assert!(plan_files(plans.path()).is_empty(), "no plan may be written on error");
+    assert!(
+        plan_files(plans.path()).is_empty(),
+        "no plan may be written on error"
+    );
 }
 
 #[test]
@@ -51,7 +65,11 @@ fn missing_dataset_is_named() {
         data.path().to_str().unwrap(),
         &[],
         4,
-        &["dataset `fraud_flags` not found", "optimize-referrals.yaml:", "fraud_flags/"],
+        &[
+            "dataset `fraud_flags` not found",
+            "optimize-referrals.yaml:",
+            "fraud_flags/",
+        ],
     );
 }
 
@@ -59,27 +77,41 @@ fn missing_dataset_is_named() {
 fn missing_required_column_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline_copy(dir.path(), |y| {
-        y.replace("required_columns: [referral_id, source, reason, flagged_at]", "required_columns: [referral_id, source, reason, flagged_at, confidence]")
+        y.replace(
+            "required_columns: [referral_id, source, reason, flagged_at]",
+            "required_columns: [referral_id, source, reason, flagged_at, confidence]",
+        )
     });
     expect_failure(
         &pipeline,
         shared_data().to_str().unwrap(),
         &[],
         4,
-        &["dataset `fraud_flags` is missing required column `confidence`", "found: referral_id"],
+        &[
+            "dataset `fraud_flags` is missing required column `confidence`",
+            "found: referral_id",
+        ],
     );
 }
 
 #[test]
 fn unknown_stage_reference_is_located() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline_copy(dir.path(), |y| y.replace("depends_on: [funnel_cube]\n    publishes: funnel", "depends_on: [funnel_cub]\n    publishes: funnel"));
+    let pipeline = pipeline_copy(dir.path(), |y| {
+        y.replace(
+            "depends_on: [funnel_cube]\n    publishes: funnel",
+            "depends_on: [funnel_cub]\n    publishes: funnel",
+        )
+    });
     expect_failure(
         &pipeline,
         shared_data().to_str().unwrap(),
         &[],
         3,
-        &["optimize-referrals.yaml:", "stage `funnel` depends on unknown stage `funnel_cub` (did you mean `funnel_cube`?)"],
+        &[
+            "optimize-referrals.yaml:",
+            "stage `funnel` depends on unknown stage `funnel_cub` (did you mean `funnel_cube`?)",
+        ],
     );
 }
 
@@ -92,12 +124,22 @@ fn dependency_cycle_is_reported() {
             "sql_file: sql/data_refresh.sql\n    depends_on: [partner_health]\n    publishes: dataset_health",
         )
     });
-    expect_failure(&pipeline, shared_data().to_str().unwrap(), &[], 3, &["dependency cycle:", "data_refresh", "partner_health"]);
+    expect_failure(
+        &pipeline,
+        shared_data().to_str().unwrap(),
+        &[],
+        3,
+        &["dependency cycle:", "data_refresh", "partner_health"],
+    );
 }
 
 #[test]
 fn invalid_window_is_rejected() {
-    for (window, reason) in [("30", "missing the `d` unit"), ("0d", "between 1d and 366d"), ("abc", "missing the `d` unit")] {
+    for (window, reason) in [
+        ("30", "missing the `d` unit"),
+        ("0d", "between 1d and 366d"),
+        ("abc", "missing the `d` unit"),
+    ] {
         expect_failure(
             "optimize-referrals",
             shared_data().to_str().unwrap(),
@@ -115,24 +157,51 @@ fn unknown_dimension_is_rejected() {
         shared_data().to_str().unwrap(),
         &["--dimensions", "channel,chanel"],
         3,
-        &["unknown dimension `chanel`", "channel, persona, region, partner-tier"],
+        &[
+            "unknown dimension `chanel`",
+            "channel, persona, region, partner-tier",
+        ],
     );
 }
 
 #[test]
 fn invalid_as_of_and_missing_pipeline_are_rejected() {
-    expect_failure("optimize-referrals", shared_data().to_str().unwrap(), &["--as-of", "2026-13-01"], 3, &["invalid --as-of `2026-13-01`"]);
-    expect_failure("no-such-pipeline", shared_data().to_str().unwrap(), &[], 3, &["no-such-pipeline.yaml not found"]);
+    expect_failure(
+        "optimize-referrals",
+        shared_data().to_str().unwrap(),
+        &["--as-of", "2026-13-01"],
+        3,
+        &["invalid --as-of `2026-13-01`"],
+    );
+    expect_failure(
+        "no-such-pipeline",
+        shared_data().to_str().unwrap(),
+        &[],
+        3,
+        &["no-such-pipeline.yaml not found"],
+    );
 }
 
 #[test]
 fn sql_error_fails_the_stage_without_retries_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline_copy(dir.path(), |y| y.replace("Analyzes referral", "Copy: analyzes referral"));
+    let pipeline = pipeline_copy(dir.path(), |y| {
+        y.replace("Analyzes referral", "Copy: analyzes referral")
+    });
     let funnel = dir.path().join("sql/funnel.sql");
-    let sql = std::fs::read_to_string(&funnel).unwrap().replacen("SUM(invites) AS invites", "SUM(invitez) AS invites", 1);
+    let sql = std::fs::read_to_string(&funnel).unwrap().replacen(
+        "SUM(invites) AS invites",
+        "SUM(invitez) AS invites",
+        1,
+    );
     std::fs::write(&funnel, sql).unwrap();
-    expect_failure(&pipeline, shared_data().to_str().unwrap(), &[], 6, &["stage `funnel` after 1 attempt(s)", "invitez"]);
+    expect_failure(
+        &pipeline,
+        shared_data().to_str().unwrap(),
+        &[],
+        6,
+        &["stage `funnel` after 1 attempt(s)", "invitez"],
+    );
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -13,7 +13,10 @@ pub const SEED: &str = "7";
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A command for the refopt binary, run from the repository root.
@@ -42,7 +45,10 @@ pub fn text(o: &Output) -> String {
 /// Generates data into `root` (a path or URL) with the shared seed and as-of date.
 pub fn generate(root: &str, extra_env: &[(&str, String)]) {
     let mut cmd = refopt();
-    cmd.args(["generate", "--root", root, "--days", "90", "--scale", "0.06", "--seed", SEED, "--end", AS_OF]);
+    cmd.args([
+        "generate", "--root", root, "--days", "90", "--scale", "0.06", "--seed", SEED, "--end",
+        AS_OF,
+    ]);
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -85,8 +91,15 @@ pub fn assert_valid_plan(plan: &serde_json::Value) {
         serde_json::from_str(&text).unwrap()
     });
     let validator = jsonschema::validator_for(schema).expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(plan).map(|e| format!("{} at {}", e, e.instance_path)).collect();
-    assert!(errors.is_empty(), "plan violates docs/plan.schema.json:\n{}", errors.join("\n"));
+    let errors: Vec<String> = validator
+        .iter_errors(plan)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "plan violates docs/plan.schema.json:\n{}",
+        errors.join("\n")
+    );
 }
 
 /// Every plan file under `dir` (recursively).
@@ -97,7 +110,10 @@ pub fn plan_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 out.extend(plan_files(&p));
-            } else if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("plan-")) {
+            } else if p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("plan-"))
+            {
                 out.push(p);
             }
         }
@@ -107,11 +123,26 @@ pub fn plan_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs the default pipeline on `root`, writing plans to `plans`; returns the written plan.
-pub fn run_pipeline(root: &str, plans: &str, extra: &[&str], env: &[(&str, String)]) -> (serde_json::Value, Output) {
+pub fn run_pipeline(
+    root: &str,
+    plans: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (serde_json::Value, Output) {
     let mut cmd = refopt();
     cmd.args([
-        "run", "optimize-referrals", "--root", root, "--plans", plans, "--as-of", AS_OF, "--window", "30d",
-        "--output", "json",
+        "run",
+        "optimize-referrals",
+        "--root",
+        root,
+        "--plans",
+        plans,
+        "--as-of",
+        AS_OF,
+        "--window",
+        "30d",
+        "--output",
+        "json",
     ]);
     cmd.args(extra);
     for (k, v) in env {
@@ -134,9 +165,20 @@ impl Moto {
     /// Starts the server and creates `bucket`.
     pub fn start(bucket: &str) -> Moto {
         let python = python();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -145,7 +187,10 @@ impl Moto {
         let moto = Moto { child, endpoint };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto server did not listen on port {port} within 30s");
+            assert!(
+                Instant::now() < deadline,
+                "moto server did not listen on port {port} within 30s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let script = format!(
@@ -183,7 +228,10 @@ pub fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, path: &st
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            assert!((x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0), "{path}: {x} != {y}");
+            assert!(
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                "{path}: {x} != {y}"
+            );
         }
         (Value::Array(x), Value::Array(y)) => {
             assert_eq!(x.len(), y.len(), "{path}: lengths differ");

@@ -25,12 +25,26 @@ fn s3_run_matches_local_run() {
         &[],
     );
     assert_json_close(&s3_plan["metrics"], &local_plan["metrics"], "metrics");
-    assert_json_close(&s3_plan["success_metrics"], &local_plan["success_metrics"], "success_metrics");
+    assert_json_close(
+        &s3_plan["success_metrics"],
+        &local_plan["success_metrics"],
+        "success_metrics",
+    );
     let rows = |p: &serde_json::Value| -> Vec<serde_json::Value> {
-        p["datasets"].as_array().unwrap().iter().map(|d| d["checks"].clone()).collect()
+        p["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["checks"].clone())
+            .collect()
     };
     assert_eq!(rows(&s3_plan), rows(&local_plan));
-    assert!(s3_plan["inputs"]["data_root"].as_str().unwrap().starts_with("s3://referrals/program"));
+    assert!(
+        s3_plan["inputs"]["data_root"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://referrals/program")
+    );
 
     // The plan landed in the bucket, under plans/optimize-referrals/.
     let script = format!(
@@ -42,6 +56,9 @@ fn s3_run_matches_local_run() {
     let o = run(Command::new(python()).args(["-c", &script]));
     assert!(o.status.success(), "{}", text(&o));
     let keys = String::from_utf8_lossy(&o.stdout);
-    let plan_keys: Vec<&str> = keys.lines().filter(|k| k.starts_with("plans/optimize-referrals/plan-")).collect();
+    let plan_keys: Vec<&str> = keys
+        .lines()
+        .filter(|k| k.starts_with("plans/optimize-referrals/plan-"))
+        .collect();
     assert_eq!(plan_keys.len(), 1, "{keys}");
 }

@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// SQL (DataFusion), runs the pipeline's stages, and writes a versioned plan JSON back.
 #[derive(Debug, Parser)]
 #[command(name = "refopt", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Quick start:\n  refopt demo                       generate demo data in ./refopt-demo and run the default pipeline\n  refopt run optimize-referrals --root s3://bucket/referrals --window 30d --dimensions channel,partner-tier\n\nExit codes: 0 ok, 1 internal error, 2 usage error, 3 configuration error, 4 data error, 5 storage error, 6 a stage failed (no plan written).")]
+#[command(
+    after_help = "Quick start:\n  refopt demo                       generate demo data in ./refopt-demo and run the default pipeline\n  refopt run optimize-referrals --root s3://bucket/referrals --window 30d --dimensions channel,partner-tier\n\nExit codes: 0 ok, 1 internal error, 2 usage error, 3 configuration error, 4 data error, 5 storage error, 6 a stage failed (no plan written)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -139,7 +141,9 @@ pub struct DemoArgs {
 /// Parses sizes such as `512MiB`, `2GiB`, `1.5GB` or a plain number of bytes.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let value: f64 = num.parse().map_err(|_| format!("invalid size `{s}`"))?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -150,7 +154,11 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "mib" => 1024.0 * 1024.0,
         "g" | "gb" => 1e9,
         "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown size unit `{other}` in `{s}` (use MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}` (use MiB or GiB)"
+            ));
+        }
     };
     Ok((value * factor) as usize)
 }

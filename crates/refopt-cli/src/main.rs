@@ -29,7 +29,10 @@ mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -70,7 +73,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate(args).await.map(|_| ()),
         Command::Demo(args) => demo(args).await,
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&refopt_plan::plan_json_schema())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&refopt_plan::plan_json_schema())?
+            );
             Ok(())
         }
     }
@@ -98,8 +104,11 @@ fn load_pipeline(file: &Path) -> anyhow::Result<Pipeline> {
 }
 
 fn parse_date(flag: &str, value: &str) -> Result<NaiveDate, EngineError> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|e| EngineError::Parameter(format!("invalid {flag} `{value}`: {e} (expected YYYY-MM-DD)")))
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|e| {
+        EngineError::Parameter(format!(
+            "invalid {flag} `{value}`: {e} (expected YYYY-MM-DD)"
+        ))
+    })
 }
 
 fn today() -> NaiveDate {
@@ -134,7 +143,12 @@ fn build_request(
             args::Detail::Full => Detail::Full,
         },
         dimensions,
-        experiments: a.experiments.iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect(),
+        experiments: a
+            .experiments
+            .iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect(),
         alert_threshold: a.alert_threshold,
         session: SessionOptions {
             threads: a.threads,
@@ -153,7 +167,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let plans = if args.dry_run {
         None
     } else {
-        Some(args.plans.clone().unwrap_or_else(|| default_plans_root(&args.root)))
+        Some(
+            args.plans
+                .clone()
+                .unwrap_or_else(|| default_plans_root(&args.root)),
+        )
     };
     let request = build_request(pipeline, args.root.clone(), plans, as_of, &args.analysis)?;
     execute(request, args.analysis.output).await
@@ -170,7 +188,10 @@ async fn execute(request: RunRequest, output: Output) -> anyhow::Result<()> {
     let outcome = outcome?;
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.plan)?),
-        Output::Human => summary::print(&outcome.plan, outcome.stored.as_ref().map(|s| s.url.as_str())),
+        Output::Human => summary::print(
+            &outcome.plan,
+            outcome.stored.as_ref().map(|s| s.url.as_str()),
+        ),
     }
     Ok(())
 }
@@ -181,10 +202,13 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<refopt_datagen::Generate
         None => today(),
     };
     if !(args.scale.is_finite() && args.scale > 0.0) {
-        return Err(anyhow!("--scale must be a positive number of millions of invites"));
+        return Err(anyhow!(
+            "--scale must be a positive number of millions of invites"
+        ));
     }
     let invites = (args.scale * 1_000_000.0).round() as u64;
-    let location = refopt_engine::storage::resolve(&args.root).map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let location = refopt_engine::storage::resolve(&args.root)
+        .map_err(|e| EngineError::Parameter(e.to_string()))?;
     let config = refopt_datagen::GenerateConfig {
         seed: args.seed,
         invites,
@@ -197,9 +221,12 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<refopt_datagen::Generate
     );
     let bar = progress::GenerationProgress::new(args.days);
     let started = std::time::Instant::now();
-    let report = refopt_datagen::generate(location.store.clone(), &location.prefix, &config, &|done, total, invites| {
-        bar.update(done, total, invites)
-    })
+    let report = refopt_datagen::generate(
+        location.store.clone(),
+        &location.prefix,
+        &config,
+        &|done, total, invites| bar.update(done, total, invites),
+    )
     .await?;
     bar.finish();
     let rows: u64 = report.tables.values().map(|t| t.rows).sum();
@@ -223,14 +250,22 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let plans = args.dir.join("plans");
     let manifest = data.join("_truth").join("manifest.json");
     let end = if manifest.is_file() && !args.regenerate {
-        let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
         let value: serde_json::Value = serde_json::from_str(&text)?;
-        let end = value["end_exclusive"].as_str().unwrap_or_default().to_string();
-        eprintln!("using existing demo data in {} (pass --regenerate to rebuild)", data.display());
+        let end = value["end_exclusive"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        eprintln!(
+            "using existing demo data in {} (pass --regenerate to rebuild)",
+            data.display()
+        );
         parse_date("end_exclusive in the demo manifest", &end)?
     } else {
         if data.exists() {
-            std::fs::remove_dir_all(&data).with_context(|| format!("clearing {}", data.display()))?;
+            std::fs::remove_dir_all(&data)
+                .with_context(|| format!("clearing {}", data.display()))?;
         }
         let report = generate(GenerateArgs {
             root: data.to_string_lossy().into_owned(),

@@ -27,7 +27,10 @@ pub struct StageProgress {
 impl StageProgress {
     pub fn new(stages: usize) -> Self {
         Self {
-            bar: bar(stages as u64, "{spinner} stages [{bar:30}] {pos}/{len} {elapsed} {msg}"),
+            bar: bar(
+                stages as u64,
+                "{spinner} stages [{bar:30}] {pos}/{len} {elapsed} {msg}",
+            ),
         }
     }
 
@@ -55,9 +58,17 @@ impl StageObserver for StageProgress {
         let line = format!(
             "stage {}: {status}{}{}{}",
             r.id,
-            r.duration.map(|d| format!(" in {:.2}s", d.as_secs_f64())).unwrap_or_default(),
-            if r.attempts > 1 { format!(" after {} attempts", r.attempts) } else { String::new() },
-            r.output_rows.map(|n| format!(", {n} rows")).unwrap_or_default(),
+            r.duration
+                .map(|d| format!(" in {:.2}s", d.as_secs_f64()))
+                .unwrap_or_default(),
+            if r.attempts > 1 {
+                format!(" after {} attempts", r.attempts)
+            } else {
+                String::new()
+            },
+            r.output_rows
+                .map(|n| format!(", {n} rows"))
+                .unwrap_or_default(),
         );
         match &self.bar {
             Some(b) => {
@@ -80,7 +91,10 @@ pub struct GenerationProgress {
 impl GenerationProgress {
     pub fn new(days: u32) -> Self {
         Self {
-            bar: bar(u64::from(days), "{spinner} days [{bar:30}] {pos}/{len} {msg} ETA {eta}"),
+            bar: bar(
+                u64::from(days),
+                "{spinner} days [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+            ),
             last_logged_decile: Mutex::new(0),
         }
     }

@@ -3,11 +3,13 @@
 use refopt_plan::{Detail, FunnelRow, Plan};
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.1}%", x * 100.0)).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{:.1}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn pp(v: Option<f64>) -> String {
-    v.map(|x| format!("{:+.1}pp", x * 100.0)).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{:+.1}pp", x * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn money(v: Option<f64>) -> String {
@@ -15,7 +17,8 @@ fn money(v: Option<f64>) -> String {
 }
 
 fn rel(v: Option<f64>) -> String {
-    v.map(|x| format!("{:+.1}%", x * 100.0)).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{:+.1}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Prints the summary to stdout.
@@ -36,7 +39,12 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
     }
     let summary = i.detail == Detail::Summary;
     for dim in &i.dimensions {
-        let rows: Vec<&FunnelRow> = plan.metrics.funnel.iter().filter(|r| &r.dimension == dim).collect();
+        let rows: Vec<&FunnelRow> = plan
+            .metrics
+            .funnel
+            .iter()
+            .filter(|r| &r.dimension == dim)
+            .collect();
         if rows.is_empty() {
             continue;
         }
@@ -45,7 +53,11 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
             "  {:<14} {:>9} {:>9} {:>7} {:>9} {:>8} {:>12} {:>10}",
             "value", "invites", "referrals", "won", "ref->won", "delta", "revenue", "cost/won"
         );
-        let shown = if summary { rows.len().min(5) } else { rows.len() };
+        let shown = if summary {
+            rows.len().min(5)
+        } else {
+            rows.len()
+        };
         for r in &rows[..shown] {
             println!(
                 "  {:<14} {:>9} {:>9} {:>7} {:>9} {:>8} {:>12} {:>10}",
@@ -67,21 +79,37 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
     println!("\nsuccess metrics:");
     for m in &plan.success_metrics {
         let current = match m.name.as_str() {
-            "partner_nps" => m.current.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            "partner_nps" => m
+                .current
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "-".into()),
             _ => rel(m.current),
         };
         let target = match m.name.as_str() {
             "partner_nps" => format!("{:.0}", m.target),
             _ => format!("{:+.0}%", m.target * 100.0),
         };
-        println!("  {:<16} {:>8}  target {:>5}  {}", m.name, current, target, m.status);
+        println!(
+            "  {:<16} {:>8}  target {:>5}  {}",
+            m.name, current, target, m.status
+        );
     }
 
     if !summary {
         println!("\ndatasets:");
         for d in &plan.datasets {
-            let rows: Vec<String> = d.checks.iter().map(|c| format!("{} {}", c.period, c.rows)).collect();
-            println!("  {:<24} {:>6} files {:>10.1} MiB  {}", d.name, d.files, d.bytes as f64 / 1_048_576.0, rows.join(", "));
+            let rows: Vec<String> = d
+                .checks
+                .iter()
+                .map(|c| format!("{} {}", c.period, c.rows))
+                .collect();
+            println!(
+                "  {:<24} {:>6} files {:>10.1} MiB  {}",
+                d.name,
+                d.files,
+                d.bytes as f64 / 1_048_576.0,
+                rows.join(", ")
+            );
         }
     }
     println!("\ntasks ({}):", plan.pipeline.pattern);
@@ -91,13 +119,20 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
             t.id,
             t.status,
             t.duration_ms.unwrap_or(0),
-            if t.attempts > 1 { format!(" ({} attempts)", t.attempts) } else { String::new() }
+            if t.attempts > 1 {
+                format!(" ({} attempts)", t.attempts)
+            } else {
+                String::new()
+            }
         );
     }
     if !plan.error_handling.events.is_empty() {
         println!("\nretries:");
         for e in &plan.error_handling.events {
-            println!("  {} attempt {}: {} ({})", e.task_id, e.attempt, e.action, e.error);
+            println!(
+                "  {} attempt {}: {} ({})",
+                e.task_id, e.attempt, e.action, e.error
+            );
         }
     }
 }
@@ -117,18 +152,51 @@ fn print_funnel(o: &FunnelRow) {
         );
     };
     line("invites", c.invites, prev.invites, None, None);
-    line("referrals", c.referrals, prev.referrals, o.rates.invite_to_referral, o.rate_deltas.invite_to_referral);
-    line("signups", c.signups, prev.signups, o.rates.referral_to_signup, o.rate_deltas.referral_to_signup);
-    line("qualified", c.qualified, prev.qualified, o.rates.signup_to_qualified, o.rate_deltas.signup_to_qualified);
-    line("opportunities", c.opportunities, prev.opportunities, o.rates.qualified_to_opportunity, o.rate_deltas.qualified_to_opportunity);
-    line("won", c.won, prev.won, o.rates.opportunity_to_won, o.rate_deltas.opportunity_to_won);
+    line(
+        "referrals",
+        c.referrals,
+        prev.referrals,
+        o.rates.invite_to_referral,
+        o.rate_deltas.invite_to_referral,
+    );
+    line(
+        "signups",
+        c.signups,
+        prev.signups,
+        o.rates.referral_to_signup,
+        o.rate_deltas.referral_to_signup,
+    );
+    line(
+        "qualified",
+        c.qualified,
+        prev.qualified,
+        o.rates.signup_to_qualified,
+        o.rate_deltas.signup_to_qualified,
+    );
+    line(
+        "opportunities",
+        c.opportunities,
+        prev.opportunities,
+        o.rates.qualified_to_opportunity,
+        o.rate_deltas.qualified_to_opportunity,
+    );
+    line(
+        "won",
+        c.won,
+        prev.won,
+        o.rates.opportunity_to_won,
+        o.rate_deltas.opportunity_to_won,
+    );
     println!(
         "  revenue ${:.0} ({}), payouts ${:.0}, cost per won {}, revenue per payout dollar {}",
         c.revenue,
         rel(o.revenue_change),
         c.payout_cost,
         money(o.rates.cost_per_won),
-        o.rates.revenue_per_payout_dollar.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+        o.rates
+            .revenue_per_payout_dollar
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "-".into())
     );
 }
 

@@ -174,7 +174,10 @@ impl<'w> Generator<'w> {
         // Ids are scrambled so that their order does not leak generation order or fraud.
         let n = self.next_id;
         self.next_id += 1;
-        format!("{prefix}_{:012x}", mix(n ^ self.world.seed) & 0xFFFF_FFFF_FFFF)
+        format!(
+            "{prefix}_{:012x}",
+            mix(n ^ self.world.seed) & 0xFFFF_FFFF_FFFF
+        )
     }
 
     fn new_user_id(&mut self) -> String {
@@ -205,7 +208,12 @@ impl<'w> Generator<'w> {
     }
 
     /// Generates one day (`day_index` from 0) of events.
-    pub async fn day(&mut self, day_index: i64, out: &mut ParquetUploader, invites_today: u64) -> Result<(), GenerateError> {
+    pub async fn day(
+        &mut self,
+        day_index: i64,
+        out: &mut ParquetUploader,
+        invites_today: u64,
+    ) -> Result<(), GenerateError> {
         let day_start = self.start + day_index * DAY;
         for _ in 0..invites_today {
             let at = day_start + self.rng.random_range(0..DAY);
@@ -217,26 +225,34 @@ impl<'w> Generator<'w> {
         Ok(())
     }
 
-    async fn organic_invite(&mut self, at: Micros, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    async fn organic_invite(
+        &mut self,
+        at: Micros,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         let world = self.world;
         let idx = world.sample_referrer(&mut self.rng);
         let referrer = world.referrer(idx);
         let channel = pick_by_hash(self.rng.random(), CHANNELS.iter().map(|c| c.1));
-        let partner = (CHANNELS[channel].0 == "partner").then(|| world.sample_partner(&mut self.rng));
+        let partner =
+            (CHANNELS[channel].0 == "partner").then(|| world.sample_partner(&mut self.rng));
         let invite_id = self.id("inv");
-        self.push_invite(&invite_id, &referrer, channel, partner, at, out).await?;
+        self.push_invite(&invite_id, &referrer, channel, partner, at, out)
+            .await?;
 
         let mut p = INVITE_TO_REFERRAL[channel];
         p *= self.experiment_effect(idx, &referrer.id, at, out).await?;
         if self.rng.random::<f64>() >= p {
             // Self-referrers sometimes refer themselves under fresh accounts instead.
             if referrer.self_referrer && self.rng.random::<f64>() < 0.5 {
-                self.self_referral(&referrer, channel, partner, at, out).await?;
+                self.self_referral(&referrer, channel, partner, at, out)
+                    .await?;
             }
             return Ok(());
         }
         let created_at = at + (self.rng.random::<f64>().powi(2) * 48.0 * HOUR as f64) as i64;
-        let (ip, device_id, email_domain, payment_fingerprint) = self.legit_referee_identity(idx, &referrer);
+        let (ip, device_id, email_domain, payment_fingerprint) =
+            self.legit_referee_identity(idx, &referrer);
         let new = NewReferral {
             invite_id: Some(invite_id),
             referrer_id: &referrer.id,
@@ -264,7 +280,9 @@ impl<'w> Generator<'w> {
             };
         } else if roll < 0.0045 {
             let new = NewReferral {
-                email_domain: DISPOSABLE_DOMAINS[self.rng.random_range(0..DISPOSABLE_DOMAINS.len())].to_string(),
+                email_domain: DISPOSABLE_DOMAINS
+                    [self.rng.random_range(0..DISPOSABLE_DOMAINS.len())]
+                .to_string(),
                 device_id: format!("dev_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF),
                 ..new
             };
@@ -349,14 +367,20 @@ impl<'w> Generator<'w> {
 
     /// A referee identity for an honest referral, including the look-alikes that trip naive
     /// rules: colleagues behind one office IP, families sharing a tablet, students on a campus.
-    fn legit_referee_identity(&mut self, idx: u64, referrer: &Referrer) -> (String, String, String, Option<String>) {
+    fn legit_referee_identity(
+        &mut self,
+        idx: u64,
+        referrer: &Referrer,
+    ) -> (String, String, String, Option<String>) {
         let r: u64 = self.rng.random();
         let mut ip = ip_from_hash(mix(r));
         let mut device = format!("dev_{:012x}", mix(r ^ 1) & 0xFFFF_FFFF_FFFF);
-        let mut domain = COMMON_EMAIL_DOMAINS[pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
-            .0
-            .to_string();
-        let payment = (unit(mix(r ^ 3)) < 0.6).then(|| format!("pf_{:012x}", mix(r ^ 4) & 0xFFFF_FFFF_FFFF));
+        let mut domain = COMMON_EMAIL_DOMAINS
+            [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
+        .0
+        .to_string();
+        let payment =
+            (unit(mix(r ^ 3)) < 0.6).then(|| format!("pf_{:012x}", mix(r ^ 4) & 0xFFFF_FFFF_FFFF));
         let kind = unit(mix(r ^ 5));
         if let Some(c) = referrer.company.filter(|_| kind < 0.45) {
             let company = &self.world.companies[c];
@@ -388,7 +412,8 @@ impl<'w> Generator<'w> {
         for k in 0..n {
             let t = at + k * self.rng.random_range(MINUTE..6 * HOUR);
             let invite_id = self.id("inv");
-            self.push_invite(&invite_id, referrer, channel, partner, t, out).await?;
+            self.push_invite(&invite_id, referrer, channel, partner, t, out)
+                .await?;
             let new = NewReferral {
                 invite_id: Some(invite_id),
                 referrer_id: &referrer.id,
@@ -410,7 +435,12 @@ impl<'w> Generator<'w> {
     }
 
     /// Rings, bursts and the payout-farming partner, at a rate proportional to the day's volume.
-    async fn plant_fraud(&mut self, day_start: Micros, invites_today: u64, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    async fn plant_fraud(
+        &mut self,
+        day_start: Micros,
+        invites_today: u64,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         let expected_referrals = invites_today as f64 * 0.15;
         // Device/IP rings: accounts created together, sharing two or three devices and an IP or two.
         let rings = poisson(&mut self.rng, (expected_referrals * 0.006 / 45.0).max(0.08));
@@ -425,21 +455,35 @@ impl<'w> Generator<'w> {
         let period = self.end - self.start;
         if day_start >= self.start + period * 2 / 5 {
             let n = poisson(&mut self.rng, (expected_referrals * 0.004).max(1.0));
-            let partner = self.world.partners.iter().position(|p| p.payout_fraud).expect("planted");
+            let partner = self
+                .world
+                .partners
+                .iter()
+                .position(|p| p.payout_fraud)
+                .expect("planted");
             for _ in 0..n {
-                self.farmed_partner_referral(partner, day_start, out).await?;
+                self.farmed_partner_referral(partner, day_start, out)
+                    .await?;
             }
         }
         Ok(())
     }
 
-    async fn device_ring(&mut self, day_start: Micros, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    async fn device_ring(
+        &mut self,
+        day_start: Micros,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         let members = self.rng.random_range(6..=14);
         let devices: Vec<String> = (0..self.rng.random_range(2..=3))
             .map(|_| format!("dev_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF))
             .collect();
-        let ips: Vec<String> = (0..self.rng.random_range(1..=2)).map(|_| ip_from_hash(self.rng.random())).collect();
-        let cards: Vec<String> = (0..2).map(|_| format!("pf_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF)).collect();
+        let ips: Vec<String> = (0..self.rng.random_range(1..=2))
+            .map(|_| ip_from_hash(self.rng.random()))
+            .collect();
+        let cards: Vec<String> = (0..2)
+            .map(|_| format!("pf_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF))
+            .collect();
         let region = REGIONS[pick_by_hash(self.rng.random(), REGIONS.iter().map(|r| r.1))].0;
         let span_days = self.rng.random_range(1..=4);
         let member_ids: Vec<String> = (0..members).map(|_| self.new_user_id()).collect();
@@ -478,8 +522,11 @@ impl<'w> Generator<'w> {
                     created_at: at + self.rng.random_range(MINUTE..3 * HOUR),
                     ip: ips[self.rng.random_range(0..ips.len())].clone(),
                     device_id: devices[self.rng.random_range(0..devices.len())].clone(),
-                    email_domain: COMMON_EMAIL_DOMAINS[self.rng.random_range(0..3)].0.to_string(),
-                    payment_fingerprint: (self.rng.random::<f64>() < 0.7).then(|| cards[self.rng.random_range(0..2)].clone()),
+                    email_domain: COMMON_EMAIL_DOMAINS[self.rng.random_range(0..3)]
+                        .0
+                        .to_string(),
+                    payment_fingerprint: (self.rng.random::<f64>() < 0.7)
+                        .then(|| cards[self.rng.random_range(0..2)].clone()),
                 };
                 let outcome = Outcome::fraud(pattern::DEVICE_RING, [0.95, 0.8, 0.05, 0.3]);
                 self.referral(new, outcome, out).await?;
@@ -488,7 +535,11 @@ impl<'w> Generator<'w> {
         Ok(())
     }
 
-    async fn velocity_burst(&mut self, day_start: Micros, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    async fn velocity_burst(
+        &mut self,
+        day_start: Micros,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         let idx = self.world.sample_referrer(&mut self.rng);
         let referrer = self.world.referrer(idx);
         let n = self.rng.random_range(20..=45);
@@ -498,7 +549,8 @@ impl<'w> Generator<'w> {
             let at = begin + self.rng.random_range(0..length);
             let channel = 1; // social blasts
             let invite_id = self.id("inv");
-            self.push_invite(&invite_id, &referrer, channel, None, at - MINUTE, out).await?;
+            self.push_invite(&invite_id, &referrer, channel, None, at - MINUTE, out)
+                .await?;
             let r: u64 = self.rng.random();
             let new = NewReferral {
                 invite_id: Some(invite_id),
@@ -511,7 +563,10 @@ impl<'w> Generator<'w> {
                 created_at: at,
                 ip: ip_from_hash(mix(r)),
                 device_id: format!("dev_{:012x}", mix(r ^ 1) & 0xFFFF_FFFF_FFFF),
-                email_domain: COMMON_EMAIL_DOMAINS[pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))].0.to_string(),
+                email_domain: COMMON_EMAIL_DOMAINS
+                    [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
+                .0
+                .to_string(),
                 payment_fingerprint: None,
             };
             let outcome = Outcome::fraud(pattern::VELOCITY_BURST, [0.7, 0.45, 0.05, 0.2]);
@@ -520,14 +575,21 @@ impl<'w> Generator<'w> {
         Ok(())
     }
 
-    async fn farmed_partner_referral(&mut self, partner: usize, day_start: Micros, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    async fn farmed_partner_referral(
+        &mut self,
+        partner: usize,
+        day_start: Micros,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         let idx = self.world.sample_referrer(&mut self.rng);
         let referrer = self.world.referrer(idx);
         let at = day_start + self.rng.random_range(0..DAY);
         let channel = 3; // partner
         let invite_id = self.id("inv");
-        self.push_invite(&invite_id, &referrer, channel, Some(partner), at, out).await?;
-        let (ip, device_id, email_domain, payment_fingerprint) = self.legit_referee_identity(idx, &referrer);
+        self.push_invite(&invite_id, &referrer, channel, Some(partner), at, out)
+            .await?;
+        let (ip, device_id, email_domain, payment_fingerprint) =
+            self.legit_referee_identity(idx, &referrer);
         let new = NewReferral {
             invite_id: Some(invite_id),
             referrer_id: &referrer.id,
@@ -551,7 +613,12 @@ impl<'w> Generator<'w> {
     }
 
     /// Writes a referral and everything it causes.
-    async fn referral(&mut self, new: NewReferral<'_>, outcome: Outcome, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    async fn referral(
+        &mut self,
+        new: NewReferral<'_>,
+        outcome: Outcome,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         if new.created_at >= self.end {
             return Ok(());
         }
@@ -593,8 +660,20 @@ impl<'w> Generator<'w> {
             .await?;
 
         // Compliance checks on the referral itself.
-        let terms = if self.rng.random::<f64>() < 0.985 { "pass" } else { "missing" };
-        self.compliance_event("referral", &referral_id, "terms_accepted", terms, new.created_at + MINUTE, out).await?;
+        let terms = if self.rng.random::<f64>() < 0.985 {
+            "pass"
+        } else {
+            "missing"
+        };
+        self.compliance_event(
+            "referral",
+            &referral_id,
+            "terms_accepted",
+            terms,
+            new.created_at + MINUTE,
+            out,
+        )
+        .await?;
         if let Some(p) = new.partner {
             let bad = self.world.partners[p].compliance_problem;
             let roll = self.rng.random::<f64>();
@@ -605,7 +684,15 @@ impl<'w> Generator<'w> {
                 (false, x) if x < 0.03 => "missing",
                 _ => "pass",
             };
-            self.compliance_event("referral", &referral_id, "disclosure_shown", status, new.created_at + MINUTE, out).await?;
+            self.compliance_event(
+                "referral",
+                &referral_id,
+                "disclosure_shown",
+                status,
+                new.created_at + MINUTE,
+                out,
+            )
+            .await?;
         }
 
         // The funnel, step by step.
@@ -687,7 +774,9 @@ impl<'w> Generator<'w> {
                     (Some(_), x) if x < 0.3 => ("chargeback", "payment_disputed"),
                     (Some(pattern::VELOCITY_BURST), _) => ("model", "velocity"),
                     (Some(pattern::DISPOSABLE_EMAIL), _) => ("model", "email_reputation"),
-                    (Some(pattern::DEVICE_RING | pattern::SELF_REFERRAL), _) => ("model", "shared_device"),
+                    (Some(pattern::DEVICE_RING | pattern::SELF_REFERRAL), _) => {
+                        ("model", "shared_device")
+                    }
                     _ => ("model", "anomaly_score"),
                 };
                 self.flags
@@ -708,7 +797,8 @@ impl<'w> Generator<'w> {
         if reached >= 1 && self.rng.random::<f64>() < 0.06 {
             let responded_at = new.created_at + self.rng.random_range(3 * DAY..10 * DAY);
             if responded_at < self.end {
-                let base = if reached == 4 { 8.3 } else { 7.0 } - if new.channel == 1 { 0.6 } else { 0.0 };
+                let base =
+                    if reached == 4 { 8.3 } else { 7.0 } - if new.channel == 1 { 0.6 } else { 0.0 };
                 let score = self.nps_score(base);
                 let response_id = self.id("nps");
                 self.nps
@@ -776,12 +866,16 @@ impl<'w> Generator<'w> {
     }
 
     fn nps_score(&mut self, mean: f64) -> i64 {
-        let n = Normal::new(mean, 1.7).expect("valid normal");
+        let n = Normal::new(mean, 1.5).expect("valid normal");
         n.sample(&mut self.rng).round().clamp(0.0, 10.0) as i64
     }
 
     /// Partner activity for one day, plus partner NPS and periodic KYC checks.
-    async fn partner_day(&mut self, day_start: Micros, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    async fn partner_day(
+        &mut self,
+        day_start: Micros,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         let progress = (day_start - self.start) as f64 / (self.end - self.start) as f64;
         let day = (day_start / DAY) as i32;
         let weekend = matches!((day + 4).rem_euclid(7), 0 | 6);
@@ -806,10 +900,14 @@ impl<'w> Generator<'w> {
             let lambda = size * engagement * if weekend { 0.4 } else { 1.0 };
             let partner_id = info.id.clone();
             let region = info.region;
-            let nps_mean = 5.5 + 3.5 * engagement;
-            let kyc_due = (day as u64 + mix(p as u64)) % 30 == 0;
+            let nps_mean = 6.3 + 3.2 * engagement;
+            let kyc_due = (day as u64).wrapping_add(mix(p as u64)).is_multiple_of(30);
             let kyc_status = if info.compliance_problem {
-                if self.rng.random::<f64>() < 0.7 { "fail" } else { "missing" }
+                if self.rng.random::<f64>() < 0.7 {
+                    "fail"
+                } else {
+                    "missing"
+                }
             } else if info.payout_fraud {
                 "missing"
             } else if self.rng.random::<f64>() < 0.97 {
@@ -847,19 +945,25 @@ impl<'w> Generator<'w> {
             }
             if kyc_due {
                 let at = day_start + self.rng.random_range(0..DAY);
-                self.compliance_event("partner", &partner_id, "kyc_verified", kyc_status, at, out).await?;
+                self.compliance_event("partner", &partner_id, "kyc_verified", kyc_status, at, out)
+                    .await?;
             }
         }
         Ok(())
     }
 
     /// NPS answers from referrers, proportional to the day's volume.
-    async fn referrer_nps(&mut self, day_start: Micros, invites_today: u64, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    async fn referrer_nps(
+        &mut self,
+        day_start: Micros,
+        invites_today: u64,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         let n = poisson(&mut self.rng, invites_today as f64 * 0.003);
         for _ in 0..n {
             let idx = self.world.sample_referrer(&mut self.rng);
             let referrer = self.world.referrer(idx);
-            let score = self.nps_score(7.6);
+            let score = self.nps_score(8.4);
             let response_id = self.id("nps");
             let responded_at = day_start + self.rng.random_range(0..DAY);
             self.nps
@@ -882,7 +986,11 @@ impl<'w> Generator<'w> {
     }
 
     /// Writes every buffer for days before `day` (number since the epoch).
-    pub async fn flush_before(&mut self, day: i32, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    pub async fn flush_before(
+        &mut self,
+        day: i32,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         self.invites.flush_before(day, out).await?;
         self.referrals.flush_before(day, out).await?;
         self.conversions.flush_before(day, out).await?;
@@ -900,5 +1008,7 @@ pub fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u64 {
     if mean <= 0.0 {
         return 0;
     }
-    Poisson::new(mean).map(|d| d.sample(rng) as u64).unwrap_or(0)
+    Poisson::new(mean)
+        .map(|d| d.sample(rng) as u64)
+        .unwrap_or(0)
 }

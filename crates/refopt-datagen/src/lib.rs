@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -109,7 +109,11 @@ pub async fn generate(
     for d in 0..config.days {
         let day_start = start + i64::from(d) * DAY_MICROS;
         let weekday = ((day_start / DAY_MICROS) + 4).rem_euclid(7); // 0 = Sunday
-        let seasonal = if weekday == 0 || weekday == 6 { 0.65 } else { 1.14 };
+        let seasonal = if weekday == 0 || weekday == 6 {
+            0.65
+        } else {
+            1.14
+        };
         let growth = 0.9 + 0.2 * f64::from(d) / f64::from(config.days);
         let today = poisson(&mut rng, per_day * seasonal * growth);
         generator.day(i64::from(d), &mut out, today).await?;
@@ -149,12 +153,8 @@ pub async fn generate(
         })
         .collect();
     let batch = <Partner as tables::ContractRow>::to_batch(&bad_partners)?;
-    out.upload(
-        "_truth",
-        "_truth/fraud_partners/part-00000.parquet",
-        batch,
-    )
-    .await?;
+    out.upload("_truth", "_truth/fraud_partners/part-00000.parquet", batch)
+        .await?;
     let counts = generator.counts.clone();
     let manifest = manifest_json(config, start_date, &counts);
     let tables = out.finish().await?;
@@ -200,4 +200,100 @@ fn manifest_json(config: &GenerateConfig, start: NaiveDate, counts: &GenerationC
         "fraud_partner_labels": "_truth/fraud_partners (name column holds the pattern)",
     });
     serde_json::to_string_pretty(&manifest).expect("manifest serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use object_store::memory::InMemory;
+
+    async fn run(seed: u64) -> (Arc<InMemory>, GenerateReport) {
+        let store = Arc::new(InMemory::new());
+        let config = GenerateConfig {
+            seed,
+            invites: 20_000,
+            days: 40,
+            end: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+        };
+        let report = generate(store.clone(), &Path::from("root"), &config, &|_, _, _| {})
+            .await
+            .unwrap();
+        (store, report)
+    }
+
+    async fn contents(store: &InMemory) -> Vec<(String, bytes::Bytes)> {
+        let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+        let mut out = Vec::new();
+        for m in metas {
+            let bytes = store.get(&m.location).await.unwrap().bytes().await.unwrap();
+            out.push((m.location.to_string(), bytes));
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn same_seed_same_bytes_other_seed_other_data() {
+        let (a, report) = run(1).await;
+        let (b, _) = run(1).await;
+        let (c, _) = run(2).await;
+        let (a, b, c) = (contents(&a).await, contents(&b).await, contents(&c).await);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // Every contract table is written, day-partitioned except partners.
+        for table in tables::Table::ALL {
+            let prefix = if table.is_partitioned() {
+                format!("root/{}/dt=", table.name())
+            } else {
+                format!("root/{}/part-", table.name())
+            };
+            assert!(
+                a.iter().any(|(k, _)| k.starts_with(&prefix)),
+                "no files for {prefix}"
+            );
+            assert!(
+                report.tables[table.name()].rows > 0,
+                "{} is empty",
+                table.name()
+            );
+        }
+        assert!(a.iter().any(|(k, _)| k == "root/_truth/manifest.json"));
+    }
+
+    #[tokio::test]
+    async fn every_fraud_pattern_is_planted() {
+        let (_, report) = run(3).await;
+        for p in [
+            pattern::SELF_REFERRAL,
+            pattern::DEVICE_RING,
+            pattern::VELOCITY_BURST,
+            pattern::DISPOSABLE_EMAIL,
+            pattern::PAYOUT_CONCENTRATION,
+            pattern::TIMING_ANOMALY,
+        ] {
+            assert!(
+                report.counts.fraud_by_pattern.get(p).copied().unwrap_or(0) > 0,
+                "{p} not planted"
+            );
+        }
+        let fraud: u64 = report.counts.fraud_by_pattern.values().sum();
+        let share = fraud as f64 / report.counts.referrals as f64;
+        assert!((0.005..0.15).contains(&share), "fraud share {share}");
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_settings() {
+        let store = Arc::new(InMemory::new());
+        let config = GenerateConfig {
+            seed: 1,
+            invites: 10,
+            days: 0,
+            end: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+        };
+        let e = generate(store, &Path::from("r"), &config, &|_, _, _| {})
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("days must be between"), "{e}");
+    }
 }

@@ -179,7 +179,11 @@ impl<T: ContractRow> DayBuffers<T> {
         self.flush_before(i32::MAX, out).await
     }
 
-    async fn write_day(&mut self, day: i32, out: &mut ParquetUploader) -> Result<(), GenerateError> {
+    async fn write_day(
+        &mut self,
+        day: i32,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
         let Some((rows, part)) = self.open.get_mut(&day) else {
             return Ok(());
         };
@@ -198,4 +202,3 @@ impl<T: ContractRow> DayBuffers<T> {
         out.upload(table, &relative, batch).await
     }
 }
-

@@ -64,13 +64,34 @@ pub const DISPOSABLE_DOMAINS: [&str; 8] = [
 ];
 
 const NAME_LEFT: [&str; 16] = [
-    "Northwind", "Blue Harbor", "Summit", "Brightline", "Copperleaf", "Evergreen", "Ironwood",
-    "Lakeside", "Meridian", "Oakridge", "Pinecrest", "Redstone", "Silverline", "Tidewater",
-    "Westfield", "Keystone",
+    "Northwind",
+    "Blue Harbor",
+    "Summit",
+    "Brightline",
+    "Copperleaf",
+    "Evergreen",
+    "Ironwood",
+    "Lakeside",
+    "Meridian",
+    "Oakridge",
+    "Pinecrest",
+    "Redstone",
+    "Silverline",
+    "Tidewater",
+    "Westfield",
+    "Keystone",
 ];
 const NAME_RIGHT: [&str; 10] = [
-    "Labs", "Partners", "Consulting", "Digital", "Group", "& Co", "Advisors", "Agency",
-    "Solutions", "Media",
+    "Labs",
+    "Partners",
+    "Consulting",
+    "Digital",
+    "Group",
+    "& Co",
+    "Advisors",
+    "Agency",
+    "Solutions",
+    "Media",
 ];
 
 /// SplitMix64: a fast, well-mixed hash of a 64-bit value; the generator's source of
@@ -240,9 +261,7 @@ impl World {
                 Company {
                     domain: format!(
                         "{}{}.com",
-                        NAME_LEFT[(h % 16) as usize]
-                            .to_lowercase()
-                            .replace(' ', ""),
+                        NAME_LEFT[(h % 16) as usize].to_lowercase().replace(' ', ""),
                         i
                     ),
                     ips: [ip_from_hash(mix(h)), ip_from_hash(mix(h ^ 1))],

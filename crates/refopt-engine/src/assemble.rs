@@ -82,7 +82,10 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
                 StageStatus::Skipped => TaskStatus::Skipped,
             },
             attempts: s.attempts,
-            depends_on: pipeline.stage(&s.id).map(|p| p.depends_on.clone()).unwrap_or_default(),
+            depends_on: pipeline
+                .stage(&s.id)
+                .map(|p| p.depends_on.clone())
+                .unwrap_or_default(),
             started_at: s.started_at.map(rfc3339),
             finished_at: s.finished_at.map(rfc3339),
             duration_ms: s.duration.map(|d| d.as_millis() as u64),
@@ -135,7 +138,12 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         tasks,
         dependency_graph,
         error_handling: ErrorHandling {
-            retry_limit: pipeline.stages.iter().map(|s| s.retry.limit).max().unwrap_or(2),
+            retry_limit: pipeline
+                .stages
+                .iter()
+                .map(|s| s.retry.limit)
+                .max()
+                .unwrap_or(2),
             events: ctx
                 .execution
                 .failures
@@ -166,20 +174,24 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
     })
 }
 
-fn dataset_checks(ctx: &PlanContext<'_>) -> Result<BTreeMap<String, Vec<DatasetCheck>>, EngineError> {
+fn dataset_checks(
+    ctx: &PlanContext<'_>,
+) -> Result<BTreeMap<String, Vec<DatasetCheck>>, EngineError> {
     let mut out: BTreeMap<String, Vec<DatasetCheck>> = BTreeMap::new();
     let Some((stage, batches)) = role_output(ctx, Role::DatasetHealth) else {
         return Ok(out);
     };
     for b in roles::read(stage, Role::DatasetHealth, batches)? {
         for r in 0..b.rows {
-            out.entry(b.text("dataset", r)).or_default().push(DatasetCheck {
-                period: b.text("period", r),
-                rows: b.int("row_count", r).max(0) as u64,
-                null_violations: b.int("null_violations", r).max(0) as u64,
-                duplicate_keys: b.int("duplicate_keys", r).max(0) as u64,
-                latest_event_at: b.micros("latest_event_at", r).and_then(micros_rfc3339),
-            });
+            out.entry(b.text("dataset", r))
+                .or_default()
+                .push(DatasetCheck {
+                    period: b.text("period", r),
+                    rows: b.int("row_count", r).max(0) as u64,
+                    null_violations: b.int("null_violations", r).max(0) as u64,
+                    duplicate_keys: b.int("duplicate_keys", r).max(0) as u64,
+                    latest_event_at: b.micros("latest_event_at", r).and_then(micros_rfc3339),
+                });
         }
     }
     for checks in out.values_mut() {

@@ -32,7 +32,8 @@ pub async fn register_datasets(
     datasets: &[Dataset],
 ) -> Result<Vec<RegisteredDataset>, EngineError> {
     root.register(ctx);
-    let results = futures::future::join_all(datasets.iter().map(|d| register_one(ctx, root, d))).await;
+    let results =
+        futures::future::join_all(datasets.iter().map(|d| register_one(ctx, root, d))).await;
     let mut registered = Vec::new();
     let mut problems = Vec::new();
     for r in results {
@@ -79,7 +80,10 @@ async fn register_one(
         return Err(Registration::Problems(vec![DatasetProblem {
             dataset: dataset.name.clone(),
             declared_at: dataset.location.to_string(),
-            message: format!("dataset `{}` not found: no Parquet files under {display}/", dataset.name),
+            message: format!(
+                "dataset `{}` not found: no Parquet files under {display}/",
+                dataset.name
+            ),
         }]));
     }
     let files = parquet.len() as u64;
@@ -91,19 +95,25 @@ async fn register_one(
             message: e.to_string(),
         })
     })?;
-    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet");
+    let mut options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     if dataset.partitioned_by_day {
         options = options.with_table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
     }
     let state = ctx.state();
-    let schema = options.infer_schema(&state, &table_url).await.map_err(|e| {
-        Registration::Problems(vec![DatasetProblem {
-            dataset: dataset.name.clone(),
-            declared_at: dataset.location.to_string(),
-            message: format!("dataset `{}` at {display}/ is not readable Parquet: {e}", dataset.name),
-        }])
-    })?;
+    let schema = options
+        .infer_schema(&state, &table_url)
+        .await
+        .map_err(|e| {
+            Registration::Problems(vec![DatasetProblem {
+                dataset: dataset.name.clone(),
+                declared_at: dataset.location.to_string(),
+                message: format!(
+                    "dataset `{}` at {display}/ is not readable Parquet: {e}",
+                    dataset.name
+                ),
+            }])
+        })?;
     let missing: Vec<DatasetProblem> = dataset
         .required_columns
         .iter()

@@ -64,9 +64,9 @@ impl EngineError {
     pub fn class(&self) -> ErrorClass {
         match self {
             EngineError::Config(_) | EngineError::Parameter(_) => ErrorClass::Config,
-            EngineError::Datasets(_) | EngineError::RoleContract { .. } | EngineError::DataFusion(_) => {
-                ErrorClass::Data
-            }
+            EngineError::Datasets(_)
+            | EngineError::RoleContract { .. }
+            | EngineError::DataFusion(_) => ErrorClass::Data,
             EngineError::Storage { .. } => ErrorClass::Storage,
             EngineError::StagesFailed { .. } => ErrorClass::PartialFailure,
         }

@@ -64,7 +64,9 @@ pub struct Execution {
 impl Execution {
     /// Whether every stage succeeded.
     pub fn succeeded(&self) -> bool {
-        self.stages.iter().all(|s| s.status == StageStatus::Succeeded)
+        self.stages
+            .iter()
+            .all(|s| s.status == StageStatus::Succeeded)
     }
 }
 
@@ -117,7 +119,10 @@ pub async fn execute(
                 waiting.remove(i);
                 continue;
             }
-            if dep_states.iter().all(|s| *s == Some(StageStatus::Succeeded)) {
+            if dep_states
+                .iter()
+                .all(|s| *s == Some(StageStatus::Succeeded))
+            {
                 observer.started(&stage.id);
                 in_flight.insert(stage.id.clone());
                 if in_flight.len() > 1 {
@@ -225,7 +230,11 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
                     stage: stage.id.clone(),
                     attempt: attempts,
                     error: message.clone(),
-                    action: if retryable { "gave_up" } else { "not_retryable" },
+                    action: if retryable {
+                        "gave_up"
+                    } else {
+                        "not_retryable"
+                    },
                     backoff: None,
                 });
                 break Err(message);
@@ -237,8 +246,9 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
         Ok(b) => (StageStatus::Succeeded, b, None),
         Err(e) => (StageStatus::Failed, Vec::new(), Some(e)),
     };
-    let output_rows = (status == StageStatus::Succeeded && matches!(stage.kind, StageKind::Sql { .. }))
-        .then(|| batches.iter().map(|b| b.num_rows() as u64).sum());
+    let output_rows = (status == StageStatus::Succeeded
+        && matches!(stage.kind, StageKind::Sql { .. }))
+    .then(|| batches.iter().map(|b| b.num_rows() as u64).sum());
     Finished {
         record: StageRecord {
             id: stage.id.clone(),
@@ -283,7 +293,10 @@ pub fn is_transient(e: &DataFusionError) -> bool {
         ),
         DataFusionError::IoError(_) | DataFusionError::External(_) => true,
         DataFusionError::ParquetError(p) => {
-            matches!(p.as_ref(), datafusion::parquet::errors::ParquetError::External(_))
+            matches!(
+                p.as_ref(),
+                datafusion::parquet::errors::ParquetError::External(_)
+            )
         }
         _ => false,
     }

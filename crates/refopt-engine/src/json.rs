@@ -22,8 +22,9 @@ pub fn batches_to_objects(batches: &[RecordBatch]) -> Result<Vec<serde_json::Val
     if buffer.is_empty() {
         return Ok(Vec::new());
     }
-    let value: serde_json::Value = serde_json::from_slice(&buffer)
-        .map_err(|e| EngineError::DataFusion(datafusion::error::DataFusionError::External(Box::new(e))))?;
+    let value: serde_json::Value = serde_json::from_slice(&buffer).map_err(|e| {
+        EngineError::DataFusion(datafusion::error::DataFusionError::External(Box::new(e)))
+    })?;
     Ok(match value {
         serde_json::Value::Array(rows) => rows,
         other => vec![other],

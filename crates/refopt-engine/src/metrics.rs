@@ -38,7 +38,10 @@ fn rate_deltas(cur: &FunnelRates, prev: &FunnelRates) -> FunnelRates {
         opportunity_to_won: diff(cur.opportunity_to_won, prev.opportunity_to_won),
         referral_to_won: diff(cur.referral_to_won, prev.referral_to_won),
         cost_per_won: diff(cur.cost_per_won, prev.cost_per_won),
-        revenue_per_payout_dollar: diff(cur.revenue_per_payout_dollar, prev.revenue_per_payout_dollar),
+        revenue_per_payout_dollar: diff(
+            cur.revenue_per_payout_dollar,
+            prev.revenue_per_payout_dollar,
+        ),
     }
 }
 
@@ -47,12 +50,21 @@ pub fn relative_change(cur: f64, prev: f64) -> Option<f64> {
     ratio(cur - prev, prev)
 }
 
+/// Current and previous window counts of one (dimension, value).
+type PeriodCounts = (FunnelCounts, FunnelCounts);
+
 /// Funnel rows for `overall` and each requested dimension, in a stable order: overall first,
 /// then dimensions in the requested order, values by current referrals descending, then name.
-pub fn funnel_rows(records: &[FunnelRecord], dimensions: &[String], keep_previous: bool) -> Vec<FunnelRow> {
-    let mut by_key: BTreeMap<(String, String), (FunnelCounts, FunnelCounts)> = BTreeMap::new();
+pub fn funnel_rows(
+    records: &[FunnelRecord],
+    dimensions: &[String],
+    keep_previous: bool,
+) -> Vec<FunnelRow> {
+    let mut by_key: BTreeMap<(String, String), PeriodCounts> = BTreeMap::new();
     for r in records {
-        let entry = by_key.entry((r.dimension.clone(), r.value.clone())).or_default();
+        let entry = by_key
+            .entry((r.dimension.clone(), r.value.clone()))
+            .or_default();
         match r.period.as_str() {
             "current" => entry.0 = add(entry.0, r.counts),
             "previous" => entry.1 = add(entry.1, r.counts),
@@ -63,9 +75,14 @@ pub fn funnel_rows(records: &[FunnelRecord], dimensions: &[String], keep_previou
     order.extend(dimensions.iter().map(String::as_str));
     let mut rows = Vec::new();
     for dim in order {
-        let mut values: Vec<(&(String, String), &(FunnelCounts, FunnelCounts))> =
+        let mut values: Vec<(&(String, String), &PeriodCounts)> =
             by_key.iter().filter(|((d, _), _)| d == dim).collect();
-        values.sort_by(|a, b| b.1.0.referrals.cmp(&a.1.0.referrals).then_with(|| a.0.1.cmp(&b.0.1)));
+        values.sort_by(|a, b| {
+            b.1.0
+                .referrals
+                .cmp(&a.1.0.referrals)
+                .then_with(|| a.0.1.cmp(&b.0.1))
+        });
         for ((dimension, value), (cur, prev)) in values {
             let cur_rates = rates(cur);
             let prev_rates = rates(prev);
@@ -114,12 +131,14 @@ pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<Success
         let prev = o.previous.as_ref()?;
         relative_change(o.rates.referral_to_won?, rates(prev).referral_to_won?)
     });
-    let fraud_reduction = kpi("fraud_flag_rate").and_then(|k| Some(-(relative_change(k.current?, k.previous?)?)));
+    let fraud_reduction =
+        kpi("fraud_flag_rate").and_then(|k| Some(-(relative_change(k.current?, k.previous?)?)));
     let nps = kpi("partner_nps").and_then(|k| k.current);
     vec![
         SuccessMetric {
             name: "conversion_lift".into(),
-            description: "relative change of referral -> won conversion vs the previous window".into(),
+            description: "relative change of referral -> won conversion vs the previous window"
+                .into(),
             current: lift,
             target: CONVERSION_LIFT_TARGET,
             direction: "higher_is_better".into(),
@@ -127,7 +146,9 @@ pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<Success
         },
         SuccessMetric {
             name: "fraud_reduction".into(),
-            description: "relative fall of the fraud flag rate (flags per referral) vs the previous window".into(),
+            description:
+                "relative fall of the fraud flag rate (flags per referral) vs the previous window"
+                    .into(),
             current: fraud_reduction,
             target: FRAUD_REDUCTION_TARGET,
             direction: "higher_is_better".into(),
@@ -135,7 +156,8 @@ pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<Success
         },
         SuccessMetric {
             name: "partner_nps".into(),
-            description: "NPS of partner respondents in the window (% promoters - % detractors)".into(),
+            description: "NPS of partner respondents in the window (% promoters - % detractors)"
+                .into(),
             current: nps,
             target: PARTNER_NPS_TARGET,
             direction: "higher_is_better".into(),

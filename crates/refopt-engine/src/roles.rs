@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+};
 use refopt_plan::FunnelCounts;
 use refopt_spec::Role;
 
@@ -70,14 +72,22 @@ pub struct RoleBatch {
 
 impl RoleBatch {
     fn col(&self, name: &str) -> &ArrayRef {
-        let i = self.names.iter().position(|n| *n == name).expect("contract column");
+        let i = self
+            .names
+            .iter()
+            .position(|n| *n == name)
+            .expect("contract column");
         &self.columns[i]
     }
 
     /// Text value (empty string for null).
     pub fn text(&self, name: &str, row: usize) -> String {
         let a = self.col(name).as_string::<i32>();
-        if a.is_null(row) { String::new() } else { a.value(row).to_string() }
+        if a.is_null(row) {
+            String::new()
+        } else {
+            a.value(row).to_string()
+        }
     }
 
     /// Integer value (0 for null).
@@ -89,7 +99,9 @@ impl RoleBatch {
     /// Real value (None for null or non-finite).
     pub fn real(&self, name: &str, row: usize) -> Option<f64> {
         let a = self.col(name).as_primitive::<Float64Type>();
-        (!a.is_null(row)).then(|| a.value(row)).filter(|v| v.is_finite())
+        (!a.is_null(row))
+            .then(|| a.value(row))
+            .filter(|v| v.is_finite())
     }
 
     /// Timestamp value in microseconds.
@@ -100,7 +112,11 @@ impl RoleBatch {
 }
 
 /// Checks and casts `batches` of `stage` against `role`'s contract.
-pub fn read(stage: &str, role: Role, batches: &[RecordBatch]) -> Result<Vec<RoleBatch>, EngineError> {
+pub fn read(
+    stage: &str,
+    role: Role,
+    batches: &[RecordBatch],
+) -> Result<Vec<RoleBatch>, EngineError> {
     let spec = contract(role);
     let err = |message: String| EngineError::RoleContract {
         stage: stage.to_string(),
@@ -146,7 +162,10 @@ pub struct FunnelRecord {
 }
 
 /// Reads a funnel stage's output.
-pub fn funnel_records(stage: &str, batches: &[RecordBatch]) -> Result<Vec<FunnelRecord>, EngineError> {
+pub fn funnel_records(
+    stage: &str,
+    batches: &[RecordBatch],
+) -> Result<Vec<FunnelRecord>, EngineError> {
     let mut out = Vec::new();
     for b in read(stage, Role::Funnel, batches)? {
         for r in 0..b.rows {

@@ -43,7 +43,10 @@ pub struct RunOutcome {
 }
 
 /// Runs the pipeline and writes its plan.
-pub async fn run(request: RunRequest, observer: Arc<dyn StageObserver>) -> Result<RunOutcome, EngineError> {
+pub async fn run(
+    request: RunRequest,
+    observer: Arc<dyn StageObserver>,
+) -> Result<RunOutcome, EngineError> {
     let pipeline = &request.pipeline;
     pipeline
         .check_dimensions(&request.dimensions)
@@ -51,9 +54,12 @@ pub async fn run(request: RunRequest, observer: Arc<dyn StageObserver>) -> Resul
     if let Some(t) = request.alert_threshold
         && !t.is_finite()
     {
-        return Err(EngineError::Parameter(format!("--alert-threshold must be a finite number, got {t}")));
+        return Err(EngineError::Parameter(format!(
+            "--alert-threshold must be a finite number, got {t}"
+        )));
     }
-    let data = storage::resolve(&request.data_root).map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let data =
+        storage::resolve(&request.data_root).map_err(|e| EngineError::Parameter(e.to_string()))?;
     let plan_store = match &request.plans_root {
         Some(root) => {
             let loc = storage::resolve(root).map_err(|e| EngineError::Parameter(e.to_string()))?;
@@ -102,10 +108,17 @@ pub async fn run(request: RunRequest, observer: Arc<dyn StageObserver>) -> Resul
         execution: &execution,
     })?;
     let stored = match plan_store {
-        Some(store) => Some(store.write(&plan, created_at).await.map_err(|e| EngineError::Storage {
-            location: request.plans_root.clone().unwrap_or_default(),
-            message: e.to_string(),
-        })?),
+        Some(store) => {
+            Some(
+                store
+                    .write(&plan, created_at)
+                    .await
+                    .map_err(|e| EngineError::Storage {
+                        location: request.plans_root.clone().unwrap_or_default(),
+                        message: e.to_string(),
+                    })?,
+            )
+        }
         None => None,
     };
     Ok(RunOutcome {
@@ -117,5 +130,9 @@ pub async fn run(request: RunRequest, observer: Arc<dyn StageObserver>) -> Resul
 
 /// `<UTC timestamp>-<8 random hex digits>`: sortable and unique across concurrent runs.
 fn run_id(at: DateTime<Utc>) -> String {
-    format!("{}-{:08x}", at.format("%Y%m%dT%H%M%SZ"), rand::rng().random::<u32>())
+    format!(
+        "{}-{:08x}",
+        at.format("%Y%m%dT%H%M%SZ"),
+        rand::rng().random::<u32>()
+    )
 }

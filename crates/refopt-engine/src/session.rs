@@ -33,7 +33,9 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
     if let Some(limit) = options.memory_limit {
         runtime = runtime
             .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory));
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
+            );
     }
     let runtime = runtime.build_arc()?;
     Ok(SessionContext::new_with_config_rt(config, runtime))

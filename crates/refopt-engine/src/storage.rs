@@ -136,7 +136,8 @@ pub fn resolve(location: &str) -> Result<StorageLocation, StorageError> {
             )));
         }
     };
-    let store_url = Url::parse(&format!("{scheme}://{bucket}/")).map_err(|e| invalid(&e.to_string()))?;
+    let store_url =
+        Url::parse(&format!("{scheme}://{bucket}/")).map_err(|e| invalid(&e.to_string()))?;
     let prefix = Path::from(url.path().trim_matches('/'));
     let display = format!("{scheme}://{bucket}/{prefix}")
         .trim_end_matches('/')
@@ -198,6 +199,11 @@ mod tests {
         let e = resolve("s3://key:secret@bucket/x").unwrap_err().to_string();
         assert!(e.contains("credentials"), "{e}");
         assert!(!e.contains("secret@"), "{e}");
-        assert!(resolve("ftp://host/x").unwrap_err().to_string().contains("unsupported scheme"));
+        assert!(
+            resolve("ftp://host/x")
+                .unwrap_err()
+                .to_string()
+                .contains("unsupported scheme")
+        );
     }
 }

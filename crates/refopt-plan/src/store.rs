@@ -68,7 +68,11 @@ impl PlanStore {
     }
 
     /// Writes `plan` as `plan-<UTC timestamp>.json`, never replacing an existing object.
-    pub async fn write(&self, plan: &Plan, created: DateTime<Utc>) -> Result<StoredPlan, PlanStoreError> {
+    pub async fn write(
+        &self,
+        plan: &Plan,
+        created: DateTime<Utc>,
+    ) -> Result<StoredPlan, PlanStoreError> {
         let body = serde_json::to_vec_pretty(plan).expect("plans always serialize");
         let stamp = created.format("%Y%m%dT%H%M%SZ").to_string();
         let dir = self.pipeline_dir(&plan.pipeline.name);
@@ -121,7 +125,7 @@ impl PlanStore {
             p.filename()
                 .is_some_and(|f| f.starts_with("plan-") && f.ends_with(".json"))
         });
-        paths.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+        paths.sort_by_key(sort_key);
         Ok(paths
             .into_iter()
             .map(|path| StoredPlan {

@@ -493,7 +493,8 @@ mod tests {
         Pipeline::parse(Path::new("p.yaml"), text)
     }
 
-    const HEAD: &str = "version: 1\nname: t\ndatasets:\n  - name: a\n    path: a\n    required_columns: [x]\n";
+    const HEAD: &str =
+        "version: 1\nname: t\ndatasets:\n  - name: a\n    path: a\n    required_columns: [x]\n";
 
     #[test]
     fn orders_stages_by_dependency() {

@@ -30,7 +30,9 @@ impl FromStr for Window {
             given: s.to_string(),
             reason: reason.to_string(),
         };
-        let digits = s.strip_suffix('d').ok_or_else(|| err("missing the `d` unit"))?;
+        let digits = s
+            .strip_suffix('d')
+            .ok_or_else(|| err("missing the `d` unit"))?;
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err("the length must be a whole number"));
         }
@@ -93,7 +95,10 @@ mod tests {
 
     #[test]
     fn ranges_are_adjacent() {
-        let r = WindowRange::new(Window { days: 30 }, NaiveDate::from_ymd_opt(2026, 3, 31).unwrap());
+        let r = WindowRange::new(
+            Window { days: 30 },
+            NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(),
+        );
         assert_eq!(r.end.to_rfc3339(), "2026-03-31T00:00:00+00:00");
         assert_eq!(r.start.to_rfc3339(), "2026-03-01T00:00:00+00:00");
         assert_eq!(r.previous_start.to_rfc3339(), "2026-01-30T00:00:00+00:00");
