@@ -798,7 +798,7 @@ impl<'w> Generator<'w> {
             let responded_at = new.created_at + self.rng.random_range(3 * DAY..10 * DAY);
             if responded_at < self.end {
                 let base =
-                    if reached == 4 { 8.3 } else { 7.0 } - if new.channel == 1 { 0.6 } else { 0.0 };
+                    if reached == 4 { 8.9 } else { 8.0 } - if new.channel == 1 { 0.6 } else { 0.0 };
                 let score = self.nps_score(base);
                 let response_id = self.id("nps");
                 self.nps
