@@ -1,4 +1,4 @@
--- Per partner in the current window: partner payouts (not reversed) vs the revenue of the
+-- Per partner in the current window: referrals, partner payouts (not reversed) vs the revenue of the
 -- partner's won deals, each partner's share of all partner payouts and revenue, and compliance
 -- failures (partner KYC and disclosure checks on the partner's referrals).
 WITH pay AS (
@@ -31,6 +31,14 @@ kyc AS (
     AND subject_type = 'partner'
   GROUP BY subject_id
 ),
+refs AS (
+  SELECT partner_id, COUNT(*) AS referrals
+  FROM referrals
+  WHERE dt >= $window_start_day AND dt < $window_end_day
+    AND created_at >= $window_start AND created_at < $window_end
+    AND partner_id IS NOT NULL
+  GROUP BY partner_id
+),
 disclosure AS (
   SELECT r.partner_id,
          SUM(CASE WHEN e.status = 'fail' THEN 1 ELSE 0 END) AS disclosure_failures,
@@ -47,10 +55,16 @@ disclosure AS (
 SELECT p.partner_id, p.tier, p.status, p.joined_at,
        COALESCE(pay.payouts, 0.0) AS payouts,
        COALESCE(pay.payout_count, 0) AS payout_count,
+       COALESCE(refs.referrals, 0) AS referrals,
        COALESCE(won.won, 0) AS won,
        COALESCE(won.revenue, 0.0) AS revenue,
        COALESCE(pay.payouts, 0.0) / NULLIF(SUM(COALESCE(pay.payouts, 0.0)) OVER (), 0.0) AS payout_share,
        COALESCE(won.revenue, 0.0) / NULLIF(SUM(COALESCE(won.revenue, 0.0)) OVER (), 0.0) AS revenue_share,
+       -- Program-wide references for relative rules.
+       SUM(COALESCE(pay.payouts, 0.0)) OVER () / NULLIF(SUM(COALESCE(won.revenue, 0.0)) OVER (), 0.0)
+         AS program_payout_to_revenue,
+       CAST(SUM(COALESCE(won.won, 0)) OVER () AS DOUBLE) / NULLIF(CAST(SUM(COALESCE(refs.referrals, 0)) OVER () AS DOUBLE), 0.0)
+         AS program_win_rate,
        COALESCE(kyc.kyc_failures, 0) AS kyc_failures,
        COALESCE(kyc.kyc_missing, 0) AS kyc_missing,
        COALESCE(kyc.kyc_checks, 0) AS kyc_checks,
@@ -59,5 +73,6 @@ SELECT p.partner_id, p.tier, p.status, p.joined_at,
 FROM partners p
 LEFT JOIN pay ON pay.partner_id = p.partner_id
 LEFT JOIN won ON won.partner_id = p.partner_id
+LEFT JOIN refs ON refs.partner_id = p.partner_id
 LEFT JOIN kyc ON kyc.partner_id = p.partner_id
 LEFT JOIN disclosure ON disclosure.partner_id = p.partner_id

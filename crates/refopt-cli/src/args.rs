@@ -26,6 +26,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print the JSON Schema of plan JSON v1.
     Schema,
+    /// Score the fraud rules against generated truth labels: precision and recall overall,
+    /// per planted pattern and per rule (data from `refopt generate`).
+    EvaluateRules(EvaluateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,6 +74,9 @@ pub struct AnalysisArgs {
     /// Memory limit for queries, e.g. 2GiB or 512MiB; operators spill to disk beyond it.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<usize>,
+    /// Rules folder (fraud.yaml, ...). Rules are read at run time: edit them without rebuilding.
+    #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
+    pub rules: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +140,24 @@ pub struct DemoArgs {
     /// Folder holding pipeline files.
     #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
     pub pipelines_dir: PathBuf,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Data root written by `refopt generate` (with its `_truth/` labels).
+    #[arg(long)]
+    pub root: String,
+    /// End of the window (exclusive), YYYY-MM-DD.
+    #[arg(long)]
+    pub as_of: String,
+    /// Folder holding pipeline files.
+    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
+    pub pipelines_dir: PathBuf,
+    /// Pipeline name or file.
+    #[arg(long, default_value = "optimize-referrals")]
+    pub pipeline: String,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
 }

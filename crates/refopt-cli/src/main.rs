@@ -16,7 +16,7 @@ use refopt_engine::{EngineError, ErrorClass, RunRequest, SessionOptions};
 use refopt_plan::Detail;
 use refopt_spec::{Pipeline, Window};
 
-use args::{AnalysisArgs, Cli, Command, DemoArgs, GenerateArgs, Output, RunArgs};
+use args::{AnalysisArgs, Cli, Command, DemoArgs, EvaluateArgs, GenerateArgs, Output, RunArgs};
 
 /// Exit codes (documented in `docs/cli.md`).
 mod exit {
@@ -72,6 +72,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run(args).await,
         Command::Generate(args) => generate(args).await.map(|_| ()),
         Command::Demo(args) => demo(args).await,
+        Command::EvaluateRules(args) => evaluate_rules(args).await,
         Command::Schema => {
             println!(
                 "{}",
@@ -150,11 +151,79 @@ fn build_request(
             .filter(|e| !e.is_empty())
             .collect(),
         alert_threshold: a.alert_threshold,
+        fraud_rules: load_fraud_rules(&a.rules)?,
         session: SessionOptions {
             threads: a.threads,
             memory_limit: a.memory_limit,
         },
     })
+}
+
+/// Loads `<rules>/fraud.yaml` when the rules folder has one.
+fn load_fraud_rules(dir: &Path) -> anyhow::Result<Option<refopt_spec::FraudRules>> {
+    let file = dir.join("fraud.yaml");
+    if !file.is_file() {
+        return Ok(None);
+    }
+    refopt_spec::FraudRules::load(&file)
+        .map(Some)
+        .map_err(|e| EngineError::Config(e).into())
+}
+
+async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
+    let file = pipeline_file(&args.pipeline, &args.pipelines_dir);
+    let pipeline = load_pipeline(&file)?;
+    let as_of = parse_date("--as-of", &args.as_of)?;
+    let request = build_request(pipeline, args.root.clone(), None, as_of, &args.analysis)?;
+    if request.fraud_rules.is_none() {
+        return Err(anyhow!(
+            "no fraud rules in {}",
+            args.analysis.rules.display()
+        ));
+    }
+    let range = refopt_spec::WindowRange::new(request.window, as_of);
+    let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;
+    let review = outcome.fraud.expect("rules were given");
+    for o in review.outcomes.iter().filter(|o| o.error.is_some()) {
+        eprintln!("rule failed: {}", o.error.as_deref().unwrap_or_default());
+    }
+    let quality = refopt_engine::evaluate::score(&args.root, &range, &review).await?;
+    if args.analysis.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&quality)?);
+        return Ok(());
+    }
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+    println!(
+        "fraud rules vs truth, window {} ending {}: {} referrals reviewed",
+        args.analysis.window, as_of, review.referrals_reviewed
+    );
+    println!(
+        "overall: flagged {}, truth {}, true positives {}, precision {}, recall {}",
+        quality.flagged,
+        quality.truth,
+        quality.true_positives,
+        f(quality.precision),
+        f(quality.recall)
+    );
+    println!("\nrecall per planted pattern:");
+    for (p, r) in &quality.by_pattern {
+        println!(
+            "  {p:<22} truth {:>7}  caught {:>7}  recall {}",
+            r.truth,
+            r.caught,
+            f(r.recall)
+        );
+    }
+    println!("\nprecision per rule:");
+    for (rule, r) in &quality.by_rule {
+        println!(
+            "  {rule:<36} flagged {:>7}  fraudulent {:>7}  precision {}",
+            r.flagged,
+            r.fraudulent,
+            f(r.precision)
+        );
+    }
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -252,6 +252,8 @@ impl World {
         partners[fraud_idx].payout_fraud = true;
         partners[fraud_idx].status = "active";
         partners[fraud_idx].joined_at = start - 20 * 86_400_000_000;
+        // A partner set up to farm payouts brings almost no genuine traffic.
+        partner_weights[fraud_idx] *= 0.02;
         let partner_sampler = WeightedIndex::new(&partner_weights).expect("positive weights");
 
         let company_count = (referrer_count / 60).max(5) as usize;

@@ -23,6 +23,7 @@ pub struct PlanContext<'a> {
     pub data_root_display: &'a str,
     pub datasets: &'a [RegisteredDataset],
     pub execution: &'a Execution,
+    pub fraud: Option<&'a crate::fraud::FraudReview>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

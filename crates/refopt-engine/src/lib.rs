@@ -4,7 +4,9 @@
 pub mod assemble;
 pub mod datasets;
 pub mod error;
+pub mod evaluate;
 pub mod executor;
+pub mod fraud;
 pub mod json;
 pub mod metrics;
 pub mod params;

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
 use refopt_plan::{Detail, Plan, PlanStore, StoredPlan};
-use refopt_spec::{Pipeline, Window, WindowRange};
+use refopt_spec::{FraudRules, Pipeline, Window, WindowRange};
 
 use crate::assemble::{PlanContext, assemble};
 use crate::datasets::register_datasets;
 use crate::error::EngineError;
 use crate::executor::{Execution, StageObserver, StageStatus, execute};
+use crate::fraud::{FraudReview, review};
 use crate::session::{SessionOptions, new_session};
 use crate::storage;
 
@@ -30,6 +31,8 @@ pub struct RunRequest {
     pub dimensions: Vec<String>,
     pub experiments: Vec<String>,
     pub alert_threshold: Option<f64>,
+    /// Fraud rules to run after the stages (None: no fraud review).
+    pub fraud_rules: Option<FraudRules>,
     pub session: SessionOptions,
 }
 
@@ -40,6 +43,8 @@ pub struct RunOutcome {
     /// Where the plan was written (None for a dry run).
     pub stored: Option<StoredPlan>,
     pub execution: Execution,
+    /// The fraud review, when rules were given.
+    pub fraud: Option<FraudReview>,
 }
 
 /// Runs the pipeline and writes its plan.
@@ -97,6 +102,11 @@ pub async fn run(
         });
     }
 
+    let fraud = match &request.fraud_rules {
+        Some(rules) => Some(review(&ctx, rules).await?),
+        None => None,
+    };
+
     let created_at = Utc::now();
     let plan = assemble(&PlanContext {
         request: &request,
@@ -106,6 +116,7 @@ pub async fn run(
         data_root_display: &data.display,
         datasets: &datasets,
         execution: &execution,
+        fraud: fraud.as_ref(),
     })?;
     let stored = match plan_store {
         Some(store) => {
@@ -125,6 +136,7 @@ pub async fn run(
         plan,
         stored,
         execution,
+        fraud,
     })
 }
 

@@ -5,10 +5,13 @@
 
 pub mod dag;
 pub mod error;
+pub mod fraud;
 pub mod pipeline;
+pub mod sandbox;
 pub mod window;
 pub mod yaml;
 
 pub use error::{Location, SpecError, SpecErrors};
+pub use fraud::{FraudRule, FraudRules, Severity};
 pub use pipeline::{Dataset, Dimension, Pipeline, RetryPolicy, Role, Stage, StageKind};
 pub use window::{Window, WindowRange};

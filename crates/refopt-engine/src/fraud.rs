@@ -1,0 +1,454 @@
+//! Fraud review: evaluates the fraud rules over the feature tables, maps flagged rows back to
+//! the window's referrals, links flagged referrals into clusters (connected components over
+//! shared devices and payment fingerprints) and summarizes the result.
+//!
+//! Threshold conditions run inside DataFusion as filters; Rhai expressions run row by row in the
+//! sandbox. A rule that fails (unknown column, script error, sandbox limit) is recorded with its
+//! id and location and the other rules still run.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::prelude::{Expr, SessionContext, col, lit};
+use refopt_spec::fraud::{Condition, ConditionValue, Op};
+use refopt_spec::{FraudRule, FraudRules, sandbox};
+use rhai::{Dynamic, Map, Scope};
+
+/// One referral flagged by at least one rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlaggedReferral {
+    pub referral_id: String,
+    pub rule_ids: Vec<String>,
+    /// Combined score: `1 - Π(1 - score_i)` over the rules that fired.
+    pub score: f64,
+    /// Cluster of linked accounts (shared device or card), when the referral is linked to others.
+    pub cluster_id: Option<String>,
+}
+
+/// What one rule did.
+#[derive(Debug, Clone)]
+pub struct RuleOutcome {
+    pub rule_id: String,
+    pub pattern: String,
+    pub severity: String,
+    /// Rows of the feature table the rule selected.
+    pub rows_selected: u64,
+    pub referrals_flagged: u64,
+    /// Set when the rule could not be evaluated; other rules still ran.
+    pub error: Option<String>,
+}
+
+/// The fraud review's result.
+#[derive(Debug, Clone, Default)]
+pub struct FraudReview {
+    pub flagged: Vec<FlaggedReferral>,
+    pub outcomes: Vec<RuleOutcome>,
+    /// Referrals of the window the rules looked at.
+    pub referrals_reviewed: u64,
+    /// Referral ids of the window with their channel (for flag rates per dimension).
+    pub channel_of: HashMap<String, String>,
+    /// Cluster summaries (largest first).
+    pub clusters: Vec<Cluster>,
+}
+
+/// A group of flagged referrals linked through shared devices or payment fingerprints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub cluster_id: String,
+    pub referrals: u64,
+    pub referrers: u64,
+    pub devices: Vec<String>,
+    pub payment_fingerprints: u64,
+    pub rule_ids: Vec<String>,
+}
+
+const KEY_SEPARATOR: char = '\u{1f}';
+
+/// Runs every fraud rule.
+pub async fn review(
+    ctx: &SessionContext,
+    rules: &FraudRules,
+) -> Result<FraudReview, datafusion::error::DataFusionError> {
+    let referrals = ctx
+        .table(rules.referrals_table.as_str())
+        .await?
+        .collect()
+        .await?;
+    let referral_ids = string_column(&referrals, "referral_id")?;
+    let mut hits: BTreeMap<usize, Vec<(String, f64)>> = BTreeMap::new();
+    let mut outcomes = Vec::new();
+    for rule in &rules.rules {
+        match evaluate(ctx, rule).await {
+            Ok((rows_selected, keys)) => {
+                let matched = match referral_keys(&referrals, &rule.key) {
+                    Ok(referral_keys) => referral_keys
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, k)| k.as_ref().is_some_and(|k| keys.contains(k)))
+                        .map(|(i, _)| i)
+                        .collect::<Vec<_>>(),
+                    Err(e) => {
+                        outcomes.push(failed(
+                            rule,
+                            format!("referrals table lacks the rule's key: {e}"),
+                        ));
+                        continue;
+                    }
+                };
+                for &i in &matched {
+                    hits.entry(i)
+                        .or_default()
+                        .push((rule.id.clone(), rule.score));
+                }
+                outcomes.push(RuleOutcome {
+                    rule_id: rule.id.clone(),
+                    pattern: rule.pattern.clone(),
+                    severity: format!("{:?}", rule.severity).to_lowercase(),
+                    rows_selected,
+                    referrals_flagged: matched.len() as u64,
+                    error: None,
+                });
+            }
+            Err(message) => outcomes.push(failed(rule, message)),
+        }
+    }
+
+    let clusters_of = link_clusters(&referrals, &hits)?;
+    let mut flagged: Vec<FlaggedReferral> = hits
+        .iter()
+        .map(|(&i, fired)| FlaggedReferral {
+            referral_id: referral_ids[i].clone().unwrap_or_default(),
+            rule_ids: fired.iter().map(|(id, _)| id.clone()).collect(),
+            score: 1.0 - fired.iter().map(|(_, s)| 1.0 - s).product::<f64>(),
+            cluster_id: clusters_of.get(&i).cloned(),
+        })
+        .collect();
+    flagged.sort_by(|a, b| a.referral_id.cmp(&b.referral_id));
+    let clusters = summarize_clusters(&referrals, &hits, &clusters_of)?;
+    let channels = string_column(&referrals, "channel").unwrap_or_default();
+    let channel_of = referral_ids
+        .iter()
+        .zip(channels.iter().chain(std::iter::repeat(&None)))
+        .filter_map(|(id, ch)| Some((id.clone()?, ch.clone().unwrap_or_default())))
+        .collect();
+    Ok(FraudReview {
+        flagged,
+        outcomes,
+        referrals_reviewed: referral_ids.len() as u64,
+        channel_of,
+        clusters,
+    })
+}
+
+fn failed(rule: &FraudRule, message: String) -> RuleOutcome {
+    RuleOutcome {
+        rule_id: rule.id.clone(),
+        pattern: rule.pattern.clone(),
+        severity: format!("{:?}", rule.severity).to_lowercase(),
+        rows_selected: 0,
+        referrals_flagged: 0,
+        error: Some(format!("{}: rule `{}`: {message}", rule.location, rule.id)),
+    }
+}
+
+/// Selects the rule's rows and returns their keys.
+async fn evaluate(
+    ctx: &SessionContext,
+    rule: &FraudRule,
+) -> Result<(u64, HashSet<String>), String> {
+    let mut df = ctx
+        .table(rule.table.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
+    for c in &rule.when {
+        df = df.filter(condition_expr(c)).map_err(|e| e.to_string())?;
+    }
+    let batches = df.collect().await.map_err(|e| e.to_string())?;
+    let mut keys = HashSet::new();
+    let mut selected = 0u64;
+    let engine = rule.expression.as_ref().map(|_| sandbox::engine());
+    for batch in &batches {
+        let key_values = key_strings(batch, &rule.key).map_err(|e| e.to_string())?;
+        for (row, key) in key_values.into_iter().enumerate() {
+            let keep = match (&rule.expression, &engine) {
+                (Some(expr), Some(engine)) => {
+                    let mut scope = Scope::new();
+                    scope.push("row", row_map(batch, row));
+                    match engine.eval_ast_with_scope::<bool>(&mut scope, &expr.ast) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            return Err(format!(
+                                "expression failed on row {row} of `{}`: {}",
+                                rule.table,
+                                sandbox::describe(&e)
+                            ));
+                        }
+                    }
+                }
+                _ => true,
+            };
+            if keep {
+                selected += 1;
+                if let Some(k) = key {
+                    keys.insert(k);
+                }
+            }
+        }
+    }
+    Ok((selected, keys))
+}
+
+fn condition_expr(c: &Condition) -> Expr {
+    let column = col(format!("\"{}\"", c.column.replace('"', "\"\"")));
+    let scalar = |v: &ConditionValue| match v {
+        ConditionValue::Number(n) => lit(*n),
+        ConditionValue::Text(t) => lit(t.clone()),
+        ConditionValue::List(_) => lit(datafusion::scalar::ScalarValue::Null),
+    };
+    match (c.op, &c.value) {
+        (Op::In, ConditionValue::List(items)) => {
+            column.in_list(items.iter().map(|i| lit(i.clone())).collect(), false)
+        }
+        (Op::NotIn, ConditionValue::List(items)) => {
+            column.in_list(items.iter().map(|i| lit(i.clone())).collect(), true)
+        }
+        (Op::Ge, v) => column.gt_eq(scalar(v)),
+        (Op::Gt, v) => column.gt(scalar(v)),
+        (Op::Le, v) => column.lt_eq(scalar(v)),
+        (Op::Lt, v) => column.lt(scalar(v)),
+        (Op::Eq, v) => column.eq(scalar(v)),
+        (Op::Ne, v) => column.not_eq(scalar(v)),
+        // Rejected at load time.
+        (Op::In | Op::NotIn, _) => lit(false),
+    }
+}
+
+/// A row as a Rhai object map: strings, integers, floats, booleans; null as `()`.
+fn row_map(batch: &RecordBatch, row: usize) -> Map {
+    let mut map = Map::new();
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+        map.insert(field.name().as_str().into(), value(array, row));
+    }
+    map
+}
+
+fn value(array: &ArrayRef, row: usize) -> Dynamic {
+    if array.is_null(row) {
+        return Dynamic::UNIT;
+    }
+    match array.data_type() {
+        DataType::Boolean => Dynamic::from_bool(array.as_boolean().value(row)),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => {
+            match cast(&array.slice(row, 1), &DataType::Float64) {
+                Ok(a) => Dynamic::from_float(a.as_primitive::<Float64Type>().value(0)),
+                Err(_) => Dynamic::UNIT,
+            }
+        }
+        t if t.is_integer() || matches!(t, DataType::Timestamp(_, _) | DataType::Date32) => {
+            match cast(&array.slice(row, 1), &DataType::Int64) {
+                Ok(a) => Dynamic::from_int(a.as_primitive::<Int64Type>().value(0)),
+                Err(_) => Dynamic::UNIT,
+            }
+        }
+        _ => match cast(&array.slice(row, 1), &DataType::Utf8) {
+            Ok(a) => Dynamic::from(a.as_string::<i32>().value(0).to_string()),
+            Err(_) => Dynamic::UNIT,
+        },
+    }
+}
+
+fn string_column(
+    batches: &[RecordBatch],
+    name: &str,
+) -> Result<Vec<Option<String>>, datafusion::error::DataFusionError> {
+    let mut out = Vec::new();
+    for b in batches {
+        let column = b.column_by_name(name).ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!("column `{name}` not found"))
+        })?;
+        let strings = cast(column, &DataType::Utf8)?;
+        let strings = strings.as_string::<i32>();
+        out.extend(
+            (0..strings.len()).map(|i| (!strings.is_null(i)).then(|| strings.value(i).to_string())),
+        );
+    }
+    Ok(out)
+}
+
+/// Key of every row of a batch (None when a key column is null).
+fn key_strings(
+    batch: &RecordBatch,
+    key: &[String],
+) -> Result<Vec<Option<String>>, datafusion::error::DataFusionError> {
+    let columns = key
+        .iter()
+        .map(|k| string_column(std::slice::from_ref(batch), k))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            let parts: Option<Vec<&str>> = columns.iter().map(|c| c[row].as_deref()).collect();
+            parts.map(|p| p.join(&KEY_SEPARATOR.to_string()))
+        })
+        .collect())
+}
+
+fn referral_keys(
+    referrals: &[RecordBatch],
+    key: &[String],
+) -> Result<Vec<Option<String>>, datafusion::error::DataFusionError> {
+    let mut out = Vec::new();
+    for b in referrals {
+        out.extend(key_strings(b, key)?);
+    }
+    Ok(out)
+}
+
+/// Union-find over referral indices.
+struct Components {
+    parent: Vec<usize>,
+}
+
+impl Components {
+    fn new(n: usize) -> Self {
+        Self {
+            parent: (0..n).collect(),
+        }
+    }
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[ra.max(rb)] = ra.min(rb);
+        }
+    }
+}
+
+/// Links every referral of the window through shared devices and payment fingerprints (IPs are
+/// left out: offices and campuses share them legitimately) and names the components that
+/// contain at least two flagged referrals.
+fn link_clusters(
+    referrals: &[RecordBatch],
+    hits: &BTreeMap<usize, Vec<(String, f64)>>,
+) -> Result<HashMap<usize, String>, datafusion::error::DataFusionError> {
+    let ids = string_column(referrals, "referral_id")?;
+    let mut components = Components::new(ids.len());
+    for column in ["device_id", "payment_fingerprint"] {
+        let values = string_column(referrals, column)?;
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for (i, v) in values.iter().enumerate() {
+            if let Some(v) = v.as_deref() {
+                match first.get(v) {
+                    Some(&j) => components.union(i, j),
+                    None => {
+                        first.insert(v, i);
+                    }
+                }
+            }
+        }
+    }
+    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
+    for &i in hits.keys() {
+        members.entry(components.find(i)).or_default().push(i);
+    }
+    let mut out = HashMap::new();
+    for (root, flagged) in members {
+        if flagged.len() < 2 {
+            continue;
+        }
+        let name = format!("cluster-{}", ids[root].as_deref().unwrap_or("unknown"));
+        for i in flagged {
+            out.insert(i, name.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn summarize_clusters(
+    referrals: &[RecordBatch],
+    hits: &BTreeMap<usize, Vec<(String, f64)>>,
+    clusters_of: &HashMap<usize, String>,
+) -> Result<Vec<Cluster>, datafusion::error::DataFusionError> {
+    let referrers = string_column(referrals, "referrer_id")?;
+    let devices = string_column(referrals, "device_id")?;
+    let cards = string_column(referrals, "payment_fingerprint")?;
+    #[derive(Default)]
+    struct Acc {
+        n: u64,
+        referrers: BTreeSet<String>,
+        devices: BTreeSet<String>,
+        cards: BTreeSet<String>,
+        rules: BTreeSet<String>,
+    }
+    let mut acc: BTreeMap<&str, Acc> = BTreeMap::new();
+    for (i, name) in clusters_of {
+        let a = acc.entry(name.as_str()).or_default();
+        a.n += 1;
+        a.referrers.extend(referrers[*i].clone());
+        a.devices.extend(devices[*i].clone());
+        a.cards.extend(cards[*i].clone());
+        a.rules.extend(hits[i].iter().map(|(r, _)| r.clone()));
+    }
+    let mut clusters: Vec<Cluster> = acc
+        .into_iter()
+        .map(|(name, a)| Cluster {
+            cluster_id: name.to_string(),
+            referrals: a.n,
+            referrers: a.referrers.len() as u64,
+            devices: a.devices.into_iter().take(5).collect(),
+            payment_fingerprints: a.cards.len() as u64,
+            rule_ids: a.rules.into_iter().collect(),
+        })
+        .collect();
+    clusters.sort_by(|a, b| {
+        b.referrals
+            .cmp(&a.referrals)
+            .then_with(|| a.cluster_id.cmp(&b.cluster_id))
+    });
+    Ok(clusters)
+}
+
+/// Flagged referrals as a record batch: `referral_id`, `rule_ids` (list of strings), `score`,
+/// `cluster_id`.
+pub fn flagged_batch(flagged: &[FlaggedReferral]) -> RecordBatch {
+    use datafusion::arrow::array::{Float64Array, ListBuilder, StringArray, StringBuilder};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let mut rules = ListBuilder::new(StringBuilder::new());
+    for f in flagged {
+        for r in &f.rule_ids {
+            rules.values().append_value(r);
+        }
+        rules.append(true);
+    }
+    let rules = rules.finish();
+    let schema = Schema::new(vec![
+        Field::new("referral_id", DataType::Utf8, false),
+        Field::new("rule_ids", rules.data_type().clone(), false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("cluster_id", DataType::Utf8, true),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                flagged.iter().map(|f| f.referral_id.as_str()),
+            )),
+            Arc::new(rules),
+            Arc::new(Float64Array::from_iter_values(
+                flagged.iter().map(|f| f.score),
+            )),
+            Arc::new(StringArray::from_iter(
+                flagged.iter().map(|f| f.cluster_id.as_deref()),
+            )),
+        ],
+    )
+    .expect("columns match the schema")
+}

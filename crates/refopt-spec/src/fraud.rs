@@ -1,0 +1,283 @@
+//! Fraud heuristics (`rules/fraud.yaml`): each rule reads one feature table (a stage output),
+//! selects suspicious rows with YAML threshold conditions and/or a Rhai expression, and flags the
+//! referrals that share the row's key.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::error::{Location, SpecError, SpecErrors};
+use crate::pipeline::closest;
+use crate::{sandbox, yaml};
+
+/// The fraud rules file format version.
+pub const FRAUD_RULES_VERSION: u32 = 1;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFraudRules {
+    version: Spanned<u32>,
+    /// Table whose rows are flagged (default `risk_referrals`).
+    #[serde(default = "default_referrals_table")]
+    referrals_table: String,
+    rules: Vec<RawFraudRule>,
+}
+
+fn default_referrals_table() -> String {
+    "risk_referrals".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFraudRule {
+    id: Spanned<String>,
+    description: String,
+    severity: Severity,
+    /// Pattern family reported in summaries (e.g. `device_ring`).
+    pattern: String,
+    table: Spanned<String>,
+    key: OneOrMany,
+    #[serde(default)]
+    when: Vec<Spanned<Condition>>,
+    #[serde(default)]
+    expression: Option<Spanned<String>>,
+    #[serde(default = "default_score")]
+    score: f64,
+    #[serde(default = "default_true")]
+    enabled: bool,
+}
+
+fn default_score() -> f64 {
+    0.8
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// A threshold condition on one column of the feature table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub column: String,
+    pub op: Op,
+    pub value: ConditionValue,
+}
+
+/// Comparison operators of threshold conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Op {
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "==")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    #[serde(rename = "in")]
+    In,
+    #[serde(rename = "not_in")]
+    NotIn,
+}
+
+/// A threshold: a number, a string, or a list (for `in` / `not_in`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ConditionValue {
+    Number(f64),
+    Text(String),
+    List(Vec<String>),
+}
+
+/// A compiled Rhai expression with its source location.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    pub source: String,
+    pub ast: Arc<rhai::AST>,
+    pub location: Location,
+}
+
+/// A validated fraud rule.
+#[derive(Debug, Clone)]
+pub struct FraudRule {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    pub pattern: String,
+    pub table: String,
+    /// Columns shared by the feature table and the referrals table.
+    pub key: Vec<String>,
+    pub when: Vec<Condition>,
+    pub expression: Option<Expression>,
+    pub score: f64,
+    pub location: Location,
+}
+
+/// The fraud rule set.
+#[derive(Debug, Clone)]
+pub struct FraudRules {
+    pub file: PathBuf,
+    pub referrals_table: String,
+    pub rules: Vec<FraudRule>,
+}
+
+impl FraudRules {
+    /// Loads and checks `file`; every problem is reported with its location and rule id.
+    pub fn load(file: &Path) -> Result<FraudRules, SpecErrors> {
+        let raw: RawFraudRules = yaml::load(file)?;
+        let at = |l: &serde_saphyr::Location| Location::from_yaml(file, l);
+        let mut errors = Vec::new();
+        if raw.version.value != FRAUD_RULES_VERSION {
+            errors.push(SpecError::new(
+                at(&raw.version.referenced),
+                format!("unsupported fraud rules version {}", raw.version.value),
+            ));
+        }
+        let engine = sandbox::engine();
+        // Expressions see one variable, `row` (strict variables catch typos at load time).
+        let mut row_scope = rhai::Scope::new();
+        row_scope.push("row", rhai::Map::new());
+        let mut ids = BTreeSet::new();
+        let mut rules = Vec::new();
+        for r in raw.rules {
+            let location = at(&r.id.referenced);
+            let id = r.id.value.clone();
+            if !ids.insert(id.clone()) {
+                errors.push(SpecError::new(
+                    location.clone(),
+                    format!("rule `{id}` is declared twice"),
+                ));
+            }
+            if !(0.0..=1.0).contains(&r.score) {
+                errors.push(SpecError::new(
+                    location.clone(),
+                    format!("rule `{id}`: score {} must be between 0 and 1", r.score),
+                ));
+            }
+            if r.when.is_empty() && r.expression.is_none() {
+                errors.push(SpecError::new(
+                    location.clone(),
+                    format!("rule `{id}` needs `when` conditions or an `expression`"),
+                ));
+            }
+            for c in &r.when {
+                let ok = match (c.value.op, &c.value.value) {
+                    (Op::In | Op::NotIn, ConditionValue::List(_)) => true,
+                    (Op::In | Op::NotIn, _) => false,
+                    (_, ConditionValue::List(_)) => false,
+                    _ => true,
+                };
+                if !ok {
+                    errors.push(SpecError::new(
+                        at(&c.referenced),
+                        format!(
+                            "rule `{id}`: condition on `{}` — `in`/`not_in` take a list, other operators a single value",
+                            c.value.column
+                        ),
+                    ));
+                }
+            }
+            let expression = match &r.expression {
+                Some(e) => match engine.compile_expression_with_scope(&row_scope, &e.value) {
+                    Ok(ast) => Some(Expression {
+                        source: e.value.clone(),
+                        ast: Arc::new(ast),
+                        location: at(&e.referenced),
+                    }),
+                    Err(err) => {
+                        let mut loc = at(&e.referenced);
+                        if let Some((line, col)) = sandbox::position(err.position()) {
+                            // Block scalars start on the next line; inline ones on the key's line.
+                            loc.line += line as u64 - 1;
+                            loc.column = if line == 1 {
+                                loc.column + col as u64 - 1
+                            } else {
+                                col as u64
+                            };
+                        }
+                        errors.push(SpecError::new(
+                            loc,
+                            format!("rule `{id}`: Rhai syntax error: {}", err.0),
+                        ));
+                        None
+                    }
+                },
+                None => None,
+            };
+            if r.enabled {
+                rules.push(FraudRule {
+                    id,
+                    description: r.description.trim().to_string(),
+                    severity: r.severity,
+                    pattern: r.pattern,
+                    table: r.table.value,
+                    key: match r.key {
+                        OneOrMany::One(k) => vec![k],
+                        OneOrMany::Many(k) => k,
+                    },
+                    when: r.when.into_iter().map(|c| c.value).collect(),
+                    expression,
+                    score: r.score,
+                    location,
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(SpecErrors(errors));
+        }
+        Ok(FraudRules {
+            file: file.to_path_buf(),
+            referrals_table: raw.referrals_table,
+            rules,
+        })
+    }
+
+    /// Checks that every rule's table is one of `tables` (stage ids), with a hint for typos.
+    pub fn check_tables<'a>(
+        &self,
+        tables: impl Iterator<Item = &'a str> + Clone,
+    ) -> Result<(), SpecErrors> {
+        let mut errors = Vec::new();
+        for r in &self.rules {
+            if !tables.clone().any(|t| t == r.table) {
+                let hint = closest(&r.table, tables.clone())
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
+                errors.push(SpecError::new(
+                    r.location.clone(),
+                    format!("rule `{}` reads unknown table `{}`{hint}", r.id, r.table),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecErrors(errors))
+        }
+    }
+}

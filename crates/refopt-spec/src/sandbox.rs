@@ -1,0 +1,89 @@
+//! The Rhai sandbox every rule script runs in: bounded operations, call depth, expression depth
+//! and string/array/map sizes; no `eval`, no modules, no file or network access (Rhai has none
+//! unless a host registers it, and refopt registers only the pure helpers below).
+
+use rhai::{Dynamic, Engine, EvalAltResult, Position};
+
+/// Limits of the sandbox (documented in `docs/rule-authoring.md`).
+pub mod limits {
+    /// Operations one evaluation may perform (an infinite loop stops here).
+    pub const MAX_OPERATIONS: u64 = 200_000;
+    /// Nested function calls.
+    pub const MAX_CALL_LEVELS: usize = 32;
+    /// Nesting depth of expressions (global, in functions).
+    pub const MAX_EXPR_DEPTH: (usize, usize) = (64, 32);
+    /// Bytes in one string.
+    pub const MAX_STRING_SIZE: usize = 64 * 1024;
+    /// Elements in one array.
+    pub const MAX_ARRAY_SIZE: usize = 10_000;
+    /// Entries in one object map.
+    pub const MAX_MAP_SIZE: usize = 10_000;
+}
+
+/// A Rhai engine configured as refopt's sandbox, with the documented helper functions.
+pub fn engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_operations(limits::MAX_OPERATIONS);
+    engine.set_max_call_levels(limits::MAX_CALL_LEVELS);
+    engine.set_max_expr_depths(limits::MAX_EXPR_DEPTH.0, limits::MAX_EXPR_DEPTH.1);
+    engine.set_max_string_size(limits::MAX_STRING_SIZE);
+    engine.set_max_array_size(limits::MAX_ARRAY_SIZE);
+    engine.set_max_map_size(limits::MAX_MAP_SIZE);
+    engine.set_max_modules(0);
+    engine.disable_symbol("eval");
+    engine.set_strict_variables(true);
+    // Output from scripts goes nowhere: rules have no side effects.
+    engine.on_print(|_| {});
+    engine.on_debug(|_, _, _| {});
+
+    engine.register_fn("pct_change", pct_change);
+    engine.register_fn("zscore", zscore);
+    engine.register_fn("ratio", ratio);
+    engine.register_fn("is_null", |v: Dynamic| v.is_unit());
+    engine.register_fn(
+        "coalesce",
+        |v: Dynamic, default: Dynamic| if v.is_unit() { default } else { v },
+    );
+    engine
+}
+
+/// Relative change `(new - old) / old`; `()` when `old` is zero.
+pub fn pct_change(old: f64, new: f64) -> Dynamic {
+    if old == 0.0 {
+        Dynamic::UNIT
+    } else {
+        Dynamic::from_float((new - old) / old)
+    }
+}
+
+/// `(x - mean) / sd`; `()` when `sd` is zero.
+pub fn zscore(x: f64, mean: f64, sd: f64) -> Dynamic {
+    if sd == 0.0 {
+        Dynamic::UNIT
+    } else {
+        Dynamic::from_float((x - mean) / sd)
+    }
+}
+
+/// `num / den`; `()` when `den` is zero.
+pub fn ratio(num: f64, den: f64) -> Dynamic {
+    if den == 0.0 {
+        Dynamic::UNIT
+    } else {
+        Dynamic::from_float(num / den)
+    }
+}
+
+/// Line and column of a Rhai position (1-based), if known.
+pub fn position(pos: Position) -> Option<(usize, usize)> {
+    Some((pos.line()?, pos.position().unwrap_or(1)))
+}
+
+/// A one-line description of a Rhai error, without its position (reported separately).
+pub fn describe(e: &EvalAltResult) -> String {
+    let text = e.to_string();
+    match text.rfind(" (line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
