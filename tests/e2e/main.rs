@@ -5,4 +5,5 @@
 mod bad_input;
 mod funnel_vs_duckdb;
 mod harness;
+mod rules;
 mod s3;

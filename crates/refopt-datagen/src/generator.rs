@@ -272,7 +272,8 @@ impl<'w> Generator<'w> {
         let roll = self.rng.random::<f64>();
         if roll < 0.0015 {
             outcome = Outcome {
-                funnel: [1.0, 0.95, 0.9, 0.85],
+                // Scripted accounts exist to trigger the qualification bonus, so they all qualify.
+                funnel: [1.0, 1.0, 0.9, 0.85],
                 instant: true,
                 amount_scale: 0.15,
                 flag_probability: 0.45,

@@ -23,7 +23,8 @@ pub struct PlanContext<'a> {
     pub data_root_display: &'a str,
     pub datasets: &'a [RegisteredDataset],
     pub execution: &'a Execution,
-    pub fraud: Option<&'a crate::fraud::FraudReview>,
+    /// Risk section from the fraud review (default when no rules ran).
+    pub risk: Risk,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -107,11 +108,28 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
     };
 
     let partner_health = partner_health(ctx, full)?;
-    let existing_flags_current = kpis
+    let findings = fraud_findings(&ctx.risk);
+    let mut error_events: Vec<ErrorEvent> = ctx
+        .execution
+        .failures
         .iter()
-        .find(|k| k.metric == "fraud_flags")
-        .and_then(|k| k.current)
-        .map(|v| v as u64);
+        .map(|f| ErrorEvent {
+            task_id: f.stage.clone(),
+            attempt: f.attempt,
+            error: f.error.clone(),
+            action: f.action.to_string(),
+            backoff_ms: f.backoff.map(|b| b.as_millis() as u64),
+        })
+        .collect();
+    error_events.extend(ctx.risk.rules.iter().filter_map(|r| {
+        Some(ErrorEvent {
+            task_id: format!("fraud_rules/{}", r.rule_id),
+            attempt: 1,
+            error: r.error.clone()?,
+            action: "rule_skipped".to_string(),
+            backoff_ms: None,
+        })
+    }));
 
     Ok(Plan {
         schema_version: SCHEMA_VERSION.to_string(),
@@ -145,27 +163,12 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
                 .map(|s| s.retry.limit)
                 .max()
                 .unwrap_or(2),
-            events: ctx
-                .execution
-                .failures
-                .iter()
-                .map(|f| ErrorEvent {
-                    task_id: f.stage.clone(),
-                    attempt: f.attempt,
-                    error: f.error.clone(),
-                    action: f.action.to_string(),
-                    backoff_ms: f.backoff.map(|b| b.as_millis() as u64),
-                })
-                .collect(),
+            events: error_events,
         },
         success_metrics,
         metrics: Metrics { funnel, kpis },
-        findings: Vec::new(),
-        risk: Risk {
-            existing_flags_current,
-            flagged_referrals_url: None,
-            cohorts: Vec::new(),
-        },
+        findings,
+        risk: ctx.risk.clone(),
         partner_health,
         experiments: Vec::new(),
         alerts: Vec::new(),
@@ -173,6 +176,39 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         backlog: Vec::new(),
         change_log: Vec::new(),
     })
+}
+
+/// One finding per fraud rule that flagged referrals, most severe first.
+fn fraud_findings(risk: &Risk) -> Vec<Finding> {
+    let rank = |s: &str| match s {
+        "critical" => 0,
+        "high" => 1,
+        "medium" => 2,
+        _ => 3,
+    };
+    let mut rules: Vec<&RuleSummary> = risk
+        .rules
+        .iter()
+        .filter(|r| r.referrals_flagged > 0)
+        .collect();
+    rules.sort_by(|a, b| {
+        rank(&a.severity)
+            .cmp(&rank(&b.severity))
+            .then(b.referrals_flagged.cmp(&a.referrals_flagged))
+    });
+    rules
+        .into_iter()
+        .map(|r| Finding {
+            id: format!("fraud/{}", r.rule_id),
+            kind: "fraud".to_string(),
+            severity: r.severity.clone(),
+            title: format!("{} referrals flagged by `{}` ({})", r.referrals_flagged, r.rule_id, r.pattern),
+            detail: format!(
+                "{} rows of the feature table matched; hold unpaid payouts of these referrals pending fraud-detection review",
+                r.rows_selected
+            ),
+        })
+        .collect()
 }
 
 fn dataset_checks(

@@ -78,3 +78,9 @@ impl From<SpecErrors> for EngineError {
         EngineError::Config(e)
     }
 }
+
+impl From<datafusion::arrow::error::ArrowError> for EngineError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        EngineError::DataFusion(e.into())
+    }
+}

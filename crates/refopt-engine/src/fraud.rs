@@ -452,3 +452,16 @@ pub fn flagged_batch(flagged: &[FlaggedReferral]) -> RecordBatch {
     )
     .expect("columns match the schema")
 }
+
+/// Flagged referrals encoded as a Parquet file.
+pub fn flagged_parquet(
+    flagged: &[FlaggedReferral],
+) -> Result<bytes::Bytes, datafusion::error::DataFusionError> {
+    let batch = flagged_batch(flagged);
+    let mut out = Vec::new();
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None)?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(bytes::Bytes::from(out))
+}

@@ -10,6 +10,7 @@ pub mod fraud;
 pub mod json;
 pub mod metrics;
 pub mod params;
+pub mod risk;
 pub mod roles;
 pub mod run;
 pub mod session;

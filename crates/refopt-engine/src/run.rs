@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
-use refopt_plan::{Detail, Plan, PlanStore, StoredPlan};
+use refopt_plan::{Detail, Plan, PlanStore, Risk, StoredPlan};
 use refopt_spec::{FraudRules, Pipeline, Window, WindowRange};
 
 use crate::assemble::{PlanContext, assemble};
@@ -108,15 +108,35 @@ pub async fn run(
     };
 
     let created_at = Utc::now();
+    let run_id = run_id(created_at);
+    let mut risk = match &fraud {
+        Some(review) => crate::risk::risk_section(&ctx, review, &params).await?,
+        None => Risk::default(),
+    };
+    // Flagged referrals can be many: they go to a Parquet file beside the plan.
+    if let (Some(store), Some(review)) = (&plan_store, &fraud)
+        && !review.flagged.is_empty()
+    {
+        let bytes = crate::fraud::flagged_parquet(&review.flagged)?;
+        let name = format!("flagged-referrals/{run_id}.parquet");
+        let url = store
+            .write_artifact(&pipeline.name, &name, bytes)
+            .await
+            .map_err(|e| EngineError::Storage {
+                location: request.plans_root.clone().unwrap_or_default(),
+                message: e.to_string(),
+            })?;
+        risk.flagged_referrals_url = Some(url);
+    }
     let plan = assemble(&PlanContext {
         request: &request,
-        run_id: run_id(created_at),
+        run_id,
         created_at,
         range: &range,
         data_root_display: &data.display,
         datasets: &datasets,
         execution: &execution,
-        fraud: fraud.as_ref(),
+        risk,
     })?;
     let stored = match plan_store {
         Some(store) => {

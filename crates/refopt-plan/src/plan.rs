@@ -283,15 +283,88 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// Fraud and risk summary.
+/// Fraud and risk summary of the review.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Risk {
-    /// Referrals flagged by the program's existing fraud flags in the current window.
-    pub existing_flags_current: Option<u64>,
-    /// URL of the Parquet file with flagged referrals, when rules flagged any.
+    /// Referrals of the current window the fraud rules looked at.
+    pub referrals_reviewed: u64,
+    /// Referrals flagged by at least one rule.
+    pub referrals_flagged: u64,
+    /// flagged / reviewed; null without referrals.
+    pub flag_rate: Option<f64>,
+    /// Flag rate per channel.
+    pub flag_rate_by_channel: Vec<FlagRate>,
+    /// Payout dollars of flagged referrals.
+    pub payouts_at_risk: PayoutsAtRisk,
+    /// Comparison with the program's existing `fraud_flags`.
+    pub existing_flags: ExistingFlagsComparison,
+    /// What each rule did (failed rules carry their error).
+    pub rules: Vec<RuleSummary>,
+    /// URL of the Parquet file with every flagged referral (`referral_id`, `rule_ids`, `score`,
+    /// `cluster_id`); null when nothing was flagged or the run was a dry run.
     pub flagged_referrals_url: Option<String>,
-    pub cohorts: Vec<serde_json::Value>,
+    /// Largest clusters of linked flagged accounts (shared devices or cards).
+    pub cohorts: Vec<Cohort>,
+}
+
+/// Flag rate of one dimension value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlagRate {
+    pub value: String,
+    pub referrals: u64,
+    pub flagged: u64,
+    pub rate: Option<f64>,
+}
+
+/// Payout dollars tied to flagged referrals.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutsAtRisk {
+    /// Pending or held: hold them pending review.
+    pub unpaid: f64,
+    /// Already paid: candidates for recovery.
+    pub paid: f64,
+}
+
+/// How the rules' flags compare with the program's existing fraud flags.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExistingFlagsComparison {
+    /// Window referrals flagged in `fraud_flags`.
+    pub existing: u64,
+    /// Flagged by both.
+    pub agreement: u64,
+    /// Flagged by the rules only.
+    pub new_flags: u64,
+    /// Flagged in `fraud_flags` only.
+    pub existing_only: u64,
+}
+
+/// What one fraud rule did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSummary {
+    pub rule_id: String,
+    pub pattern: String,
+    pub severity: String,
+    pub rows_selected: u64,
+    pub referrals_flagged: u64,
+    pub error: Option<String>,
+}
+
+/// A cluster of linked flagged accounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cohort {
+    pub cluster_id: String,
+    pub referrals: u64,
+    pub referrers: u64,
+    /// Up to five shared devices.
+    pub devices: Vec<String>,
+    pub payment_fingerprints: u64,
+    pub rule_ids: Vec<String>,
 }
 
 /// Partner health summary.

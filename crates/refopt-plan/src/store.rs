@@ -108,6 +108,32 @@ impl PlanStore {
         Err(PlanStoreError::NoFreeName(self.url_of(&dir)))
     }
 
+    /// Writes a file that belongs to a plan (e.g. flagged referrals) under the pipeline's folder,
+    /// create-only; returns its URL.
+    pub async fn write_artifact(
+        &self,
+        pipeline: &str,
+        name: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<String, PlanStoreError> {
+        let mut path = self.pipeline_dir(pipeline);
+        for part in name.split('/') {
+            path = path.join(part);
+        }
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&path, PutPayload::from(bytes), options)
+            .await
+            .map_err(|source| PlanStoreError::Store {
+                location: self.url_of(&path),
+                source,
+            })?;
+        Ok(self.url_of(&path))
+    }
+
     /// Stored plans of `pipeline`, oldest first (names sort by time).
     pub async fn list(&self, pipeline: &str) -> Result<Vec<StoredPlan>, PlanStoreError> {
         let dir = self.pipeline_dir(pipeline);

@@ -203,7 +203,7 @@ impl FraudRules {
                 }
             }
             let expression = match &r.expression {
-                Some(e) => match engine.compile_expression_with_scope(&row_scope, &e.value) {
+                Some(e) => match engine.compile_with_scope(&row_scope, &e.value) {
                     Ok(ast) => Some(Expression {
                         source: e.value.clone(),
                         ast: Arc::new(ast),
