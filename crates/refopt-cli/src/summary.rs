@@ -76,6 +76,8 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
         }
     }
 
+    print_risk(plan);
+
     println!("\nsuccess metrics:");
     for m in &plan.success_metrics {
         let current = match m.name.as_str() {
@@ -209,5 +211,46 @@ fn truncate(s: &str, n: usize) -> String {
         s.to_string()
     } else {
         s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+fn print_risk(plan: &Plan) {
+    let r = &plan.risk;
+    if r.rules.is_empty() {
+        return;
+    }
+    println!(
+        "\nrisk review: {} of {} referrals flagged ({}); unpaid payouts to hold ${:.0}, already paid ${:.0}",
+        r.referrals_flagged,
+        r.referrals_reviewed,
+        pct(r.flag_rate),
+        r.payouts_at_risk.unpaid,
+        r.payouts_at_risk.paid
+    );
+    println!(
+        "  vs existing fraud_flags: {} agree, {} new, {} only in fraud_flags",
+        r.existing_flags.agreement, r.existing_flags.new_flags, r.existing_flags.existing_only
+    );
+    for rule in &r.rules {
+        match &rule.error {
+            Some(e) => println!("  {:<36} FAILED: {e}", rule.rule_id),
+            None => println!(
+                "  {:<36} {:>6} referrals  ({}, {})",
+                rule.rule_id, rule.referrals_flagged, rule.pattern, rule.severity
+            ),
+        }
+    }
+    for c in r.cohorts.iter().take(3) {
+        println!(
+            "  cluster {}: {} referrals, {} referrers, {} devices shown, {} cards",
+            c.cluster_id,
+            c.referrals,
+            c.referrers,
+            c.devices.len(),
+            c.payment_fingerprints
+        );
+    }
+    if let Some(url) = &r.flagged_referrals_url {
+        println!("  flagged referrals: {url}");
     }
 }
