@@ -97,6 +97,8 @@ pub async fn execute(
     let mut records: BTreeMap<String, StageRecord> = BTreeMap::new();
     let mut running: JoinSet<Finished> = JoinSet::new();
     let mut in_flight: BTreeSet<String> = BTreeSet::new();
+    let mut task_stage: std::collections::HashMap<tokio::task::Id, String> =
+        std::collections::HashMap::new();
     let mut waiting: Vec<&Stage> = pipeline.stages.iter().collect();
 
     loop {
@@ -128,20 +130,24 @@ pub async fn execute(
                 if in_flight.len() > 1 {
                     execution.overlapped.extend(in_flight.iter().cloned());
                 }
-                running.spawn(run_stage(ctx.clone(), stage.clone(), params.clone()));
+                let handle = running.spawn(run_stage(ctx.clone(), stage.clone(), params.clone()));
+                task_stage.insert(handle.id(), stage.id.clone());
                 waiting.remove(i);
                 continue;
             }
             i += 1;
         }
-        let Some(done) = running.join_next().await else {
+        let Some(done) = running.join_next_with_id().await else {
             break;
         };
         let finished = match done {
-            Ok(f) => f,
+            Ok((_, f)) => f,
             Err(join_error) => {
                 // A panicking stage task is a bug; record it rather than crash the run.
-                let id = in_flight.iter().next().cloned().unwrap_or_default();
+                let id = task_stage
+                    .get(&join_error.id())
+                    .cloned()
+                    .unwrap_or_default();
                 Finished {
                     record: StageRecord {
                         id,
@@ -307,4 +313,90 @@ fn backoff(base_ms: u64, attempt: u32) -> Duration {
     let exp = base_ms.saturating_mul(1u64 << (attempt - 1).min(10));
     let jitter = rand::rng().random_range(0..=exp / 4 + 1);
     Duration::from_millis(exp + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn pipeline(stages: &str) -> Pipeline {
+        let text = format!(
+            "version: 1\nname: t\ndatasets:\n  - name: d\n    path: d\n    required_columns: [x]\nstages:\n{stages}"
+        );
+        Pipeline::parse(Path::new("t.yaml"), &text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn runs_the_diamond_and_registers_outputs() {
+        let p = pipeline(
+            "  - id: a\n    sql: SELECT 1 AS n\n\
+             \x20 - id: b\n    sql: SELECT n + 1 AS n FROM a\n    depends_on: [a]\n\
+             \x20 - id: c\n    sql: SELECT n + 2 AS n FROM a\n    depends_on: [a]\n\
+             \x20 - id: gate\n    kind: gate\n    depends_on: [b, c]\n\
+             \x20 - id: e\n    sql: SELECT b.n + c.n AS n FROM b, c\n    depends_on: [gate]\n",
+        );
+        let ctx = SessionContext::new();
+        let run = execute(&ctx, &p, &ParamValues::List(vec![]), Arc::new(Quiet)).await;
+        assert!(run.succeeded(), "{:?}", run.stages);
+        let e = &run.outputs["e"][0];
+        let n = e
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap();
+        assert_eq!(n.value(0), 5);
+        assert!(run.failures.is_empty());
+        assert_eq!(
+            run.stages.iter().map(|s| s.attempts).collect::<Vec<_>>(),
+            [1, 1, 1, 1, 1]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_stage_skips_its_dependants_and_is_not_retried_for_sql_errors() {
+        let p = pipeline(
+            "  - id: a\n    sql: SELECT no_such_column FROM (SELECT 1 AS n)\n\
+             \x20 - id: b\n    sql: SELECT 1\n    depends_on: [a]\n\
+             \x20 - id: c\n    sql: SELECT 2 AS m\n",
+        );
+        let ctx = SessionContext::new();
+        let run = execute(&ctx, &p, &ParamValues::List(vec![]), Arc::new(Quiet)).await;
+        let status: Vec<_> = run
+            .stages
+            .iter()
+            .map(|s| (s.id.as_str(), s.status))
+            .collect();
+        assert!(status.contains(&("a", StageStatus::Failed)));
+        assert!(status.contains(&("b", StageStatus::Skipped)));
+        assert!(status.contains(&("c", StageStatus::Succeeded)));
+        assert_eq!(run.failures.len(), 1);
+        assert_eq!(run.failures[0].action, "not_retryable");
+    }
+
+    #[test]
+    fn storage_errors_are_transient_sql_errors_are_not() {
+        let transient = DataFusionError::ObjectStore(Box::new(object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        }));
+        assert!(is_transient(&transient));
+        assert!(is_transient(&DataFusionError::Context(
+            "scan".into(),
+            Box::new(transient)
+        )));
+        assert!(!is_transient(&DataFusionError::Plan("no column".into())));
+    }
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter() {
+        for attempt in 1..=3u32 {
+            let base = 100u64 << (attempt - 1);
+            let d = backoff(100, attempt).as_millis() as u64;
+            assert!(
+                d >= base && d <= base + base / 4 + 1,
+                "attempt {attempt}: {d}ms"
+            );
+        }
+    }
 }
