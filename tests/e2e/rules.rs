@@ -204,3 +204,110 @@ fn rhai_syntax_error_is_a_located_config_error() {
     );
     assert!(plan_files(plans.path()).is_empty());
 }
+
+#[test]
+fn a_second_consecutive_breach_escalates_the_first_only_alerts() {
+    let plans = tempfile::tempdir().unwrap();
+    let store = plans.path().to_str().unwrap();
+    let root = shared_data().to_str().unwrap();
+    // --alert-threshold replaces the warn level of referral_to_won_low: 99% is always breached.
+    let breach = ["--alert-threshold", "0.99"];
+    let (first, _) = run_pipeline(root, store, &breach, &[]);
+    let alert = first["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "referral_to_won_low")
+        .expect("alert fires");
+    assert_eq!(alert["level"], "warn");
+    assert_eq!(alert["threshold"], 0.99);
+    assert!(
+        first["escalations"].as_array().unwrap().is_empty(),
+        "first breach only alerts"
+    );
+
+    let (second, _) = run_pipeline(root, store, &breach, &[]);
+    let escalations = second["escalations"].as_array().unwrap();
+    let e = escalations
+        .iter()
+        .find(|e| e["trigger"] == "alert:referral_to_won_low:all")
+        .expect("second breach escalates");
+    assert_eq!(e["level"], 1);
+    assert_eq!(e["role"], "Referral Architect");
+    assert_eq!(e["owner"], "referral-architect");
+    assert_eq!(e["fallback_owner"], "lifecycle-ops");
+    assert_eq!(
+        e["run_ids"],
+        serde_json::json!([first["run_id"], second["run_id"]])
+    );
+
+    let (third, _) = run_pipeline(root, store, &breach, &[]);
+    let e = third["escalations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["trigger"] == "alert:referral_to_won_low:all")
+        .unwrap();
+    assert_eq!(e["level"], 2, "still breached: next rung");
+    assert_eq!(e["role"], "Partner Ops");
+
+    // Without the override the alert clears, and so does the escalation.
+    let (calm, _) = run_pipeline(root, store, &[], &[]);
+    assert!(
+        calm["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["id"] != "referral_to_won_low")
+    );
+    assert!(
+        calm["escalations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["trigger"] != "alert:referral_to_won_low:all")
+    );
+}
+
+#[test]
+fn small_samples_do_not_fire_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_copy(dir.path(), |y| y.clone() + "\n");
+    let alerts = std::fs::read_to_string(repo().join("rules/alerts.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("alerts.yaml"),
+        alerts.replace("min_sample: 500", "min_sample: 100000000"),
+    )
+    .unwrap();
+    let plan = run_with_rules_and(&rules, &["--alert-threshold", "0.99"]);
+    assert!(
+        plan["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["id"] != "referral_to_won_low")
+    );
+    let gated = plan["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "alert_gated/referral_to_won_low/all");
+    assert!(
+        gated.is_some(),
+        "the gated alert is reported as a finding: {:#}",
+        plan["findings"]
+    );
+}
+
+fn run_with_rules_and(rules: &str, extra: &[&str]) -> serde_json::Value {
+    let plans = tempfile::tempdir().unwrap();
+    let mut args = vec!["--rules", rules];
+    args.extend_from_slice(extra);
+    run_pipeline(
+        shared_data().to_str().unwrap(),
+        plans.path().to_str().unwrap(),
+        &args,
+        &[],
+    )
+    .0
+}

@@ -151,7 +151,7 @@ fn build_request(
             .filter(|e| !e.is_empty())
             .collect(),
         alert_threshold: a.alert_threshold,
-        fraud_rules: load_fraud_rules(&a.rules)?,
+        rules: refopt_spec::RuleSet::load(&a.rules).map_err(EngineError::Config)?,
         session: SessionOptions {
             threads: a.threads,
             memory_limit: a.memory_limit,
@@ -159,23 +159,12 @@ fn build_request(
     })
 }
 
-/// Loads `<rules>/fraud.yaml` when the rules folder has one.
-fn load_fraud_rules(dir: &Path) -> anyhow::Result<Option<refopt_spec::FraudRules>> {
-    let file = dir.join("fraud.yaml");
-    if !file.is_file() {
-        return Ok(None);
-    }
-    refopt_spec::FraudRules::load(&file)
-        .map(Some)
-        .map_err(|e| EngineError::Config(e).into())
-}
-
 async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
     let file = pipeline_file(&args.pipeline, &args.pipelines_dir);
     let pipeline = load_pipeline(&file)?;
     let as_of = parse_date("--as-of", &args.as_of)?;
     let request = build_request(pipeline, args.root.clone(), None, as_of, &args.analysis)?;
-    if request.fraud_rules.is_none() {
+    if request.rules.fraud.is_none() {
         return Err(anyhow!(
             "no fraud rules in {}",
             args.analysis.rules.display()

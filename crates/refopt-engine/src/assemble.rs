@@ -25,6 +25,8 @@ pub struct PlanContext<'a> {
     pub execution: &'a Execution,
     /// Risk section from the fraud review (default when no rules ran).
     pub risk: Risk,
+    /// Earlier plans of the pipeline, newest first (for escalations).
+    pub previous: &'a [Plan],
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -61,14 +63,32 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         })
         .collect();
 
-    let funnel = match role_output(ctx, Role::Funnel) {
-        Some((stage, batches)) => {
-            let records = roles::funnel_records(stage, batches)?;
-            metrics::funnel_rows(&records, &request.dimensions, full)
-        }
+    let records = match role_output(ctx, Role::Funnel) {
+        Some((stage, batches)) => roles::funnel_records(stage, batches)?,
         None => Vec::new(),
     };
+    let funnel = metrics::funnel_rows(&records, &request.dimensions, full);
     let kpis = kpis(ctx)?;
+    let (alerts, gated) = match &request.rules.alerts {
+        Some(rules) => {
+            let every_dimension: Vec<String> =
+                pipeline.dimensions.iter().map(|d| d.name.clone()).collect();
+            let all_rows = metrics::funnel_rows(&records, &every_dimension, true);
+            let out = crate::alerts::evaluate(rules, &all_rows, &kpis, request.alert_threshold);
+            (out.alerts, out.gated)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let escalations = match &request.rules.ladder {
+        Some(ladder) => crate::escalation::escalate(
+            ladder,
+            &alerts,
+            ctx.risk.flag_rate,
+            &ctx.run_id,
+            ctx.previous,
+        ),
+        None => Vec::new(),
+    };
     let success_metrics = metrics::success_metrics(funnel.first(), &kpis);
 
     let tasks = ctx
@@ -108,7 +128,8 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
     };
 
     let partner_health = partner_health(ctx, full)?;
-    let findings = fraud_findings(&ctx.risk);
+    let mut findings = fraud_findings(&ctx.risk);
+    findings.extend(gated);
     let mut error_events: Vec<ErrorEvent> = ctx
         .execution
         .failures
@@ -171,8 +192,8 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         risk: ctx.risk.clone(),
         partner_health,
         experiments: Vec::new(),
-        alerts: Vec::new(),
-        escalations: Vec::new(),
+        alerts,
+        escalations,
         backlog: Vec::new(),
         change_log: Vec::new(),
     })

@@ -1,9 +1,11 @@
 //! The refopt engine: object stores, the DataFusion session, dataset registration, the stage
 //! DAG executor and plan assembly.
 
+pub mod alerts;
 pub mod assemble;
 pub mod datasets;
 pub mod error;
+pub mod escalation;
 pub mod evaluate;
 pub mod executor;
 pub mod fraud;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
 use refopt_plan::{Detail, Plan, PlanStore, Risk, StoredPlan};
-use refopt_spec::{FraudRules, Pipeline, Window, WindowRange};
+use refopt_spec::{Pipeline, RuleSet, Window, WindowRange};
 
 use crate::assemble::{PlanContext, assemble};
 use crate::datasets::register_datasets;
@@ -31,8 +31,8 @@ pub struct RunRequest {
     pub dimensions: Vec<String>,
     pub experiments: Vec<String>,
     pub alert_threshold: Option<f64>,
-    /// Fraud rules to run after the stages (None: no fraud review).
-    pub fraud_rules: Option<FraudRules>,
+    /// Rules (fraud heuristics, alerts, ladder) run after the stages.
+    pub rules: RuleSet,
     pub session: SessionOptions,
 }
 
@@ -102,11 +102,15 @@ pub async fn run(
         });
     }
 
-    let fraud = match &request.fraud_rules {
+    let fraud = match &request.rules.fraud {
         Some(rules) => Some(review(&ctx, rules).await?),
         None => None,
     };
 
+    let previous = match &plan_store {
+        Some(store) => previous_plans(store, &pipeline.name, &request).await?,
+        None => Vec::new(),
+    };
     let created_at = Utc::now();
     let run_id = run_id(created_at);
     let mut risk = match &fraud {
@@ -137,6 +141,7 @@ pub async fn run(
         datasets: &datasets,
         execution: &execution,
         risk,
+        previous: &previous,
     })?;
     let stored = match plan_store {
         Some(store) => {
@@ -158,6 +163,31 @@ pub async fn run(
         execution,
         fraud,
     })
+}
+
+/// How many earlier plans are read for cross-run triggers.
+const PREVIOUS_PLANS: usize = 8;
+
+/// Earlier plans of the pipeline, newest first (unreadable objects are skipped).
+async fn previous_plans(
+    store: &PlanStore,
+    pipeline: &str,
+    request: &RunRequest,
+) -> Result<Vec<Plan>, EngineError> {
+    let listed = store
+        .list(pipeline)
+        .await
+        .map_err(|e| EngineError::Storage {
+            location: request.plans_root.clone().unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+    let mut plans = Vec::new();
+    for stored in listed.iter().rev().take(PREVIOUS_PLANS) {
+        if let Ok(plan) = store.read(stored).await {
+            plans.push(plan);
+        }
+    }
+    Ok(plans)
 }
 
 /// `<UTC timestamp>-<8 random hex digits>`: sortable and unique across concurrent runs.

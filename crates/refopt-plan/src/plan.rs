@@ -378,10 +378,44 @@ pub struct PartnerHealth {
 
 /// Result of one experiment (filled by the experiments issue).
 pub type ExperimentResult = serde_json::Value;
-/// A KPI alert.
-pub type Alert = serde_json::Value;
+/// A KPI alert that fired in this run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// Alert rule id.
+    pub id: String,
+    pub metric: String,
+    pub dimension: String,
+    /// Dimension value (`all` for overall).
+    pub value: String,
+    /// `warn` or `critical`.
+    pub level: String,
+    pub current: f64,
+    /// The level that was crossed.
+    pub threshold: f64,
+    /// `below` or `above`.
+    pub direction: String,
+    /// Denominator behind the value (the minimum-sample gate passed).
+    pub sample: u64,
+    pub owner: String,
+    pub message: String,
+}
+
 /// An escalation up the ladder.
-pub type Escalation = serde_json::Value;
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    /// What escalated: `alert:<id>:<value>` or `fraud_spike`.
+    pub trigger: String,
+    /// 1-based ladder level.
+    pub level: u32,
+    pub role: String,
+    pub owner: String,
+    pub fallback_owner: String,
+    pub reason: String,
+    /// Runs whose results triggered it, oldest first (this run last).
+    pub run_ids: Vec<String>,
+}
 /// A backlog recommendation.
 pub type BacklogItem = serde_json::Value;
 

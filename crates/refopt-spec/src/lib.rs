@@ -3,15 +3,19 @@
 //! This crate has no DataFusion dependency: it loads and checks configuration, reporting every
 //! problem with its file, line and column, so `refopt validate` and the runner share one loader.
 
+pub mod alerts;
 pub mod dag;
 pub mod error;
 pub mod fraud;
 pub mod pipeline;
+pub mod ruleset;
 pub mod sandbox;
 pub mod window;
 pub mod yaml;
 
+pub use alerts::{AlertRule, Alerts, Direction, Ladder};
 pub use error::{Location, SpecError, SpecErrors};
 pub use fraud::{FraudRule, FraudRules, Severity};
 pub use pipeline::{Dataset, Dimension, Pipeline, RetryPolicy, Role, Stage, StageKind};
+pub use ruleset::RuleSet;
 pub use window::{Window, WindowRange};

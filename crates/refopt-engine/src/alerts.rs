@@ -1,0 +1,129 @@
+//! KPI alerts: evaluates `rules/alerts.yaml` against the funnel rates and KPIs, behind a
+//! minimum-sample gate. Alerts that could not be evaluated for lack of data become findings.
+
+use refopt_plan::{Alert, Finding, FunnelRow, Kpi};
+use refopt_spec::{AlertRule, Alerts, Direction};
+
+/// Fired alerts and the findings for gated ones.
+pub struct AlertOutcome {
+    pub alerts: Vec<Alert>,
+    pub gated: Vec<Finding>,
+}
+
+fn rate_of(row: &FunnelRow, name: &str) -> (Option<f64>, u64) {
+    let r = &row.rates;
+    let c = &row.current;
+    match name {
+        "invite_to_referral" => (r.invite_to_referral, c.invites),
+        "referral_to_signup" => (r.referral_to_signup, c.referrals),
+        "signup_to_qualified" => (r.signup_to_qualified, c.signups),
+        "qualified_to_opportunity" => (r.qualified_to_opportunity, c.qualified),
+        "opportunity_to_won" => (r.opportunity_to_won, c.opportunities),
+        "referral_to_won" => (r.referral_to_won, c.referrals),
+        "cost_per_won" => (r.cost_per_won, c.won),
+        "revenue_per_payout_dollar" => (r.revenue_per_payout_dollar, c.won),
+        _ => (None, 0),
+    }
+}
+
+/// Evaluates every alert. `funnel` must hold rows of every dimension the alerts name.
+pub fn evaluate(
+    alerts: &Alerts,
+    funnel: &[FunnelRow],
+    kpis: &[Kpi],
+    alert_threshold: Option<f64>,
+) -> AlertOutcome {
+    let mut out = AlertOutcome {
+        alerts: Vec::new(),
+        gated: Vec::new(),
+    };
+    let overall_referrals = funnel.first().map_or(0, |r| r.current.referrals);
+    for rule in &alerts.rules {
+        let warn = match (rule.uses_alert_threshold, alert_threshold) {
+            (true, Some(t)) => t,
+            _ => rule.warn,
+        };
+        let observations: Vec<(String, Option<f64>, u64)> = match rule.metric.split_once('.') {
+            Some(("funnel", rate)) => funnel
+                .iter()
+                .filter(|r| r.dimension == rule.dimension)
+                .map(|r| {
+                    let (v, n) = rate_of(r, rate);
+                    (r.value.clone(), v, n)
+                })
+                .collect(),
+            Some(("kpi", name)) => kpis
+                .iter()
+                .filter(|k| k.metric == name)
+                .map(|k| ("all".to_string(), k.current, overall_referrals))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (value, current, sample) in observations {
+            let Some(current) = current else { continue };
+            let breached = |level: f64| match rule.direction {
+                Direction::Below => current < level,
+                Direction::Above => current > level,
+            };
+            let level = if breached(rule.critical) {
+                Some(("critical", rule.critical))
+            } else if breached(warn) {
+                Some(("warn", warn))
+            } else {
+                None
+            };
+            let Some((level, threshold)) = level else {
+                continue;
+            };
+            if sample < rule.min_sample {
+                out.gated.push(Finding {
+                    id: format!("alert_gated/{}/{value}", rule.id),
+                    kind: "alert_gated".into(),
+                    severity: "info".into(),
+                    title: format!(
+                        "`{}` would be {level} for {} {value}, but the sample is too small",
+                        rule.id, rule.dimension
+                    ),
+                    detail: format!(
+                        "{} = {current:.4} on a sample of {sample} (< minimum {})",
+                        rule.metric, rule.min_sample
+                    ),
+                });
+                continue;
+            }
+            out.alerts
+                .push(alert(rule, &value, level, current, threshold, sample));
+        }
+    }
+    out
+}
+
+fn alert(
+    rule: &AlertRule,
+    value: &str,
+    level: &str,
+    current: f64,
+    threshold: f64,
+    sample: u64,
+) -> Alert {
+    let direction = match rule.direction {
+        Direction::Below => "below",
+        Direction::Above => "above",
+    };
+    Alert {
+        id: rule.id.clone(),
+        metric: rule.metric.clone(),
+        dimension: rule.dimension.clone(),
+        value: value.to_string(),
+        level: level.to_string(),
+        current,
+        threshold,
+        direction: direction.to_string(),
+        sample,
+        owner: rule.owner.clone(),
+        message: format!(
+            "{} for {} {value} is {current:.4}, {direction} the {level} level {threshold}",
+            rule.metric, rule.dimension
+        ),
+    }
+}

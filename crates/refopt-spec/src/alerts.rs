@@ -1,0 +1,282 @@
+//! KPI alerts (`rules/alerts.yaml`) and the escalation ladder (`rules/ladder.yaml`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::error::{Location, SpecError, SpecErrors};
+use crate::yaml;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    version: u32,
+    /// Minimum sample (denominator) before any alert may fire.
+    #[serde(default = "default_min_sample")]
+    min_sample: u64,
+    alerts: Vec<RawAlert>,
+}
+
+fn default_min_sample() -> u64 {
+    100
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    id: Spanned<String>,
+    description: String,
+    /// `funnel.<rate>` (a rate of the funnel row) or `kpi.<metric>`.
+    metric: String,
+    /// `overall` (default), or a dimension name: evaluated for every value of it.
+    #[serde(default = "default_dimension")]
+    dimension: String,
+    direction: Direction,
+    warn: f64,
+    critical: f64,
+    #[serde(default)]
+    min_sample: Option<u64>,
+    owner: String,
+    /// `--alert-threshold` replaces this alert's warn level.
+    #[serde(default)]
+    uses_alert_threshold: bool,
+}
+
+fn default_dimension() -> String {
+    "overall".to_string()
+}
+
+/// Which side of the threshold is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Alert when the value falls below the levels.
+    Below,
+    /// Alert when the value rises above the levels.
+    Above,
+}
+
+/// A validated KPI alert.
+#[derive(Debug, Clone)]
+pub struct AlertRule {
+    pub id: String,
+    pub description: String,
+    pub metric: String,
+    pub dimension: String,
+    pub direction: Direction,
+    pub warn: f64,
+    pub critical: f64,
+    pub min_sample: u64,
+    pub owner: String,
+    pub uses_alert_threshold: bool,
+    pub location: Location,
+}
+
+/// Funnel rates an alert may watch (`funnel.<name>`).
+pub const FUNNEL_RATES: [&str; 8] = [
+    "invite_to_referral",
+    "referral_to_signup",
+    "signup_to_qualified",
+    "qualified_to_opportunity",
+    "opportunity_to_won",
+    "referral_to_won",
+    "cost_per_won",
+    "revenue_per_payout_dollar",
+];
+
+/// The alert rules.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    pub file: PathBuf,
+    pub rules: Vec<AlertRule>,
+}
+
+impl Alerts {
+    /// Loads and checks `file`: known metrics, warn/critical in the right order, owners set.
+    pub fn load(file: &Path) -> Result<Alerts, SpecErrors> {
+        let raw: RawAlerts = yaml::load(file)?;
+        let mut errors = Vec::new();
+        if raw.version != 1 {
+            errors.push(SpecError::new(
+                Location::file_start(file),
+                format!("unsupported alerts version {}", raw.version),
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        let mut rules = Vec::new();
+        for a in raw.alerts {
+            let location = Location::from_yaml(file, &a.id.referenced);
+            let id = a.id.value;
+            let mut problem = |m: String| {
+                errors.push(SpecError::new(
+                    location.clone(),
+                    format!("alert `{id}`: {m}"),
+                ))
+            };
+            if !ids.insert(id.clone()) {
+                problem("declared twice".into());
+            }
+            let known = match a.metric.split_once('.') {
+                Some(("funnel", rate)) => FUNNEL_RATES.contains(&rate),
+                Some(("kpi", name)) => !name.is_empty(),
+                _ => false,
+            };
+            if !known {
+                problem(format!(
+                    "unknown metric `{}` (use funnel.<rate> with a rate of {}, or kpi.<metric>)",
+                    a.metric,
+                    FUNNEL_RATES.join(", ")
+                ));
+            }
+            let ordered = match a.direction {
+                Direction::Below => a.critical <= a.warn,
+                Direction::Above => a.critical >= a.warn,
+            };
+            if !ordered || !a.warn.is_finite() || !a.critical.is_finite() {
+                problem(format!(
+                    "levels out of order for direction {:?}: warn {} critical {} (critical must be the worse level)",
+                    a.direction, a.warn, a.critical
+                ));
+            }
+            if a.owner.trim().is_empty() {
+                problem("owner is empty".into());
+            }
+            rules.push(AlertRule {
+                id: id.clone(),
+                description: a.description.trim().to_string(),
+                metric: a.metric,
+                dimension: a.dimension,
+                direction: a.direction,
+                warn: a.warn,
+                critical: a.critical,
+                min_sample: a.min_sample.unwrap_or(raw.min_sample),
+                owner: a.owner,
+                uses_alert_threshold: a.uses_alert_threshold,
+                location,
+            });
+        }
+        if errors.is_empty() {
+            Ok(Alerts {
+                file: file.to_path_buf(),
+                rules,
+            })
+        } else {
+            Err(SpecErrors(errors))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLadder {
+    version: u32,
+    levels: Vec<RawLevel>,
+    triggers: Triggers,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLevel {
+    role: Spanned<String>,
+    owner: String,
+    fallback: String,
+}
+
+/// When escalations fire.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    /// An alert breached in this many consecutive runs escalates (the seed: twice).
+    pub consecutive_breaches: u32,
+    /// Fraud spike: flag rate above `multiplier` x its trailing average over `trailing_runs`.
+    pub fraud_spike: FraudSpike,
+}
+
+/// Fraud spike trigger.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FraudSpike {
+    pub multiplier: f64,
+    pub trailing_runs: usize,
+    /// Who owns fraud spikes before they climb the ladder.
+    pub owner: String,
+}
+
+/// One rung of the ladder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Level {
+    /// 1-based.
+    pub level: u32,
+    pub role: String,
+    pub owner: String,
+    pub fallback: String,
+}
+
+/// The escalation ladder.
+#[derive(Debug, Clone)]
+pub struct Ladder {
+    pub levels: Vec<Level>,
+    pub triggers: Triggers,
+}
+
+impl Ladder {
+    /// Loads and checks `file`.
+    pub fn load(file: &Path) -> Result<Ladder, SpecErrors> {
+        let raw: RawLadder = yaml::load(file)?;
+        let mut errors = Vec::new();
+        if raw.version != 1 {
+            errors.push(SpecError::new(
+                Location::file_start(file),
+                format!("unsupported ladder version {}", raw.version),
+            ));
+        }
+        if raw.levels.is_empty() {
+            errors.push(SpecError::new(
+                Location::file_start(file),
+                "the ladder has no levels",
+            ));
+        }
+        for l in &raw.levels {
+            if l.owner.trim().is_empty() || l.fallback.trim().is_empty() {
+                errors.push(SpecError::new(
+                    Location::from_yaml(file, &l.role.referenced),
+                    format!(
+                        "level `{}` needs an owner and a fallback owner",
+                        l.role.value
+                    ),
+                ));
+            }
+        }
+        if raw.triggers.consecutive_breaches < 1 || raw.triggers.fraud_spike.multiplier <= 1.0 {
+            errors.push(SpecError::new(
+                Location::file_start(file),
+                "triggers: consecutive_breaches must be >= 1 and fraud_spike.multiplier > 1",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(SpecErrors(errors));
+        }
+        Ok(Ladder {
+            levels: raw
+                .levels
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| Level {
+                    level: i as u32 + 1,
+                    role: l.role.value,
+                    owner: l.owner,
+                    fallback: l.fallback,
+                })
+                .collect(),
+            triggers: raw.triggers,
+        })
+    }
+
+    /// The rung for a 1-based level, capped at the top of the ladder.
+    pub fn level(&self, level: u32) -> &Level {
+        let i = (level.max(1) as usize - 1).min(self.levels.len() - 1);
+        &self.levels[i]
+    }
+}

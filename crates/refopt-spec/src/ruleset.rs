@@ -1,0 +1,77 @@
+//! A rules folder: every rule file refopt reads, loaded together so that all problems across
+//! files are reported in one pass. Files that are absent are simply not used.
+
+use std::path::{Path, PathBuf};
+
+use crate::alerts::{Alerts, Ladder};
+use crate::error::{SpecError, SpecErrors};
+use crate::fraud::FraudRules;
+
+/// Every rule file of a folder.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub dir: PathBuf,
+    pub fraud: Option<FraudRules>,
+    pub alerts: Option<Alerts>,
+    pub ladder: Option<Ladder>,
+}
+
+impl RuleSet {
+    /// Loads `dir/{fraud,alerts,ladder}.yaml`, collecting the problems of every file.
+    pub fn load(dir: &Path) -> Result<RuleSet, SpecErrors> {
+        if !dir.is_dir() {
+            return Err(SpecErrors(vec![SpecError::new(
+                crate::error::Location::file_start(dir),
+                format!("rules folder {} not found", dir.display()),
+            )]));
+        }
+        let mut errors = Vec::new();
+        let mut set = RuleSet {
+            dir: dir.to_path_buf(),
+            ..RuleSet::default()
+        };
+        fn load<T>(
+            file: PathBuf,
+            f: impl Fn(&Path) -> Result<T, SpecErrors>,
+            errors: &mut Vec<SpecError>,
+        ) -> Option<T> {
+            if !file.is_file() {
+                return None;
+            }
+            f(&file).map_err(|e| errors.extend(e.0)).ok()
+        }
+        set.fraud = load(dir.join("fraud.yaml"), FraudRules::load, &mut errors);
+        set.alerts = load(dir.join("alerts.yaml"), Alerts::load, &mut errors);
+        set.ladder = load(dir.join("ladder.yaml"), Ladder::load, &mut errors);
+        if let (Some(alerts), Some(ladder)) = (&set.alerts, &set.ladder) {
+            let owners: Vec<&str> = ladder
+                .levels
+                .iter()
+                .flat_map(|l| [l.owner.as_str(), l.fallback.as_str()])
+                .chain(std::iter::once(ladder.triggers.fraud_spike.owner.as_str()))
+                .chain(KNOWN_AGENTS.iter().copied())
+                .collect();
+            for a in &alerts.rules {
+                if !owners.contains(&a.owner.as_str()) {
+                    errors.push(SpecError::new(
+                        a.location.clone(),
+                        format!("alert `{}`: owner `{}` is neither a ladder owner nor a known agent ({})", a.id, a.owner, KNOWN_AGENTS.join(", ")),
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(SpecErrors(errors))
+        }
+    }
+}
+
+/// The seed's agents, valid owners of alerts and backlog items.
+pub const KNOWN_AGENTS: [&str; 4] = [
+    "referral-architect",
+    "lifecycle-ops",
+    "fraud-detection",
+    "partner-ops",
+];
