@@ -39,7 +39,10 @@ SELECT p.partner_id, p.name, p.tier, p.region, p.status,
        CAST(COALESCE(a.mentions, 0) AS DOUBLE) / NULLIF(CAST(SUM(COALESCE(a.mentions, 0)) OVER () AS DOUBLE), 0.0)
          AS share_of_voice,
        n.nps, COALESCE(n.nps_responses, 0) AS nps_responses,
-       rp.kyc_failures + rp.disclosure_failures AS compliance_failures
+       rp.kyc_failures + rp.disclosure_failures AS compliance_failures,
+       rp.kyc_failures, rp.disclosure_failures, rp.disclosure_checks,
+       CAST(rp.disclosure_failures AS DOUBLE) / NULLIF(CAST(rp.disclosure_checks AS DOUBLE), 0.0)
+         AS disclosure_failure_rate
 FROM partners p
 JOIN risk_partners rp ON rp.partner_id = p.partner_id
 LEFT JOIN refs ON refs.partner_id = p.partner_id

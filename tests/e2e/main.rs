@@ -5,5 +5,6 @@
 mod bad_input;
 mod funnel_vs_duckdb;
 mod harness;
+mod rule_features;
 mod rules;
 mod s3;

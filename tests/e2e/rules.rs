@@ -146,7 +146,13 @@ fn misbehaving_scripts_are_recorded_and_other_rules_still_run() {
     key: partner_id
     expression: row.partner_id - 3 > 0
 "#;
-    let rules = rules_copy(dir.path(), |y| format!("{y}{bad_rules}"));
+    // Appended to the rules list (before the payout concentration block that ends the file).
+    let rules = rules_copy(dir.path(), |y| {
+        y.replace(
+            "\n# Payout concentration",
+            &format!("{bad_rules}\n# Payout concentration"),
+        )
+    });
     let plan = run_with_rules(&rules);
     for id in ["loops_forever", "allocates_too_much", "type_error"] {
         let rule = plan["risk"]["rules"]
@@ -180,7 +186,10 @@ fn misbehaving_scripts_are_recorded_and_other_rules_still_run() {
 fn rhai_syntax_error_is_a_located_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_copy(dir.path(), |y| {
-        y.replace("row.won >= 5 &&", "row.won >= 5 &&&")
+        y.replace(
+            "row.won >= params.min_wins &&",
+            "row.won >= params.min_wins &&&",
+        )
     });
     let plans = tempfile::tempdir().unwrap();
     let o = run(refopt().args([

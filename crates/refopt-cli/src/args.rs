@@ -74,9 +74,11 @@ pub struct AnalysisArgs {
     /// Memory limit for queries, e.g. 2GiB or 512MiB; operators spill to disk beyond it.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<usize>,
-    /// Rules folder (fraud.yaml, ...). Rules are read at run time: edit them without rebuilding.
+    /// Rules folder or object-store prefix (s3://, gs://, az://) holding fraud.yaml, alerts.yaml,
+    /// ladder.yaml, partner_health.yaml, suppressions.yaml and the .rhai scripts. Rules are read
+    /// at run time: edit them without rebuilding.
     #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
-    pub rules: PathBuf,
+    pub rules: String,
 }
 
 #[derive(Debug, Args)]

@@ -116,7 +116,7 @@ fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-fn build_request(
+async fn build_request(
     pipeline: Pipeline,
     data_root: String,
     plans_root: Option<String>,
@@ -127,6 +127,7 @@ fn build_request(
         .window
         .parse()
         .map_err(|e: refopt_spec::window::WindowError| EngineError::Parameter(e.to_string()))?;
+    let rules = refopt_engine::rules_source::load_rules(&a.rules).await?;
     let dimensions: Vec<String> = a
         .dimensions
         .iter()
@@ -151,7 +152,8 @@ fn build_request(
             .filter(|e| !e.is_empty())
             .collect(),
         alert_threshold: a.alert_threshold,
-        rules: refopt_spec::RuleSet::load(&a.rules).map_err(EngineError::Config)?,
+        rules: rules.rules,
+        rules_source: rules.source,
         session: SessionOptions {
             threads: a.threads,
             memory_limit: a.memory_limit,
@@ -163,12 +165,9 @@ async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
     let file = pipeline_file(&args.pipeline, &args.pipelines_dir);
     let pipeline = load_pipeline(&file)?;
     let as_of = parse_date("--as-of", &args.as_of)?;
-    let request = build_request(pipeline, args.root.clone(), None, as_of, &args.analysis)?;
+    let request = build_request(pipeline, args.root.clone(), None, as_of, &args.analysis).await?;
     if request.rules.fraud.is_none() {
-        return Err(anyhow!(
-            "no fraud rules in {}",
-            args.analysis.rules.display()
-        ));
+        return Err(anyhow!("no fraud rules in {}", args.analysis.rules));
     }
     let range = refopt_spec::WindowRange::new(request.window, as_of);
     let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;
@@ -231,7 +230,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| default_plans_root(&args.root)),
         )
     };
-    let request = build_request(pipeline, args.root.clone(), plans, as_of, &args.analysis)?;
+    let request = build_request(pipeline, args.root.clone(), plans, as_of, &args.analysis).await?;
     execute(request, args.analysis.output).await
 }
 
@@ -343,6 +342,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         Some(plans.to_string_lossy().into_owned()),
         end,
         &args.analysis,
-    )?;
+    )
+    .await?;
     execute(request, args.analysis.output).await
 }

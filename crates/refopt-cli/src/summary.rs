@@ -77,6 +77,9 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
     }
 
     print_risk(plan);
+    print_partner_health(plan, summary);
+    print_alerts_and_escalations(plan);
+    print_backlog(plan, summary);
 
     println!("\nsuccess metrics:");
     for m in &plan.success_metrics {
@@ -252,5 +255,144 @@ fn print_risk(plan: &Plan) {
     }
     if let Some(url) = &r.flagged_referrals_url {
         println!("  flagged referrals: {url}");
+    }
+    if let Some(hold) = &r.payout_hold {
+        println!(
+            "  recommendation: hold ${:.0} of pending/held payouts on {} flagged referrals ({})",
+            hold.amount, hold.referrals, hold.owner
+        );
+    }
+    for s in &r.suppressions {
+        println!(
+            "  suppression {:<24} {:<8} {} referrals matched on `{}` (expires {})",
+            s.id, s.status, s.referrals_matched, s.column, s.expires
+        );
+    }
+    if let Some(c) = &r.payout_concentration {
+        for row in &c.program {
+            println!(
+                "  payouts across {}s: {} recipients, top-1 {}, top-5 {}, Gini {}",
+                row.scope,
+                row.recipients,
+                pct(row.top1_share),
+                pct(row.top5_share),
+                row.gini
+                    .map(|g| format!("{g:.2}"))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+        for row in &c.beyond_limits {
+            println!(
+                "  concentrated: {} {} top-1 {}, Gini {}",
+                row.scope,
+                row.group_id.as_deref().unwrap_or("(program)"),
+                pct(row.top1_share),
+                row.gini
+                    .map(|g| format!("{g:.2}"))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    if !r.sensitivity.is_empty() {
+        println!("  sensitivity (referrals flagged at the threshold x factor):");
+        for row in &r.sensitivity {
+            let points: Vec<String> = row
+                .scaled
+                .iter()
+                .map(|p| {
+                    format!(
+                        "x{}: {}",
+                        p.factor,
+                        p.referrals_flagged
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|| "failed".into())
+                    )
+                })
+                .collect();
+            println!(
+                "    {:<36} x1: {:<6} {}",
+                row.rule_id,
+                row.at_threshold,
+                points.join("  ")
+            );
+        }
+    }
+}
+
+fn print_partner_health(plan: &Plan, summary: bool) {
+    let h = &plan.partner_health;
+    if h.partners_evaluated == 0 {
+        return;
+    }
+    println!(
+        "\npartner health: {} of {} partners scored",
+        h.partners_scored, h.partners_evaluated
+    );
+    if let Some(e) = &h.error {
+        println!("  scoring FAILED: {e}");
+    }
+    let n = if summary { 3 } else { 10 };
+    let show = |label: &str, rows: &[refopt_plan::PartnerScore]| {
+        for p in rows.iter().take(n) {
+            println!(
+                "  {label:<8} {:<28} {:<9} score {:>5.1}  referrals {:>6}  revenue {:>10}",
+                truncate(&p.name, 28),
+                p.tier,
+                p.score,
+                p.referrals,
+                money(Some(p.revenue))
+            );
+        }
+    };
+    show("top", &h.top);
+    show("bottom", &h.bottom);
+    show("at risk", &h.at_risk);
+    for t in h.tier_changes.iter().take(n) {
+        println!(
+            "  tier     {:<28} {} -> {} ({})",
+            truncate(&t.name, 28),
+            t.from,
+            t.to,
+            t.reason
+        );
+    }
+}
+
+fn print_alerts_and_escalations(plan: &Plan) {
+    if !plan.alerts.is_empty() {
+        println!("\nalerts:");
+        for a in &plan.alerts {
+            println!("  [{}] {} -> {}", a.level, a.message, a.owner);
+        }
+    }
+    if !plan.escalations.is_empty() {
+        println!("\nescalations:");
+        for e in &plan.escalations {
+            println!(
+                "  level {} {} ({}, fallback {}): {}",
+                e.level, e.role, e.owner, e.fallback_owner, e.reason
+            );
+        }
+    }
+}
+
+fn print_backlog(plan: &Plan, summary: bool) {
+    if plan.backlog.is_empty() {
+        return;
+    }
+    println!("\nbacklog:");
+    let n = if summary { 5 } else { plan.backlog.len() };
+    for b in plan.backlog.iter().take(n) {
+        println!(
+            "  P{} {:<64} {:<18} {:>3}d  lift {}",
+            b.priority,
+            truncate(&b.title, 64),
+            b.owner,
+            b.eta_days,
+            rel(b.projected_lift)
+        );
+    }
+    if n < plan.backlog.len() {
+        println!("  ... {} more (use --detail full)", plan.backlog.len() - n);
     }
 }

@@ -127,7 +127,6 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         "pipeline"
     };
 
-    let partner_health = partner_health(ctx, full)?;
     let mut findings = fraud_findings(&ctx.risk);
     findings.extend(gated);
     let mut error_events: Vec<ErrorEvent> = ctx
@@ -151,8 +150,24 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
             backoff_ms: None,
         })
     }));
+    let partner_health = match role_output(ctx, Role::PartnerHealth) {
+        Some((stage, batches)) => {
+            roles::read(stage, Role::PartnerHealth, batches)?;
+            crate::partner_health::score(batches, request.rules.partner_health.as_ref(), full)?
+        }
+        None => PartnerHealth::default(),
+    };
+    if let Some(e) = &partner_health.error {
+        error_events.push(ErrorEvent {
+            task_id: "partner_health_score".into(),
+            attempt: 1,
+            error: e.clone(),
+            action: "rule_skipped".into(),
+            backoff_ms: None,
+        });
+    }
 
-    Ok(Plan {
+    let mut plan = Plan {
         schema_version: SCHEMA_VERSION.to_string(),
         run_id: ctx.run_id.clone(),
         pipeline: PipelineInfo {
@@ -173,6 +188,7 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
             experiments: request.experiments.clone(),
             alert_threshold: request.alert_threshold,
             data_root: ctx.data_root_display.to_string(),
+            rules: request.rules_source.clone(),
         },
         datasets,
         tasks,
@@ -196,7 +212,30 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         escalations,
         backlog: Vec::new(),
         change_log: Vec::new(),
-    })
+    };
+    if let Some(script) = &request.rules.playbook {
+        let owners: Vec<String> = request
+            .rules
+            .ladder
+            .iter()
+            .flat_map(|l| {
+                l.levels
+                    .iter()
+                    .flat_map(|v| [v.owner.clone(), v.fallback.clone()])
+            })
+            .collect();
+        match crate::playbook::run(script, &plan, &owners) {
+            Ok(items) => plan.backlog = items,
+            Err(e) => plan.error_handling.events.push(ErrorEvent {
+                task_id: "playbook".into(),
+                attempt: 1,
+                error: e,
+                action: "rule_skipped".into(),
+                backoff_ms: None,
+            }),
+        }
+    }
+    Ok(plan)
 }
 
 /// One finding per fraud rule that flagged referrals, most severe first.
@@ -229,6 +268,48 @@ fn fraud_findings(risk: &Risk) -> Vec<Finding> {
                 r.rows_selected
             ),
         })
+        .chain(risk.suppressions.iter().filter_map(|s| match s.status.as_str() {
+            "expired" => Some(Finding {
+                id: format!("suppression/{}", s.id),
+                kind: "suppression_expired".to_string(),
+                severity: "medium".to_string(),
+                title: format!("Suppression `{}` expired on {} and no longer applies", s.id, s.expires),
+                detail: format!(
+                    "{} referrals matching its `{}` values were flagged this run; renew it (owner {}) if the reason still holds: {}",
+                    s.referrals_matched, s.column, s.owner, s.reason
+                ),
+            }),
+            "failed" => Some(Finding {
+                id: format!("suppression/{}", s.id),
+                kind: "suppression_failed".to_string(),
+                severity: "high".to_string(),
+                title: format!("Suppression `{}` could not be applied", s.id),
+                detail: s.error.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        }))
+        .chain(risk.payout_concentration.iter().flat_map(|pc| {
+            pc.beyond_limits.iter().map(|c| Finding {
+                    id: format!(
+                        "concentration/{}/{}",
+                        c.scope,
+                        c.group_id.as_deref().unwrap_or("program")
+                    ),
+                    kind: "payout_concentration".to_string(),
+                    severity: pc.severity.clone(),
+                    title: format!(
+                        "Payouts concentrated in {} {}: top recipient {:.0}%, Gini {:.2}",
+                        c.scope,
+                        c.group_id.as_deref().unwrap_or("(program)"),
+                        c.top1_share.unwrap_or(0.0) * 100.0,
+                        c.gini.unwrap_or(0.0)
+                    ),
+                    detail: format!(
+                        "{} recipients shared ${:.2}; review the largest recipients' referrals",
+                        c.recipients, c.payouts
+                    ),
+                })
+        }))
         .collect()
 }
 
@@ -282,27 +363,6 @@ fn kpis(ctx: &PlanContext<'_>) -> Result<Vec<Kpi>, EngineError> {
             delta: current.zip(previous).map(|(c, p)| c - p),
         })
         .collect())
-}
-
-/// At `--detail summary` the plan lists this many partners; `full` lists every partner.
-const SUMMARY_PARTNERS: usize = 10;
-
-fn partner_health(ctx: &PlanContext<'_>, full: bool) -> Result<PartnerHealth, EngineError> {
-    let Some((stage, batches)) = role_output(ctx, Role::PartnerHealth) else {
-        return Ok(PartnerHealth::default());
-    };
-    roles::read(stage, Role::PartnerHealth, batches)?;
-    let rows = crate::json::batches_to_objects(batches)?;
-    let evaluated = rows.len() as u64;
-    let partners = if full {
-        rows
-    } else {
-        rows.into_iter().take(SUMMARY_PARTNERS).collect()
-    };
-    Ok(PartnerHealth {
-        partners_evaluated: evaluated,
-        partners,
-    })
 }
 
 /// Nodes, edges, depth groups and merge gates of the stage graph.

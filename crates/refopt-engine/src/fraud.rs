@@ -9,13 +9,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use refopt_spec::fraud::{Condition, ConditionValue, Op};
-use refopt_spec::{FraudRule, FraudRules, sandbox};
-use rhai::{Dynamic, Map, Scope};
+use refopt_spec::{FraudRule, FraudRules, Suppression, Suppressions, sandbox};
+use rhai::Scope;
+
+use crate::rhai_rows::row_map;
 
 /// One referral flagged by at least one rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +55,10 @@ pub struct FraudReview {
     pub channel_of: HashMap<String, String>,
     /// Cluster summaries (largest first).
     pub clusters: Vec<Cluster>,
+    /// What each suppression did (expired ones included).
+    pub suppressions: Vec<SuppressionOutcome>,
+    /// Referrals each rule would flag at scaled thresholds (empty unless asked).
+    pub sweep: Vec<SweepPoint>,
 }
 
 /// A group of flagged referrals linked through shared devices or payment fingerprints.
@@ -67,10 +74,46 @@ pub struct Cluster {
 
 const KEY_SEPARATOR: char = '\u{1f}';
 
-/// Runs every fraud rule.
+/// What the review is asked to do beyond running the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewOptions<'a> {
+    /// Allowlist entries; those past their expiry on `as_of` are reported, not applied.
+    pub suppressions: Option<&'a Suppressions>,
+    pub as_of: NaiveDate,
+    /// Re-evaluate every rule with numeric thresholds at these factors (empty: no sweep).
+    pub sweep_factors: &'a [f64],
+}
+
+/// What one suppression did in this run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuppressionOutcome {
+    pub id: String,
+    pub column: String,
+    pub reason: String,
+    pub owner: String,
+    pub expires: NaiveDate,
+    /// False when the suppression is past its expiry: it no longer applies.
+    pub active: bool,
+    /// Referrals it kept from being flagged (active), or would have kept (expired).
+    pub referrals_matched: u64,
+    /// Set when the suppression could not be applied (e.g. unknown column).
+    pub error: Option<String>,
+}
+
+/// Referrals one rule flags at a scaled threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPoint {
+    pub rule_id: String,
+    pub factor: f64,
+    /// `None` when the scaled rule failed to evaluate.
+    pub referrals_flagged: Option<u64>,
+}
+
+/// Runs every fraud rule, applies the suppressions and, when asked, the sensitivity sweep.
 pub async fn review(
     ctx: &SessionContext,
     rules: &FraudRules,
+    options: ReviewOptions<'_>,
 ) -> Result<FraudReview, datafusion::error::DataFusionError> {
     let referrals = ctx
         .table(rules.referrals_table.as_str())
@@ -78,31 +121,14 @@ pub async fn review(
         .collect()
         .await?;
     let referral_ids = string_column(&referrals, "referral_id")?;
+    let mut suppressions = SuppressionIndex::build(&referrals, options)?;
     let mut hits: BTreeMap<usize, Vec<(String, f64)>> = BTreeMap::new();
     let mut outcomes = Vec::new();
+    let mut sweep = Vec::new();
     for rule in &rules.rules {
-        match evaluate(ctx, rule).await {
-            Ok((rows_selected, keys)) => {
-                let matched = match referral_keys(&referrals, &rule.key) {
-                    Ok(referral_keys) => referral_keys
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, k)| k.as_ref().is_some_and(|k| keys.contains(k)))
-                        .map(|(i, _)| i)
-                        .collect::<Vec<_>>(),
-                    Err(e) => {
-                        outcomes.push(failed(
-                            rule,
-                            format!("referrals table lacks the rule's key: {e}"),
-                        ));
-                        continue;
-                    }
-                };
-                for &i in &matched {
-                    hits.entry(i)
-                        .or_default()
-                        .push((rule.id.clone(), rule.score));
-                }
+        let matched = match flag(ctx, rule, &referrals).await {
+            Ok((rows_selected, matched)) => {
+                let matched = suppressions.filter(rule, matched, true);
                 outcomes.push(RuleOutcome {
                     rule_id: rule.id.clone(),
                     pattern: rule.pattern.clone(),
@@ -111,8 +137,31 @@ pub async fn review(
                     referrals_flagged: matched.len() as u64,
                     error: None,
                 });
+                matched
             }
-            Err(message) => outcomes.push(failed(rule, message)),
+            Err(message) => {
+                outcomes.push(failed(rule, message));
+                continue;
+            }
+        };
+        for &i in &matched {
+            hits.entry(i)
+                .or_default()
+                .push((rule.id.clone(), rule.score));
+        }
+        if rule.has_numeric_thresholds() {
+            for &factor in options.sweep_factors {
+                let scaled = rule.scaled(factor);
+                let flagged = match flag(ctx, &scaled, &referrals).await {
+                    Ok((_, m)) => Some(suppressions.filter(rule, m, false).len() as u64),
+                    Err(_) => None,
+                };
+                sweep.push(SweepPoint {
+                    rule_id: rule.id.clone(),
+                    factor,
+                    referrals_flagged: flagged,
+                });
+            }
         }
     }
 
@@ -140,7 +189,108 @@ pub async fn review(
         referrals_reviewed: referral_ids.len() as u64,
         channel_of,
         clusters,
+        suppressions: suppressions.outcomes(),
+        sweep,
     })
+}
+
+/// Rows the rule selects in its feature table, and the indices of the referrals sharing their
+/// key.
+async fn flag(
+    ctx: &SessionContext,
+    rule: &FraudRule,
+    referrals: &[RecordBatch],
+) -> Result<(u64, Vec<usize>), String> {
+    let (rows_selected, keys) = evaluate(ctx, rule).await?;
+    let referral_keys = referral_keys(referrals, &rule.key)
+        .map_err(|e| format!("referrals table lacks the rule's key: {e}"))?;
+    let matched = referral_keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.as_ref().is_some_and(|k| keys.contains(k)))
+        .map(|(i, _)| i)
+        .collect();
+    Ok((rows_selected, matched))
+}
+
+/// A suppression, whether it is active, and the referral indices it lists (or why not).
+type ResolvedSuppression<'a> = (&'a Suppression, bool, Result<HashSet<usize>, String>);
+
+/// Suppressions resolved against the window's referrals: for each, the referral indices whose
+/// column value it lists.
+struct SuppressionIndex<'a> {
+    entries: Vec<ResolvedSuppression<'a>>,
+    /// Referrals each suppression matched among the rules' hits.
+    matched: Vec<HashSet<usize>>,
+}
+
+impl<'a> SuppressionIndex<'a> {
+    fn build(
+        referrals: &[RecordBatch],
+        options: ReviewOptions<'a>,
+    ) -> Result<Self, datafusion::error::DataFusionError> {
+        let mut entries = Vec::new();
+        for s in options.suppressions.iter().flat_map(|s| &s.entries) {
+            let indices = match string_column(referrals, &s.column) {
+                Ok(values) => {
+                    let listed: HashSet<&str> = s.values.iter().map(String::as_str).collect();
+                    Ok(values
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.as_deref().is_some_and(|v| listed.contains(v)))
+                        .map(|(i, _)| i)
+                        .collect())
+                }
+                Err(_) => Err(format!(
+                    "{}: suppression `{}`: the referrals table has no column `{}`",
+                    s.location, s.id, s.column
+                )),
+            };
+            entries.push((s, s.is_active_on(options.as_of), indices));
+        }
+        let matched = vec![HashSet::new(); entries.len()];
+        Ok(Self { entries, matched })
+    }
+
+    /// Drops the referrals an active suppression covers; `record` counts what each suppression
+    /// (active or expired) matched.
+    fn filter(&mut self, rule: &FraudRule, flagged: Vec<usize>, record: bool) -> Vec<usize> {
+        flagged
+            .into_iter()
+            .filter(|i| {
+                let mut keep = true;
+                for (n, (s, active, indices)) in self.entries.iter().enumerate() {
+                    if let Ok(indices) = indices
+                        && s.covers_rule(&rule.id)
+                        && indices.contains(i)
+                    {
+                        if record {
+                            self.matched[n].insert(*i);
+                        }
+                        keep &= !active;
+                    }
+                }
+                keep
+            })
+            .collect()
+    }
+
+    fn outcomes(&self) -> Vec<SuppressionOutcome> {
+        self.entries
+            .iter()
+            .zip(&self.matched)
+            .map(|((s, active, indices), matched)| SuppressionOutcome {
+                id: s.id.clone(),
+                column: s.column.clone(),
+                reason: s.reason.clone(),
+                owner: s.owner.clone(),
+                expires: s.expires,
+                active: *active,
+                referrals_matched: matched.len() as u64,
+                error: indices.as_ref().err().cloned(),
+            })
+            .collect()
+    }
 }
 
 fn failed(rule: &FraudRule, message: String) -> RuleOutcome {
@@ -177,6 +327,7 @@ async fn evaluate(
                 (Some(expr), Some(engine)) => {
                     let mut scope = Scope::new();
                     scope.push("row", row_map(batch, row));
+                    scope.push("params", rule.params_map());
                     match engine.eval_ast_with_scope::<bool>(&mut scope, &expr.ast) {
                         Ok(v) => v,
                         Err(e) => {
@@ -223,40 +374,6 @@ fn condition_expr(c: &Condition) -> Expr {
         (Op::Ne, v) => column.not_eq(scalar(v)),
         // Rejected at load time.
         (Op::In | Op::NotIn, _) => lit(false),
-    }
-}
-
-/// A row as a Rhai object map: strings, integers, floats, booleans; null as `()`.
-fn row_map(batch: &RecordBatch, row: usize) -> Map {
-    let mut map = Map::new();
-    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
-        map.insert(field.name().as_str().into(), value(array, row));
-    }
-    map
-}
-
-fn value(array: &ArrayRef, row: usize) -> Dynamic {
-    if array.is_null(row) {
-        return Dynamic::UNIT;
-    }
-    match array.data_type() {
-        DataType::Boolean => Dynamic::from_bool(array.as_boolean().value(row)),
-        DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => {
-            match cast(&array.slice(row, 1), &DataType::Float64) {
-                Ok(a) => Dynamic::from_float(a.as_primitive::<Float64Type>().value(0)),
-                Err(_) => Dynamic::UNIT,
-            }
-        }
-        t if t.is_integer() || matches!(t, DataType::Timestamp(_, _) | DataType::Date32) => {
-            match cast(&array.slice(row, 1), &DataType::Int64) {
-                Ok(a) => Dynamic::from_int(a.as_primitive::<Int64Type>().value(0)),
-                Err(_) => Dynamic::UNIT,
-            }
-        }
-        _ => match cast(&array.slice(row, 1), &DataType::Utf8) {
-            Ok(a) => Dynamic::from(a.as_string::<i32>().value(0).to_string()),
-            Err(_) => Dynamic::UNIT,
-        },
     }
 }
 

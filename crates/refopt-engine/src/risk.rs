@@ -10,7 +10,11 @@ use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use refopt_plan::{Cohort, ExistingFlagsComparison, FlagRate, PayoutsAtRisk, Risk, RuleSummary};
+use refopt_plan::{
+    Cohort, ConcentrationRow, ExistingFlagsComparison, FlagRate, PayoutConcentration, PayoutHold,
+    PayoutsAtRisk, Risk, RuleSummary, SensitivityPoint, SensitivityRow, SuppressionReport,
+};
+use refopt_spec::fraud::PayoutConcentrationLimits;
 
 use crate::error::EngineError;
 use crate::fraud::{FraudReview, flagged_batch};
@@ -23,6 +27,7 @@ pub async fn risk_section(
     ctx: &SessionContext,
     review: &FraudReview,
     params: &ParamValues,
+    concentration_limits: Option<&PayoutConcentrationLimits>,
 ) -> Result<Risk, EngineError> {
     let flagged_ids: HashSet<&str> = review
         .flagged
@@ -49,7 +54,8 @@ pub async fn risk_section(
     ctx.register_table("refopt_flagged_referrals", Arc::new(table))?;
     let payouts = ctx
         .sql(
-            "SELECT p.status, SUM(p.amount) AS amount FROM payouts p \
+            "SELECT p.status, SUM(p.amount) AS amount, COUNT(DISTINCT p.referral_id) AS referrals \
+             FROM payouts p \
              JOIN refopt_flagged_referrals f ON p.referral_id = f.referral_id \
              WHERE p.dt >= $window_start_day AND p.dt < $window_end_day \
                AND p.created_at >= $window_start AND p.created_at < $window_end \
@@ -60,16 +66,24 @@ pub async fn risk_section(
         .collect()
         .await?;
     let mut at_risk = PayoutsAtRisk::default();
+    let mut unpaid_referrals = 0u64;
     for b in &payouts {
         let status = cast(b.column(0), &DataType::Utf8)?;
         let amount = cast(b.column(1), &DataType::Float64)?;
-        let (status, amount) = (
+        let referrals = cast(b.column(2), &DataType::Int64)?;
+        let (status, amount, referrals) = (
             status.as_string::<i32>(),
             amount.as_primitive::<Float64Type>(),
+            referrals.as_primitive::<datafusion::arrow::datatypes::Int64Type>(),
         );
         for i in 0..b.num_rows() {
             match status.value(i) {
-                "pending" | "held" => at_risk.unpaid += amount.value(i),
+                "pending" | "held" => {
+                    at_risk.unpaid += amount.value(i);
+                    // A referral with both a pending and a held payout counts twice here: an
+                    // upper bound, stated as such in the plan format docs.
+                    unpaid_referrals += referrals.value(i) as u64;
+                }
                 "paid" => at_risk.paid += amount.value(i),
                 _ => {}
             }
@@ -95,6 +109,19 @@ pub async fn risk_section(
             }
         }
     }
+    let payout_concentration = match concentration_limits {
+        Some(limits) => Some(payout_concentration(ctx, limits).await?),
+        None => None,
+    };
+    let round_cents = |v: f64| (v * 100.0).round() / 100.0;
+    let payout_hold = (at_risk.unpaid > 0.0).then(|| PayoutHold {
+        referrals: unpaid_referrals,
+        amount: round_cents(at_risk.unpaid),
+        owner: "fraud-detection".to_string(),
+        reason: "hold (do not pay) pending and held payouts of flagged referrals until the \
+                 fraud review clears them"
+            .to_string(),
+    });
     let agreement = existing_ids
         .iter()
         .filter(|id| flagged_ids.contains(id.as_str()))
@@ -114,8 +141,8 @@ pub async fn risk_section(
             })
             .collect(),
         payouts_at_risk: PayoutsAtRisk {
-            unpaid: (at_risk.unpaid * 100.0).round() / 100.0,
-            paid: (at_risk.paid * 100.0).round() / 100.0,
+            unpaid: round_cents(at_risk.unpaid),
+            paid: round_cents(at_risk.paid),
         },
         existing_flags: ExistingFlagsComparison {
             existing: existing_ids.len() as u64,
@@ -149,5 +176,98 @@ pub async fn risk_section(
                 rule_ids: c.rule_ids.clone(),
             })
             .collect(),
+        suppressions: review
+            .suppressions
+            .iter()
+            .map(|s| SuppressionReport {
+                id: s.id.clone(),
+                column: s.column.clone(),
+                reason: s.reason.clone(),
+                owner: s.owner.clone(),
+                expires: s.expires.to_string(),
+                status: match (&s.error, s.active) {
+                    (Some(_), _) => "failed",
+                    (None, true) => "active",
+                    (None, false) => "expired",
+                }
+                .to_string(),
+                referrals_matched: s.referrals_matched,
+                error: s.error.clone(),
+            })
+            .collect(),
+        sensitivity: sensitivity(review),
+        payout_concentration,
+        payout_hold,
+    })
+}
+
+/// The sweep's points grouped per rule, next to the rule's count at its configured thresholds.
+fn sensitivity(review: &FraudReview) -> Vec<SensitivityRow> {
+    review
+        .outcomes
+        .iter()
+        .filter(|o| o.error.is_none())
+        .filter_map(|o| {
+            let scaled: Vec<SensitivityPoint> = review
+                .sweep
+                .iter()
+                .filter(|p| p.rule_id == o.rule_id)
+                .map(|p| SensitivityPoint {
+                    factor: p.factor,
+                    referrals_flagged: p.referrals_flagged,
+                })
+                .collect();
+            (!scaled.is_empty()).then(|| SensitivityRow {
+                rule_id: o.rule_id.clone(),
+                at_threshold: o.referrals_flagged,
+                scaled,
+            })
+        })
+        .collect()
+}
+
+/// Reads the concentration table and applies the limits.
+async fn payout_concentration(
+    ctx: &SessionContext,
+    limits: &PayoutConcentrationLimits,
+) -> Result<PayoutConcentration, EngineError> {
+    let batches = ctx.table(limits.table.as_str()).await?.collect().await?;
+    let rows = crate::json::batches_to_objects(&batches)?;
+    let text = |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_str()).map(String::from);
+    let number = |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_f64());
+    let mut all: Vec<ConcentrationRow> = rows
+        .iter()
+        .map(|r| ConcentrationRow {
+            scope: text(r, "scope").unwrap_or_default(),
+            group_id: text(r, "group_id"),
+            recipients: number(r, "recipients").unwrap_or(0.0) as u64,
+            payouts: number(r, "payouts").unwrap_or(0.0),
+            top1_share: number(r, "top1_share"),
+            top5_share: number(r, "top5_share"),
+            gini: number(r, "gini"),
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        b.gini
+            .unwrap_or(0.0)
+            .total_cmp(&a.gini.unwrap_or(0.0))
+            .then_with(|| a.scope.cmp(&b.scope))
+            .then_with(|| a.group_id.cmp(&b.group_id))
+    });
+    let beyond = |r: &ConcentrationRow| {
+        (limits.scopes.is_empty() || limits.scopes.contains(&r.scope))
+            && r.recipients >= limits.min_recipients
+            && r.payouts >= limits.min_payouts
+            && (r.top1_share.is_some_and(|s| s > limits.max_top1_share)
+                || r.gini.is_some_and(|g| g > limits.max_gini))
+    };
+    Ok(PayoutConcentration {
+        program: all
+            .iter()
+            .filter(|r| r.group_id.is_none())
+            .cloned()
+            .collect(),
+        beyond_limits: all.iter().filter(|r| beyond(r)).take(20).cloned().collect(),
+        severity: format!("{:?}", limits.severity).to_lowercase(),
     })
 }

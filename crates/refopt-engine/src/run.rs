@@ -12,7 +12,7 @@ use crate::assemble::{PlanContext, assemble};
 use crate::datasets::register_datasets;
 use crate::error::EngineError;
 use crate::executor::{Execution, StageObserver, StageStatus, execute};
-use crate::fraud::{FraudReview, review};
+use crate::fraud::{FraudReview, ReviewOptions, review};
 use crate::session::{SessionOptions, new_session};
 use crate::storage;
 
@@ -33,6 +33,8 @@ pub struct RunRequest {
     pub alert_threshold: Option<f64>,
     /// Rules (fraud heuristics, alerts, ladder) run after the stages.
     pub rules: RuleSet,
+    /// Where the rules were loaded from (folder or object-store URL), recorded in the plan.
+    pub rules_source: String,
     pub session: SessionOptions,
 }
 
@@ -103,7 +105,18 @@ pub async fn run(
     }
 
     let fraud = match &request.rules.fraud {
-        Some(rules) => Some(review(&ctx, rules).await?),
+        Some(rules) => {
+            let sweep_factors: &[f64] = match request.detail {
+                Detail::Full => &SWEEP_FACTORS,
+                Detail::Summary => &[],
+            };
+            let options = ReviewOptions {
+                suppressions: request.rules.suppressions.as_ref(),
+                as_of: request.as_of,
+                sweep_factors,
+            };
+            Some(review(&ctx, rules, options).await?)
+        }
         None => None,
     };
 
@@ -114,7 +127,14 @@ pub async fn run(
     let created_at = Utc::now();
     let run_id = run_id(created_at);
     let mut risk = match &fraud {
-        Some(review) => crate::risk::risk_section(&ctx, review, &params).await?,
+        Some(review) => {
+            let limits = request
+                .rules
+                .fraud
+                .as_ref()
+                .and_then(|f| f.payout_concentration.as_ref());
+            crate::risk::risk_section(&ctx, review, &params, limits).await?
+        }
         None => Risk::default(),
     };
     // Flagged referrals can be many: they go to a Parquet file beside the plan.
@@ -164,6 +184,9 @@ pub async fn run(
         fraud,
     })
 }
+
+/// Threshold factors of the sensitivity sweep at `--detail full`.
+const SWEEP_FACTORS: [f64; 2] = [0.8, 1.25];
 
 /// How many earlier plans are read for cross-run triggers.
 const PREVIOUS_PLANS: usize = 8;

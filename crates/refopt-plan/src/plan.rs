@@ -75,6 +75,8 @@ pub struct Inputs {
     pub alert_threshold: Option<f64>,
     /// Data root URL (never contains credentials).
     pub data_root: String,
+    /// Rules folder or object-store URL the rules were read from.
+    pub rules: String,
 }
 
 /// How much goes into the plan and the printed summary.
@@ -306,6 +308,94 @@ pub struct Risk {
     pub flagged_referrals_url: Option<String>,
     /// Largest clusters of linked flagged accounts (shared devices or cards).
     pub cohorts: Vec<Cohort>,
+    /// Allowlist entries: what each kept from being flagged; expired ones no longer apply.
+    pub suppressions: Vec<SuppressionReport>,
+    /// Referrals each rule with numeric thresholds would flag at scaled thresholds
+    /// (`--detail full` only): the flags just below and above the line.
+    pub sensitivity: Vec<SensitivityRow>,
+    /// How concentrated the window's payouts are; null without a concentration table.
+    pub payout_concentration: Option<PayoutConcentration>,
+    /// Recommended action for flagged referrals' payouts.
+    pub payout_hold: Option<PayoutHold>,
+}
+
+/// What one suppression (allowlist entry) did in this run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionReport {
+    pub id: String,
+    /// Referrals column matched (e.g. `ip`).
+    pub column: String,
+    pub reason: String,
+    pub owner: String,
+    /// Last day the suppression applies (YYYY-MM-DD).
+    pub expires: String,
+    /// `active`, `expired` (no longer applied) or `failed` (could not be applied).
+    pub status: String,
+    /// Referrals it kept from being flagged (active) or would have (expired).
+    pub referrals_matched: u64,
+    pub error: Option<String>,
+}
+
+/// Referrals one rule flags at its threshold scaled by `factor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SensitivityRow {
+    pub rule_id: String,
+    /// Referrals flagged at the configured thresholds.
+    pub at_threshold: u64,
+    /// One point per factor (e.g. 0.8 and 1.25).
+    pub scaled: Vec<SensitivityPoint>,
+}
+
+/// Referrals flagged at one scaling factor of a rule's numeric thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SensitivityPoint {
+    pub factor: f64,
+    /// Null when the scaled rule failed to evaluate.
+    pub referrals_flagged: Option<u64>,
+}
+
+/// Payout concentration: the window's payouts across partners, across referrers, and within
+/// partners across their referrers.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutConcentration {
+    /// Program-wide rows (`scope` `partner` and `referrer`).
+    pub program: Vec<ConcentrationRow>,
+    /// Populations beyond the configured limits (most concentrated first, at most 20).
+    pub beyond_limits: Vec<ConcentrationRow>,
+    /// Severity of the findings raised for populations beyond the limits.
+    pub severity: String,
+}
+
+/// Concentration of one population of payout recipients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConcentrationRow {
+    /// `partner`, `referrer` (program-wide) or `partner_referrers` (one partner's referrers).
+    pub scope: String,
+    /// The partner id for `partner_referrers`; null for program-wide rows.
+    pub group_id: Option<String>,
+    pub recipients: u64,
+    pub payouts: f64,
+    pub top1_share: Option<f64>,
+    pub top5_share: Option<f64>,
+    /// Gini coefficient of the recipients' payouts (0 equal, 1 all to one).
+    pub gini: Option<f64>,
+}
+
+/// The recommendation to hold (not pay) the payouts of flagged referrals pending review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutHold {
+    /// Flagged referrals with pending or held payouts.
+    pub referrals: u64,
+    /// Pending or held payout dollars to hold.
+    pub amount: f64,
+    pub owner: String,
+    pub reason: String,
 }
 
 /// Flag rate of one dimension value.
@@ -367,13 +457,48 @@ pub struct Cohort {
     pub rule_ids: Vec<String>,
 }
 
-/// Partner health summary.
+/// Partner health: scores from the partner health script, top/bottom partners, at-risk
+/// partners and tier-change suggestions.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerHealth {
-    /// Partners with activity or referrals in the window.
+    /// Partners in the partner health stage output.
     pub partners_evaluated: u64,
+    /// Partners that got a score (enough referrals, script succeeded).
+    pub partners_scored: u64,
+    pub top: Vec<PartnerScore>,
+    pub bottom: Vec<PartnerScore>,
+    /// Scored below the at-risk line, by revenue (most valuable first).
+    pub at_risk: Vec<PartnerScore>,
+    pub tier_changes: Vec<TierChange>,
+    /// Partner rows with their `health_score` (10 at `--detail summary`, all at `full`).
     pub partners: Vec<serde_json::Value>,
+    /// Set when the scoring script failed (file:line:column and message).
+    pub error: Option<String>,
+}
+
+/// A partner's health score with its headline numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerScore {
+    pub partner_id: String,
+    pub name: String,
+    pub tier: String,
+    pub score: f64,
+    pub referrals: i64,
+    pub revenue: f64,
+}
+
+/// A suggested tier change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TierChange {
+    pub partner_id: String,
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    pub score: f64,
+    pub reason: String,
 }
 
 /// Result of one experiment (filled by the experiments issue).
@@ -416,8 +541,25 @@ pub struct Escalation {
     /// Runs whose results triggered it, oldest first (this run last).
     pub run_ids: Vec<String>,
 }
-/// A backlog recommendation.
-pub type BacklogItem = serde_json::Value;
+/// A backlog recommendation from the playbook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BacklogItem {
+    pub title: String,
+    pub rationale: String,
+    /// An agent (`referral-architect`, `lifecycle-ops`, `fraud-detection`, `partner-ops`) or a
+    /// ladder owner.
+    pub owner: String,
+    /// Days from the plan's creation.
+    pub eta_days: u32,
+    /// Projected relative lift of the target metric (e.g. 0.04 = +4%); null when not estimated.
+    pub projected_lift: Option<f64>,
+    /// How the lift was computed, and its inputs.
+    pub lift_formula: String,
+    pub lift_inputs: serde_json::Map<String, serde_json::Value>,
+    /// 1 = do first.
+    pub priority: u32,
+}
 
 /// One change since the previous plan of the same pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

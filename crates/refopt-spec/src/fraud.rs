@@ -2,7 +2,7 @@
 //! selects suspicious rows with YAML threshold conditions and/or a Rhai expression, and flags the
 //! referrals that share the row's key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +24,8 @@ struct RawFraudRules {
     #[serde(default = "default_referrals_table")]
     referrals_table: String,
     rules: Vec<RawFraudRule>,
+    #[serde(default)]
+    payout_concentration: Option<PayoutConcentrationLimits>,
 }
 
 fn default_referrals_table() -> String {
@@ -44,6 +46,9 @@ struct RawFraudRule {
     when: Vec<Spanned<Condition>>,
     #[serde(default)]
     expression: Option<Spanned<String>>,
+    /// Named numbers the expression reads as `params.<name>` (scaled by the sensitivity sweep).
+    #[serde(default)]
+    params: BTreeMap<String, f64>,
     #[serde(default = "default_score")]
     score: f64,
     #[serde(default = "default_true")]
@@ -134,8 +139,80 @@ pub struct FraudRule {
     pub key: Vec<String>,
     pub when: Vec<Condition>,
     pub expression: Option<Expression>,
+    /// Named numbers the expression reads as `params.<name>`.
+    pub params: BTreeMap<String, f64>,
     pub score: f64,
     pub location: Location,
+}
+
+impl FraudRule {
+    /// Whether the rule has numeric thresholds (condition values or params) a sweep can scale.
+    pub fn has_numeric_thresholds(&self) -> bool {
+        !self.params.is_empty()
+            || self
+                .when
+                .iter()
+                .any(|c| matches!(c.value, ConditionValue::Number(_)))
+    }
+
+    /// A copy of the rule with every numeric threshold (condition values and params) multiplied
+    /// by `factor`: the sensitivity sweep's "what if the line moved".
+    pub fn scaled(&self, factor: f64) -> FraudRule {
+        let mut rule = self.clone();
+        for c in &mut rule.when {
+            if let ConditionValue::Number(n) = &mut c.value {
+                *n *= factor;
+            }
+        }
+        for v in rule.params.values_mut() {
+            *v *= factor;
+        }
+        rule
+    }
+
+    /// The params as a Rhai map (`params.<name>` in expressions).
+    pub fn params_map(&self) -> rhai::Map {
+        self.params
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), rhai::Dynamic::from_float(*v)))
+            .collect()
+    }
+}
+
+/// Limits on how concentrated payouts may be (`payout_concentration` in `fraud.yaml`). Applied to
+/// every row of the concentration table: the program's payouts across partners and across
+/// referrers, and each partner's payouts across its referrers.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutConcentrationLimits {
+    /// Stage output with one row per population (`scope`, `group_id`).
+    #[serde(default = "default_concentration_table")]
+    pub table: String,
+    /// Scopes judged (`partner`, `referrer`, `partner_referrers`); empty means all.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Populations smaller than this are not judged (a partner with two referrers is
+    /// "concentrated" by arithmetic, not by fraud).
+    pub min_recipients: u64,
+    /// Populations paid less than this (USD) are not judged.
+    #[serde(default)]
+    pub min_payouts: f64,
+    /// Largest share of the population's payouts one recipient may take.
+    pub max_top1_share: f64,
+    /// Largest Gini coefficient of the population's payouts.
+    pub max_gini: f64,
+    pub severity: Severity,
+    /// Owner of the finding (an agent or ladder owner).
+    #[serde(default = "default_concentration_owner")]
+    pub owner: String,
+}
+
+fn default_concentration_table() -> String {
+    "payout_concentration".to_string()
+}
+
+fn default_concentration_owner() -> String {
+    "fraud-detection".to_string()
 }
 
 /// The fraud rule set.
@@ -144,6 +221,7 @@ pub struct FraudRules {
     pub file: PathBuf,
     pub referrals_table: String,
     pub rules: Vec<FraudRule>,
+    pub payout_concentration: Option<PayoutConcentrationLimits>,
 }
 
 impl FraudRules {
@@ -162,6 +240,7 @@ impl FraudRules {
         // Expressions see one variable, `row` (strict variables catch typos at load time).
         let mut row_scope = rhai::Scope::new();
         row_scope.push("row", rhai::Map::new());
+        row_scope.push("params", rhai::Map::new());
         let mut ids = BTreeSet::new();
         let mut rules = Vec::new();
         for r in raw.rules {
@@ -242,9 +321,19 @@ impl FraudRules {
                     },
                     when: r.when.into_iter().map(|c| c.value).collect(),
                     expression,
+                    params: r.params,
                     score: r.score,
                     location,
                 });
+            }
+        }
+        if let Some(limits) = &raw.payout_concentration {
+            let share_ok = |v: f64| (0.0..=1.0).contains(&v);
+            if !share_ok(limits.max_top1_share) || !share_ok(limits.max_gini) {
+                errors.push(SpecError::new(
+                    Location::file_start(file),
+                    "payout_concentration: max_top1_share and max_gini must be between 0 and 1",
+                ));
             }
         }
         if !errors.is_empty() {
@@ -254,6 +343,7 @@ impl FraudRules {
             file: file.to_path_buf(),
             referrals_table: raw.referrals_table,
             rules,
+            payout_concentration: raw.payout_concentration,
         })
     }
 
@@ -263,6 +353,17 @@ impl FraudRules {
         tables: impl Iterator<Item = &'a str> + Clone,
     ) -> Result<(), SpecErrors> {
         let mut errors = Vec::new();
+        if let Some(limits) = &self.payout_concentration
+            && !tables.clone().any(|t| t == limits.table)
+        {
+            errors.push(SpecError::new(
+                Location::file_start(&self.file),
+                format!(
+                    "payout_concentration reads unknown table `{}`",
+                    limits.table
+                ),
+            ));
+        }
         for r in &self.rules {
             if !tables.clone().any(|t| t == r.table) {
                 let hint = closest(&r.table, tables.clone())

@@ -7,9 +7,11 @@ pub mod alerts;
 pub mod dag;
 pub mod error;
 pub mod fraud;
+pub mod partner_health;
 pub mod pipeline;
 pub mod ruleset;
 pub mod sandbox;
+pub mod suppressions;
 pub mod window;
 pub mod yaml;
 
@@ -18,4 +20,5 @@ pub use error::{Location, SpecError, SpecErrors};
 pub use fraud::{FraudRule, FraudRules, Severity};
 pub use pipeline::{Dataset, Dimension, Pipeline, RetryPolicy, Role, Stage, StageKind};
 pub use ruleset::RuleSet;
+pub use suppressions::{Suppression, Suppressions};
 pub use window::{Window, WindowRange};

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use crate::alerts::{Alerts, Ladder};
 use crate::error::{SpecError, SpecErrors};
 use crate::fraud::FraudRules;
+use crate::partner_health::PartnerHealthRules;
+use crate::sandbox::{Script, compile_file};
+use crate::suppressions::Suppressions;
 
 /// Every rule file of a folder.
 #[derive(Debug, Clone, Default)]
@@ -14,10 +17,14 @@ pub struct RuleSet {
     pub fraud: Option<FraudRules>,
     pub alerts: Option<Alerts>,
     pub ladder: Option<Ladder>,
+    pub partner_health: Option<PartnerHealthRules>,
+    pub playbook: Option<Script>,
+    pub suppressions: Option<Suppressions>,
 }
 
 impl RuleSet {
-    /// Loads `dir/{fraud,alerts,ladder}.yaml`, collecting the problems of every file.
+    /// Loads `dir/{fraud,alerts,ladder,partner_health,suppressions}.yaml` and
+    /// `dir/{partner_health,playbook}.rhai`, collecting the problems of every file.
     pub fn load(dir: &Path) -> Result<RuleSet, SpecErrors> {
         if !dir.is_dir() {
             return Err(SpecErrors(vec![SpecError::new(
@@ -43,6 +50,29 @@ impl RuleSet {
         set.fraud = load(dir.join("fraud.yaml"), FraudRules::load, &mut errors);
         set.alerts = load(dir.join("alerts.yaml"), Alerts::load, &mut errors);
         set.ladder = load(dir.join("ladder.yaml"), Ladder::load, &mut errors);
+        set.partner_health = load(
+            dir.join("partner_health.yaml"),
+            PartnerHealthRules::load,
+            &mut errors,
+        );
+        set.playbook = load(
+            dir.join("playbook.rhai"),
+            |f| compile_file(f, &["plan"]).map_err(SpecErrors::from),
+            &mut errors,
+        );
+        set.suppressions = load(
+            dir.join("suppressions.yaml"),
+            Suppressions::load,
+            &mut errors,
+        );
+        if let Some(suppressions) = &set.suppressions {
+            let rule_ids = set
+                .fraud
+                .as_ref()
+                .map(|f| f.rules.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            errors.extend(suppressions.check_rules(rule_ids.iter().copied()));
+        }
         if let (Some(alerts), Some(ladder)) = (&set.alerts, &set.ladder) {
             let owners: Vec<&str> = ladder
                 .levels

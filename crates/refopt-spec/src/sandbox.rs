@@ -87,3 +87,52 @@ pub fn describe(e: &EvalAltResult) -> String {
         None => text,
     }
 }
+
+/// A compiled script file.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub file: std::path::PathBuf,
+    pub ast: std::sync::Arc<rhai::AST>,
+}
+
+/// Compiles a `.rhai` file in the sandbox with `variables` in scope (as empty maps), turning a
+/// syntax error into a located error.
+pub fn compile_file(
+    file: &std::path::Path,
+    variables: &[&str],
+) -> Result<Script, crate::SpecError> {
+    use crate::error::{Location, SpecError};
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        SpecError::new(
+            Location::file_start(file),
+            format!("cannot read script: {e}"),
+        )
+    })?;
+    let mut scope = rhai::Scope::new();
+    for v in variables {
+        scope.push(*v, rhai::Map::new());
+    }
+    let ast = engine().compile_with_scope(&scope, &text).map_err(|e| {
+        let (line, column) = position(e.position()).unwrap_or((1, 1));
+        SpecError::new(
+            Location {
+                file: file.to_path_buf(),
+                line: line as u64,
+                column: column as u64,
+            },
+            format!("Rhai syntax error: {}", e.0),
+        )
+    })?;
+    Ok(Script {
+        file: file.to_path_buf(),
+        ast: std::sync::Arc::new(ast),
+    })
+}
+
+/// Where a runtime error happened in a script file: `file:line:column`.
+pub fn runtime_location(script: &Script, e: &EvalAltResult) -> String {
+    match position(e.position()) {
+        Some((line, column)) => format!("{}:{line}:{column}", script.file.display()),
+        None => script.file.display().to_string(),
+    }
+}

@@ -1,0 +1,114 @@
+//! Where the rules come from: a local folder, or a prefix in an object store (`s3://`, `gs://`,
+//! `az://`) copied to a private temporary folder before loading, so a CronJob picks up rule
+//! edits from a bucket without a new image. Problems in downloaded files are reported against
+//! their object URL, not the temporary copy.
+
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use refopt_spec::{RuleSet, SpecErrors};
+
+use crate::error::EngineError;
+use crate::storage;
+
+/// Largest rules folder fetched from an object store (files and bytes): rules are text.
+const MAX_RULE_FILES: usize = 256;
+const MAX_RULE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Loaded rules and where they came from.
+#[derive(Debug)]
+pub struct LoadedRules {
+    pub rules: RuleSet,
+    /// The location as given (credentials redacted).
+    pub source: String,
+}
+
+/// Whether `location` names an object store rather than a local folder.
+pub fn is_remote(location: &str) -> bool {
+    ["s3://", "gs://", "az://", "abfs://", "abfss://"]
+        .iter()
+        .any(|scheme| location.starts_with(scheme))
+}
+
+/// Loads the rules at `location` (a folder, `file://` URL, or object-store prefix).
+pub async fn load_rules(location: &str) -> Result<LoadedRules, EngineError> {
+    if !is_remote(location) {
+        let dir = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
+        let rules = RuleSet::load(&dir).map_err(EngineError::Config)?;
+        return Ok(LoadedRules {
+            rules,
+            source: dir.display().to_string(),
+        });
+    }
+    let resolved = storage::resolve(location).map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let storage_error = |message: String| EngineError::Storage {
+        location: resolved.display.clone(),
+        message,
+    };
+    let download = tempfile::Builder::new()
+        .prefix("refopt-rules-")
+        .tempdir()
+        .map_err(|e| storage_error(format!("cannot create a temporary folder: {e}")))?;
+    let objects: Vec<_> = resolved
+        .store
+        .list(Some(&resolved.prefix))
+        .try_collect()
+        .await
+        .map_err(|e| storage_error(e.to_string()))?;
+    if objects.is_empty() {
+        return Err(storage_error("no rule files under this prefix".to_string()));
+    }
+    if objects.len() > MAX_RULE_FILES
+        || objects.iter().map(|o| o.size).sum::<u64>() > MAX_RULE_BYTES
+    {
+        return Err(storage_error(format!(
+            "more than {MAX_RULE_FILES} files or {MAX_RULE_BYTES} bytes: is this a rules folder?"
+        )));
+    }
+    for object in &objects {
+        let relative: Vec<_> = object
+            .location
+            .prefix_match(&resolved.prefix)
+            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+            .unwrap_or_default();
+        if relative.is_empty() || relative.iter().any(|p| p == "..") {
+            continue;
+        }
+        let target = relative
+            .iter()
+            .fold(download.path().to_path_buf(), |p, part| p.join(part));
+        let fetch_error =
+            |e: object_store::Error| storage_error(format!("{}: {e}", object.location));
+        let bytes = resolved
+            .store
+            .get(&object.location)
+            .await
+            .map_err(fetch_error)?
+            .bytes()
+            .await
+            .map_err(fetch_error)?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| storage_error(e.to_string()))?;
+        }
+        std::fs::write(&target, &bytes).map_err(|e| storage_error(e.to_string()))?;
+    }
+    let display = resolved.display.trim_end_matches('/').to_string();
+    let rules = RuleSet::load(download.path())
+        .map_err(|e| EngineError::Config(rebase(e, download.path(), &display)))?;
+    Ok(LoadedRules {
+        rules,
+        source: display,
+    })
+}
+
+/// Rewrites error locations under `local` to the object URL they were downloaded from.
+fn rebase(mut errors: SpecErrors, local: &Path, url: &str) -> SpecErrors {
+    for e in &mut errors.0 {
+        if let Ok(relative) = e.location.file.strip_prefix(local) {
+            e.location.file = PathBuf::from(format!("{url}/{}", relative.display()));
+        }
+        e.message = e.message.replace(&local.display().to_string(), url);
+    }
+    errors
+}
