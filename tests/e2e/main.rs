@@ -3,6 +3,7 @@
 //! Run them with `tests/run.sh`, which installs the Python tools they need.
 
 mod bad_input;
+mod docs_examples;
 mod funnel_vs_duckdb;
 mod harness;
 mod rule_features;
