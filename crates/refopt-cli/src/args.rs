@@ -29,6 +29,72 @@ pub enum Command {
     /// Score the fraud rules against generated truth labels: precision and recall overall,
     /// per planted pattern and per rule (data from `refopt generate`).
     EvaluateRules(EvaluateArgs),
+    /// Check the pipeline and rules without reading data: YAML structure, Rhai scripts, every
+    /// stage's SQL planned against the declared schemas, the DAG, and rules against the tables
+    /// they read. Exit 0 when clean, 1 when problems were found, 2 on a usage error.
+    #[command(after_help = "Examples:\n  refopt validate\n  refopt validate --rules s3://ops/rules --format github\n  refopt validate --sample          # also run the pipeline on a tiny generated data set")]
+    Validate(ValidateArgs),
+    /// Print each stage's SQL after parameter binding and its DataFusion logical plan (with
+    /// --physical, the physical plan), without running anything.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProblemFormat {
+    /// One block per problem: file:line:column, message, hint.
+    Human,
+    /// A JSON array of {file, line, column, message, hint}.
+    Json,
+    /// GitHub Actions annotations (`::error file=...,line=...,col=...::message`).
+    Github,
+}
+
+/// Which pipeline and rules to check.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Pipeline name (looked up in --pipelines-dir) or path to a pipeline YAML.
+    #[arg(long, default_value = "optimize-referrals")]
+    pub pipeline: String,
+    /// Folder holding pipeline files.
+    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
+    pub pipelines_dir: PathBuf,
+    /// Rules folder or object-store prefix.
+    #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
+    pub rules: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output format of the problems.
+    #[arg(long, value_enum, default_value_t = ProblemFormat::Human)]
+    pub format: ProblemFormat,
+    /// Also run the whole pipeline on a tiny generated data set in a temporary folder (nothing
+    /// is written to any plan store) and report what the plan would contain.
+    #[arg(long)]
+    pub sample: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Only this stage (default: every stage).
+    pub stage: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Also print the physical plan.
+    #[arg(long)]
+    pub physical: bool,
+    /// Plan against the real datasets under this root instead of empty tables of the declared
+    /// types (needed for a realistic physical plan: file scans, partition pruning).
+    #[arg(long, env = "REFOPT_ROOT")]
+    pub root: Option<String>,
+    /// Window used to bind the placeholders.
+    #[arg(long, default_value = "30d")]
+    pub window: String,
+    /// End of the window (exclusive), YYYY-MM-DD (default: today).
+    #[arg(long)]
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

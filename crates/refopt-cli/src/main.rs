@@ -2,6 +2,7 @@
 //! errors to documented exit codes. Errors are printed once, here.
 
 mod args;
+mod check;
 mod progress;
 mod summary;
 
@@ -21,6 +22,8 @@ use args::{AnalysisArgs, Cli, Command, DemoArgs, EvaluateArgs, GenerateArgs, Out
 /// Exit codes (documented in `docs/cli.md`).
 mod exit {
     pub const INTERNAL: u8 = 1;
+    /// `refopt validate` found problems.
+    pub const PROBLEMS_FOUND: u8 = 1;
     pub const CONFIG: u8 = 3;
     pub const DATA: u8 = 4;
     pub const STORAGE: u8 = 5;
@@ -50,6 +53,9 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<check::ProblemsFound>().is_some() {
+        return exit::PROBLEMS_FOUND;
+    }
     if let Some(engine) = e.downcast_ref::<EngineError>() {
         return match engine.class() {
             ErrorClass::Config => exit::CONFIG,
@@ -73,6 +79,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate(args).await.map(|_| ()),
         Command::Demo(args) => demo(args).await,
         Command::EvaluateRules(args) => evaluate_rules(args).await,
+        Command::Validate(args) => check::run_validate(args).await,
+        Command::Explain(args) => check::run_explain(args).await,
         Command::Schema => {
             println!(
                 "{}",

@@ -136,6 +136,25 @@ async fn register_one(
     if !missing.is_empty() {
         return Err(Registration::Problems(missing));
     }
+    let mistyped: Vec<DatasetProblem> = dataset
+        .column_types
+        .iter()
+        .filter_map(|(column, declared)| {
+            let found = schema.field_with_name(column).ok()?.data_type();
+            (!crate::types::matches(*declared, found)).then(|| DatasetProblem {
+                dataset: dataset.name.clone(),
+                declared_at: dataset.location.to_string(),
+                message: format!(
+                    "dataset `{}`: column `{column}` is declared {} but the data has {found}",
+                    dataset.name,
+                    declared.name()
+                ),
+            })
+        })
+        .collect();
+    if !mistyped.is_empty() {
+        return Err(Registration::Problems(mistyped));
+    }
     let config = ListingTableConfig::new(table_url)
         .with_listing_options(options)
         .with_schema(schema);

@@ -8,6 +8,7 @@ pub mod error;
 pub mod escalation;
 pub mod evaluate;
 pub mod executor;
+pub mod explain;
 pub mod fraud;
 pub mod json;
 pub mod metrics;
@@ -21,6 +22,8 @@ pub mod rules_source;
 pub mod run;
 pub mod session;
 pub mod storage;
+pub mod types;
+pub mod validate;
 
 pub use error::{EngineError, ErrorClass};
 pub use executor::{Quiet, StageObserver, StageRecord, StageStatus};

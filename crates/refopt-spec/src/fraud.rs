@@ -291,13 +291,10 @@ impl FraudRules {
                     Err(err) => {
                         let mut loc = at(&e.referenced);
                         if let Some((line, col)) = sandbox::position(err.position()) {
-                            // Block scalars start on the next line; inline ones on the key's line.
+                            // The span starts at the script's first character; block scalars
+                            // keep their indentation on every line.
                             loc.line += line as u64 - 1;
-                            loc.column = if line == 1 {
-                                loc.column + col as u64 - 1
-                            } else {
-                                col as u64
-                            };
+                            loc.column += col as u64 - 1;
                         }
                         errors.push(SpecError::new(
                             loc,

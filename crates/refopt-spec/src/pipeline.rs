@@ -41,7 +41,15 @@ struct RawDataset {
     partitioned_by_day: bool,
     #[serde(default)]
     description: String,
-    required_columns: Vec<Spanned<String>>,
+    required_columns: Vec<Spanned<RawColumn>>,
+}
+
+/// `name` or `name: type` in `required_columns`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawColumn {
+    Name(String),
+    Typed(BTreeMap<String, String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,7 +144,52 @@ pub struct Dataset {
     pub partitioned_by_day: bool,
     pub description: String,
     pub required_columns: Vec<String>,
+    /// Declared types of required columns (`name: type`); `refopt validate` plans SQL with them
+    /// and a run rejects data whose column has another type.
+    pub column_types: BTreeMap<String, ColumnType>,
     pub location: Location,
+}
+
+/// The logical type of a declared column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Int64,
+    Float64,
+    Bool,
+    /// Instant in time (any unit; UTC).
+    Timestamp,
+    Date,
+}
+
+impl ColumnType {
+    /// Every type name accepted in YAML.
+    pub const NAMES: [&'static str; 6] = ["string", "int64", "float64", "bool", "timestamp", "date"];
+
+    /// Parses a YAML type name.
+    pub fn parse(name: &str) -> Option<ColumnType> {
+        Some(match name {
+            "string" => ColumnType::String,
+            "int64" => ColumnType::Int64,
+            "float64" => ColumnType::Float64,
+            "bool" => ColumnType::Bool,
+            "timestamp" => ColumnType::Timestamp,
+            "date" => ColumnType::Date,
+            _ => return None,
+        })
+    }
+
+    /// The YAML name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int64 => "int64",
+            ColumnType::Float64 => "float64",
+            ColumnType::Bool => "bool",
+            ColumnType::Timestamp => "timestamp",
+            ColumnType::Date => "date",
+        }
+    }
 }
 
 /// A breakdown the user may ask for with `--dimensions`.
@@ -281,12 +334,49 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
                 format!("dataset `{}`: required_columns is empty", d.name.value),
             ));
         }
+        let mut required_columns = Vec::new();
+        let mut column_types = BTreeMap::new();
+        for c in d.required_columns {
+            match c.value {
+                RawColumn::Name(name) => required_columns.push(name),
+                RawColumn::Typed(map) if map.len() == 1 => {
+                    let (name, type_name) = map.into_iter().next().expect("one entry");
+                    match ColumnType::parse(&type_name) {
+                        Some(t) => {
+                            column_types.insert(name.clone(), t);
+                        }
+                        None => {
+                            let hint = closest(&type_name, ColumnType::NAMES.iter().copied())
+                                .map(|c| format!(" (did you mean `{c}`?)"))
+                                .unwrap_or_default();
+                            errors.push(SpecError::new(
+                                at(&c.referenced),
+                                format!(
+                                    "dataset `{}`: column `{name}` has unknown type `{type_name}`{hint}; types: {}",
+                                    d.name.value,
+                                    ColumnType::NAMES.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                    required_columns.push(name);
+                }
+                RawColumn::Typed(_) => errors.push(SpecError::new(
+                    at(&c.referenced),
+                    format!(
+                        "dataset `{}`: write each column as `name` or `name: type`",
+                        d.name.value
+                    ),
+                )),
+            }
+        }
         datasets.push(Dataset {
             name: d.name.value,
             path: d.path.trim_matches('/').to_string(),
             partitioned_by_day: d.partitioned_by_day,
             description: d.description,
-            required_columns: d.required_columns.into_iter().map(|c| c.value).collect(),
+            required_columns,
+            column_types,
             location,
         });
     }

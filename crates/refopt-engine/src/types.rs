@@ -1,0 +1,51 @@
+//! Declared column types (`name: type` in a pipeline's `required_columns`) and Arrow types.
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use refopt_spec::ColumnType;
+
+/// Whether data of Arrow type `found` satisfies a declared type (any width or encoding of the
+/// same kind: `string` accepts Utf8, LargeUtf8, Utf8View and dictionaries of them).
+pub fn matches(declared: ColumnType, found: &DataType) -> bool {
+    match (declared, found) {
+        (_, DataType::Dictionary(_, value)) => matches(declared, value),
+        (ColumnType::String, t) => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+        (ColumnType::Int64, t) => t.is_integer(),
+        (ColumnType::Float64, t) => t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)),
+        (ColumnType::Bool, t) => *t == DataType::Boolean,
+        (ColumnType::Timestamp, t) => matches!(t, DataType::Timestamp(..)),
+        (ColumnType::Date, t) => matches!(t, DataType::Date32 | DataType::Date64),
+    }
+}
+
+/// The Arrow type `refopt validate` plans SQL with for a declared type.
+pub fn arrow_type(declared: ColumnType) -> DataType {
+    match declared {
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ColumnType::Date => DataType::Date32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_match_any_width() {
+        assert!(matches(ColumnType::String, &DataType::Utf8View));
+        assert!(matches(ColumnType::Int64, &DataType::Int32));
+        assert!(!matches(ColumnType::Int64, &DataType::Utf8));
+        assert!(matches(
+            ColumnType::Timestamp,
+            &DataType::Timestamp(TimeUnit::Nanosecond, None)
+        ));
+        assert!(!matches(ColumnType::Date, &arrow_type(ColumnType::Timestamp)));
+        assert!(matches(
+            ColumnType::String,
+            &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+        ));
+    }
+}

@@ -1,0 +1,652 @@
+//! The dry run behind `refopt validate` and `refopt explain`: everything that can be checked
+//! without reading data. The pipeline and the rules are loaded (every problem of every file), each
+//! stage's SQL is planned by DataFusion against empty tables with the declared dataset column types
+//! and the upstream stages' output schemas, and every rule is checked against the tables it reads:
+//! columns, `row.<column>` accesses in Rhai, functions the sandbox does not offer, dimensions and
+//! owners.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use refopt_spec::pipeline::SqlSource;
+use refopt_spec::{Location, Pipeline, RuleSet, SpecError, StageKind, Window, WindowRange};
+
+use crate::rules_source::load_rules;
+use crate::session::{SessionOptions, new_session};
+
+/// One problem found by validation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+    /// How to fix it, when there is something better to say than the message.
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    fn at(location: &Location, message: impl Into<String>) -> Self {
+        Problem {
+            file: location.file.display().to_string(),
+            line: location.line,
+            column: location.column,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<SpecError> for Problem {
+    fn from(e: SpecError) -> Self {
+        Problem::at(&e.location, e.message)
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What validation found, and what it planned.
+#[derive(Debug, Default)]
+pub struct Validation {
+    pub problems: Vec<Problem>,
+    /// Output schema of every stage that planned.
+    pub stage_schemas: BTreeMap<String, SchemaRef>,
+    pub stages_planned: usize,
+    pub rules_checked: usize,
+}
+
+/// Validates the pipeline at `pipeline_file` with the rules at `rules_location` (a folder or
+/// object-store URL; `None` skips rules).
+pub async fn validate(pipeline_file: &Path, rules_location: Option<&str>) -> Validation {
+    let mut v = Validation::default();
+    let pipeline = match Pipeline::load(pipeline_file) {
+        Ok(p) => Some(p),
+        Err(errors) => {
+            v.problems.extend(errors.0.into_iter().map(Problem::from));
+            None
+        }
+    };
+    let rules = match rules_location {
+        Some(location) => match load_rules(location).await {
+            Ok(loaded) => Some(loaded.rules),
+            Err(crate::EngineError::Config(errors)) => {
+                v.problems.extend(errors.0.into_iter().map(Problem::from));
+                None
+            }
+            Err(e) => {
+                v.problems.push(Problem {
+                    file: location.to_string(),
+                    line: 1,
+                    column: 1,
+                    message: e.to_string(),
+                    hint: None,
+                });
+                None
+            }
+        },
+        None => None,
+    };
+    let Some(pipeline) = pipeline else {
+        return v;
+    };
+    let ctx = match planning_session(&pipeline, &mut v.problems) {
+        Some(ctx) => ctx,
+        None => return v,
+    };
+    plan_stages(&ctx, &pipeline, &mut v).await;
+    if let Some(rules) = &rules {
+        check_rules(&pipeline, rules, &v.stage_schemas.clone(), &mut v);
+    }
+    v
+}
+
+/// A session with every dataset registered as an empty table of its declared column types.
+/// Datasets with untyped columns are reported (their stages cannot be planned).
+pub fn planning_session(pipeline: &Pipeline, problems: &mut Vec<Problem>) -> Option<SessionContext> {
+    let ctx = new_session(&SessionOptions::default()).ok()?;
+    for d in &pipeline.datasets {
+        let mut fields = Vec::new();
+        let mut untyped = Vec::new();
+        for c in &d.required_columns {
+            match d.column_types.get(c) {
+                Some(t) => fields.push(Field::new(c, crate::types::arrow_type(*t), true)),
+                None => untyped.push(c.as_str()),
+            }
+        }
+        if !untyped.is_empty() {
+            problems.push(
+                Problem::at(
+                    &d.location,
+                    format!(
+                        "dataset `{}`: column(s) {} have no declared type, so SQL over them cannot be checked",
+                        d.name,
+                        untyped.join(", ")
+                    ),
+                )
+                .hint(format!(
+                    "write `- {}: string` (types: {})",
+                    untyped[0],
+                    refopt_spec::ColumnType::NAMES.join(", ")
+                )),
+            );
+        }
+        if d.partitioned_by_day {
+            fields.push(Field::new("dt", DataType::Utf8, false));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let table = MemTable::try_new(schema, vec![vec![]]).ok()?;
+        ctx.register_table(d.name.as_str(), Arc::new(table)).ok()?;
+    }
+    Some(ctx)
+}
+
+/// Placeholder values for planning (any valid window will do: only types matter).
+pub fn planning_params() -> datafusion::common::ParamValues {
+    let window = Window { days: 30 };
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date");
+    crate::params::bind(&WindowRange::new(window, as_of), window.days)
+}
+
+/// Plans every SQL stage in dependency order, registering each output schema as an empty table.
+async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validation) {
+    let params = planning_params();
+    let mut failed: BTreeSet<String> = BTreeSet::new();
+    for stage in &pipeline.stages {
+        if stage.depends_on.iter().any(|d| failed.contains(d)) {
+            failed.insert(stage.id.clone());
+            continue;
+        }
+        let StageKind::Sql { sql, source } = &stage.kind else {
+            continue;
+        };
+        let planned = match ctx.sql(sql).await {
+            Ok(df) => df.with_param_values(params.clone()),
+            Err(e) => Err(e),
+        };
+        match planned {
+            Ok(df) => {
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                if let Some(role) = stage.publishes {
+                    for (column, _) in crate::roles::contract(role) {
+                        if schema.field_with_name(column).is_err() {
+                            v.problems.push(
+                                Problem::at(
+                                    &stage.location,
+                                    format!(
+                                        "stage `{}` publishes {} but its output lacks column `{column}`",
+                                        stage.id,
+                                        format!("{role:?}")
+                                    ),
+                                )
+                                .hint("see the role contracts in docs/pipeline-authoring.md"),
+                            );
+                        }
+                    }
+                }
+                let table = MemTable::try_new(schema.clone(), vec![vec![]]).expect("schema");
+                let _ = ctx.deregister_table(stage.id.as_str());
+                let _ = ctx.register_table(stage.id.as_str(), Arc::new(table));
+                v.stage_schemas.insert(stage.id.clone(), schema);
+                v.stages_planned += 1;
+            }
+            Err(e) => {
+                failed.insert(stage.id.clone());
+                v.problems.push(sql_problem(stage, sql, source, &e.to_string()));
+            }
+        }
+    }
+}
+
+/// A SQL planning error located in the SQL file (line and column from the parser, or of the
+/// first mention of the unknown column), with a hint.
+fn sql_problem(stage: &refopt_spec::Stage, sql: &str, source: &SqlSource, error: &str) -> Problem {
+    let message = error.lines().next().unwrap_or(error).to_string();
+    let (mut line, mut column) = parser_position(error).unwrap_or((0, 0));
+    let unknown = unknown_column(error);
+    if line == 0
+        && let Some(name) = &unknown
+        && let Some(pos) = find_identifier(sql, name)
+    {
+        (line, column) = pos;
+    }
+    let mut problem = match source {
+        SqlSource::File(path) => Problem {
+            file: path.display().to_string(),
+            line: line.max(1),
+            column: column.max(1),
+            message: String::new(),
+            hint: None,
+        },
+        SqlSource::Inline(location) => {
+            let mut p = Problem::at(location, "");
+            if line > 0 {
+                // Block scalars start on the line after `sql: |`.
+                p.line += line;
+                p.column = column;
+            }
+            p
+        }
+    };
+    problem.message = format!("stage `{}`: SQL does not plan: {message}", stage.id);
+    if let Some(name) = unknown {
+        problem.hint = Some(format!(
+            "`{name}` is not a column of the tables this stage reads; check the spelling, the dataset's required_columns, or the upstream stage's SELECT"
+        ));
+    }
+    problem
+}
+
+fn parser_position(error: &str) -> Option<(u64, u64)> {
+    let at = error.find("Line: ")?;
+    let rest = &error[at + 6..];
+    let line: u64 = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let col_at = rest.find("Column: ")?;
+    let column: u64 = rest[col_at + 8..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    Some((line, column))
+}
+
+/// The column name in DataFusion's "No field named x" errors.
+fn unknown_column(error: &str) -> Option<String> {
+    let at = error.find("No field named ")?;
+    let rest = &error[at + "No field named ".len()..];
+    let name: String = rest
+        .trim_start_matches(['"', '`'])
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+        .collect();
+    let name = name.trim_end_matches('.');
+    let name = name.rsplit('.').next().unwrap_or(name).to_string();
+    (!name.is_empty()).then_some(name)
+}
+
+/// 1-based line and column of the first whole-word occurrence of `name` in `sql`.
+fn find_identifier(sql: &str, name: &str) -> Option<(u64, u64)> {
+    for (i, line) in sql.lines().enumerate() {
+        let mut start = 0;
+        while let Some(pos) = line[start..].find(name) {
+            let at = start + pos;
+            let before = line[..at].chars().next_back();
+            let after = line[at + name.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            if !word(before) && !word(after) && !line.trim_start().starts_with("--") {
+                return Some((i as u64 + 1, at as u64 + 1));
+            }
+            start = at + name.len();
+        }
+    }
+    None
+}
+
+/// Checks every rule against the stage schemas and the pipeline.
+fn check_rules(
+    pipeline: &Pipeline,
+    rules: &RuleSet,
+    schemas: &BTreeMap<String, SchemaRef>,
+    v: &mut Validation,
+) {
+    let columns_of = |table: &str| -> Option<Vec<String>> {
+        schemas
+            .get(table)
+            .map(|s| s.fields().iter().map(|f| f.name().clone()).collect())
+    };
+    let missing = |table: &str, column: &str| -> Option<String> {
+        let columns = columns_of(table)?;
+        if columns.iter().any(|c| c == column) {
+            return None;
+        }
+        let hint = refopt_spec::pipeline::closest(column, columns.iter().map(String::as_str))
+            .map(|c| format!("did you mean `{c}`?"))
+            .unwrap_or_else(|| format!("columns: {}", columns.join(", ")));
+        Some(hint)
+    };
+    let stage_ids: Vec<&str> = pipeline.stages.iter().map(|s| s.id.as_str()).collect();
+    let api = sandbox_api();
+
+    if let Some(fraud) = &rules.fraud {
+        if let Err(errors) = fraud.check_tables(stage_ids.iter().copied()) {
+            v.problems.extend(errors.0.into_iter().map(Problem::from));
+        }
+        if !stage_ids.contains(&fraud.referrals_table.as_str()) {
+            v.problems.push(Problem::at(
+                &Location::file_start(&fraud.file),
+                format!(
+                    "referrals_table `{}` is not a stage of the pipeline",
+                    fraud.referrals_table
+                ),
+            ));
+        }
+        for rule in &fraud.rules {
+            v.rules_checked += 1;
+            let mut check = |table: &str, column: &str, what: &str| {
+                if let Some(hint) = missing(table, column) {
+                    v.problems.push(
+                        Problem::at(
+                            &rule.location,
+                            format!(
+                                "rule `{}`: {what} `{column}` is not a column of `{table}`",
+                                rule.id
+                            ),
+                        )
+                        .hint(hint),
+                    );
+                }
+            };
+            for k in &rule.key {
+                check(&rule.table, k, "key");
+                check(&fraud.referrals_table, k, "key");
+            }
+            for c in &rule.when {
+                check(&rule.table, &c.column, "condition column");
+            }
+            if let Some(expr) = &rule.expression {
+                let usage = script_usage(&expr.ast);
+                for (column, pos) in &usage.row_fields {
+                    if let Some(hint) = missing(&rule.table, column) {
+                        v.problems.push(
+                            Problem::at(
+                                &script_location(&expr.location, true, *pos),
+                                format!(
+                                    "rule `{}`: `row.{column}` is not a column of `{}`",
+                                    rule.id, rule.table
+                                ),
+                            )
+                            .hint(hint),
+                        );
+                    }
+                }
+                for (p, pos) in &usage.params_fields {
+                    if !rule.params.contains_key(p) {
+                        let declared: Vec<&str> = rule.params.keys().map(String::as_str).collect();
+                        v.problems.push(
+                            Problem::at(
+                                &script_location(&expr.location, true, *pos),
+                                format!("rule `{}`: `params.{p}` is not declared in the rule's `params`", rule.id),
+                            )
+                            .hint(format!("declared params: {}", if declared.is_empty() { "none".to_string() } else { declared.join(", ") })),
+                        );
+                    }
+                }
+                for (f, pos) in usage.calls.iter().filter(|(f, _)| !api.contains(f.as_str())) {
+                    v.problems.push(unknown_function(
+                        &script_location(&expr.location, true, *pos),
+                        &format!("rule `{}`", rule.id),
+                        f,
+                    ));
+                }
+            }
+        }
+        if let Some(limits) = &fraud.payout_concentration {
+            for column in ["scope", "group_id", "recipients", "payouts", "top1_share", "top5_share", "gini"] {
+                if let Some(hint) = missing(&limits.table, column) {
+                    v.problems.push(
+                        Problem::at(
+                            &Location::file_start(&fraud.file),
+                            format!("payout_concentration: `{}` lacks column `{column}`", limits.table),
+                        )
+                        .hint(hint),
+                    );
+                }
+            }
+        }
+        if let Some(suppressions) = &rules.suppressions {
+            for s in &suppressions.entries {
+                v.rules_checked += 1;
+                if let Some(hint) = missing(&fraud.referrals_table, &s.column) {
+                    v.problems.push(
+                        Problem::at(
+                            &s.location,
+                            format!(
+                                "suppression `{}`: `{}` is not a column of `{}`",
+                                s.id, s.column, fraud.referrals_table
+                            ),
+                        )
+                        .hint(hint),
+                    );
+                }
+            }
+        }
+    }
+
+    if let Some(alerts) = &rules.alerts {
+        for a in &alerts.rules {
+            v.rules_checked += 1;
+            if a.dimension != "overall" && !pipeline.dimensions.iter().any(|d| d.name == a.dimension) {
+                let names: Vec<&str> = pipeline.dimensions.iter().map(|d| d.name.as_str()).collect();
+                let hint = refopt_spec::pipeline::closest(&a.dimension, names.iter().copied())
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .unwrap_or_else(|| format!("dimensions: overall, {}", names.join(", ")));
+                v.problems.push(
+                    Problem::at(
+                        &a.location,
+                        format!("alert `{}`: unknown dimension `{}`", a.id, a.dimension),
+                    )
+                    .hint(hint),
+                );
+            }
+        }
+    }
+
+    if let Some(health) = &rules.partner_health {
+        v.rules_checked += 1;
+        let table = pipeline
+            .stages
+            .iter()
+            .find(|s| s.publishes == Some(refopt_spec::Role::PartnerHealth))
+            .map(|s| s.id.clone());
+        let usage = script_usage(&health.script.ast);
+        let location = Location::file_start(&health.script.file);
+        if let Some(table) = table {
+            for (column, pos) in &usage.row_fields {
+                if let Some(hint) = missing(&table, column) {
+                    v.problems.push(
+                        Problem::at(
+                            &script_location(&location, false, *pos),
+                            format!("partner health script: `row.{column}` is not a column of `{table}`"),
+                        )
+                        .hint(hint),
+                    );
+                }
+            }
+        }
+        for (f, pos) in usage.calls.iter().filter(|(f, _)| !api.contains(f.as_str())) {
+            v.problems.push(unknown_function(
+                &script_location(&location, false, *pos),
+                "partner health script",
+                f,
+            ));
+        }
+    }
+    if let Some(playbook) = &rules.playbook {
+        v.rules_checked += 1;
+        let usage = script_usage(&playbook.ast);
+        let location = Location::file_start(&playbook.file);
+        for (f, pos) in usage.calls.iter().filter(|(f, _)| !api.contains(f.as_str())) {
+            v.problems.push(unknown_function(
+                &script_location(&location, false, *pos),
+                "playbook",
+                f,
+            ));
+        }
+    }
+}
+
+fn unknown_function(location: &Location, subject: &str, name: &str) -> Problem {
+    let api = sandbox_api();
+    let hint = refopt_spec::pipeline::closest(name, api.iter().map(String::as_str))
+        .map(|c| format!("did you mean `{c}`? The sandbox API is listed in docs/rule-authoring.md"))
+        .unwrap_or_else(|| "the sandbox API is listed in docs/rule-authoring.md".to_string());
+    Problem::at(
+        location,
+        format!("{subject}: calls `{name}`, which the rules sandbox does not provide"),
+    )
+    .hint(hint)
+}
+
+/// Names of every function the sandbox offers (registered helpers and Rhai's standard
+/// packages) plus the language's built-ins.
+fn sandbox_api() -> BTreeSet<String> {
+    let engine = refopt_spec::sandbox::engine();
+    let mut names: BTreeSet<String> = engine
+        .gen_fn_signatures(true)
+        .iter()
+        .filter_map(|s| s.split('(').next())
+        .map(|n| n.rsplit("::").next().unwrap_or(n).trim().to_string())
+        .collect();
+    for builtin in [
+        "type_of", "Fn", "call", "curry", "is_def_var", "is_def_fn", "is_shared", "print", "debug",
+    ] {
+        names.insert(builtin.to_string());
+    }
+    names
+}
+
+/// What a script reads and calls, each with the (line, column) of its first use in the script.
+#[derive(Debug, Default)]
+struct ScriptUsage {
+    row_fields: BTreeMap<String, (u64, u64)>,
+    params_fields: BTreeMap<String, (u64, u64)>,
+    calls: BTreeMap<String, (u64, u64)>,
+}
+
+/// The location of a position inside a script: `base` is where the script starts (a `.rhai` file's
+/// start, or the first character of an expression embedded in YAML).
+fn script_location(base: &Location, embedded: bool, (line, column): (u64, u64)) -> Location {
+    let mut loc = base.clone();
+    if line == 0 {
+        return loc;
+    }
+    if embedded {
+        // An embedded script's span starts at its first character; block scalars keep their
+        // indentation on every line.
+        loc.line += line - 1;
+        loc.column += column - 1;
+    } else {
+        loc.line = line;
+        loc.column = column;
+    }
+    loc
+}
+
+fn script_usage(ast: &rhai::AST) -> ScriptUsage {
+    use rhai::{ASTNode, Expr};
+    let defined: BTreeSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
+    let mut usage = ScriptUsage::default();
+    let at = |p: rhai::Position| {
+        (
+            p.line().unwrap_or(0) as u64,
+            p.position().unwrap_or(0) as u64,
+        )
+    };
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(expr)) = path.last() {
+            match expr {
+                Expr::Dot(binary, _, _) => {
+                    if let (Expr::Variable(var, _, _), Expr::Property(prop, pos)) =
+                        (&binary.lhs, &binary.rhs)
+                    {
+                        let field = prop.2.to_string();
+                        match var.1.as_str() {
+                            "row" => {
+                                usage.row_fields.entry(field).or_insert(at(*pos));
+                            }
+                            "params" => {
+                                usage.params_fields.entry(field).or_insert(at(*pos));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Expr::FnCall(call, pos) | Expr::MethodCall(call, pos) => {
+                    let name = call.name.to_string();
+                    let is_operator = call.op_token.is_some()
+                        || !name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_');
+                    if !is_operator && !defined.contains(&name) {
+                        usage.calls.entry(name).or_insert(at(*pos));
+                    }
+                }
+                _ => {}
+            }
+        }
+        true
+    });
+    usage
+}
+
+/// Paths `refopt validate` reports relative to, for readable output.
+pub fn display_path(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_positions_and_columns_in_errors() {
+        assert_eq!(
+            parser_position("sql parser error: Expected: end of statement, found: x at Line: 3, Column: 7"),
+            Some((3, 7))
+        );
+        assert_eq!(
+            unknown_column("Schema error: No field named refferer_id. Valid fields are r.referral_id."),
+            Some("refferer_id".to_string())
+        );
+        assert_eq!(
+            unknown_column("Schema error: No field named r.refferer_id. Valid fields are ..."),
+            Some("refferer_id".to_string())
+        );
+        assert_eq!(
+            find_identifier("SELECT a,\n  refferer_id_x, refferer_id\nFROM t", "refferer_id"),
+            Some((2, 18))
+        );
+    }
+
+    #[test]
+    fn script_usage_sees_fields_and_calls() {
+        let engine = refopt_spec::sandbox::engine();
+        let mut scope = rhai::Scope::new();
+        scope.push("row", rhai::Map::new());
+        scope.push("params", rhai::Map::new());
+        let ast = engine
+            .compile_with_scope(
+                &scope,
+                "let x = coalesce(row.won, 0) + params.min; open_file(\"x\"); x.to_string().len() > max(1, 2)",
+            )
+            .unwrap();
+        let usage = script_usage(&ast);
+        assert!(usage.row_fields.contains_key("won"));
+        assert!(usage.params_fields.contains_key("min"));
+        assert_eq!(usage.calls.get("open_file"), Some(&(1, 47)));
+        let api = sandbox_api();
+        assert!(api.contains("coalesce") && api.contains("max") && api.contains("len"));
+        assert!(!api.contains("open_file"));
+    }
+}
