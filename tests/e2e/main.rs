@@ -9,3 +9,4 @@ mod harness;
 mod rule_features;
 mod rules;
 mod s3;
+mod validate;

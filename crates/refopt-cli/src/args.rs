@@ -32,7 +32,9 @@ pub enum Command {
     /// Check the pipeline and rules without reading data: YAML structure, Rhai scripts, every
     /// stage's SQL planned against the declared schemas, the DAG, and rules against the tables
     /// they read. Exit 0 when clean, 1 when problems were found, 2 on a usage error.
-    #[command(after_help = "Examples:\n  refopt validate\n  refopt validate --rules s3://ops/rules --format github\n  refopt validate --sample          # also run the pipeline on a tiny generated data set")]
+    #[command(
+        after_help = "Examples:\n  refopt validate\n  refopt validate --rules s3://ops/rules --format github\n  refopt validate --sample          # also run the pipeline on a tiny generated data set"
+    )]
     Validate(ValidateArgs),
     /// Print each stage's SQL after parameter binding and its DataFusion logical plan (with
     /// --physical, the physical plan), without running anything.

@@ -20,11 +20,9 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let file = pipeline_file(&args.config.pipeline, &args.config.pipelines_dir);
     if !file.is_file() {
-        return Err(EngineError::Parameter(format!(
-            "pipeline file {} not found",
-            file.display()
-        ))
-        .into());
+        return Err(
+            EngineError::Parameter(format!("pipeline file {} not found", file.display())).into(),
+        );
     }
     let mut validation = validate(&file, Some(&args.config.rules)).await;
     for p in &mut validation.problems {
@@ -204,7 +202,11 @@ pub async fn run_explain(args: ExplainArgs) -> anyhow::Result<()> {
     )
     .await?;
     for e in explained {
-        println!("== stage {} ==\n-- SQL (placeholders shown bound)\n{}\n", e.id, e.sql.trim());
+        println!(
+            "== stage {} ==\n-- SQL (placeholders shown bound)\n{}\n",
+            e.id,
+            e.sql.trim()
+        );
         println!("-- logical plan\n{}", e.logical_plan);
         if let Some(p) = e.physical_plan {
             println!("-- physical plan\n{p}");

@@ -8,9 +8,13 @@ use refopt_spec::ColumnType;
 pub fn matches(declared: ColumnType, found: &DataType) -> bool {
     match (declared, found) {
         (_, DataType::Dictionary(_, value)) => matches(declared, value),
-        (ColumnType::String, t) => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+        (ColumnType::String, t) => {
+            matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        }
         (ColumnType::Int64, t) => t.is_integer(),
-        (ColumnType::Float64, t) => t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)),
+        (ColumnType::Float64, t) => {
+            t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
+        }
         (ColumnType::Bool, t) => *t == DataType::Boolean,
         (ColumnType::Timestamp, t) => matches!(t, DataType::Timestamp(..)),
         (ColumnType::Date, t) => matches!(t, DataType::Date32 | DataType::Date64),
@@ -42,7 +46,10 @@ mod tests {
             ColumnType::Timestamp,
             &DataType::Timestamp(TimeUnit::Nanosecond, None)
         ));
-        assert!(!matches(ColumnType::Date, &arrow_type(ColumnType::Timestamp)));
+        assert!(!matches(
+            ColumnType::Date,
+            &arrow_type(ColumnType::Timestamp)
+        ));
         assert!(matches(
             ColumnType::String,
             &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))

@@ -123,7 +123,10 @@ pub async fn validate(pipeline_file: &Path, rules_location: Option<&str>) -> Val
 
 /// A session with every dataset registered as an empty table of its declared column types.
 /// Datasets with untyped columns are reported (their stages cannot be planned).
-pub fn planning_session(pipeline: &Pipeline, problems: &mut Vec<Problem>) -> Option<SessionContext> {
+pub fn planning_session(
+    pipeline: &Pipeline,
+    problems: &mut Vec<Problem>,
+) -> Option<SessionContext> {
     let ctx = new_session(&SessionOptions::default()).ok()?;
     for d in &pipeline.datasets {
         let mut fields = Vec::new();
@@ -212,7 +215,8 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
             }
             Err(e) => {
                 failed.insert(stage.id.clone());
-                v.problems.push(sql_problem(stage, sql, source, &e.to_string()));
+                v.problems
+                    .push(sql_problem(stage, sql, source, &e.to_string()));
             }
         }
     }
@@ -260,7 +264,11 @@ fn sql_problem(stage: &refopt_spec::Stage, sql: &str, source: &SqlSource, error:
 fn parser_position(error: &str) -> Option<(u64, u64)> {
     let at = error.find("Line: ")?;
     let rest = &error[at + 6..];
-    let line: u64 = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let line: u64 = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
     let col_at = rest.find("Column: ")?;
     let column: u64 = rest[col_at + 8..]
         .split(|c: char| !c.is_ascii_digit())
@@ -391,7 +399,11 @@ fn check_rules(
                         );
                     }
                 }
-                for (f, pos) in usage.calls.iter().filter(|(f, _)| !api.contains(f.as_str())) {
+                for (f, pos) in usage
+                    .calls
+                    .iter()
+                    .filter(|(f, _)| !api.contains(f.as_str()))
+                {
                     v.problems.push(unknown_function(
                         &script_location(&expr.location, true, *pos),
                         &format!("rule `{}`", rule.id),
@@ -401,12 +413,23 @@ fn check_rules(
             }
         }
         if let Some(limits) = &fraud.payout_concentration {
-            for column in ["scope", "group_id", "recipients", "payouts", "top1_share", "top5_share", "gini"] {
+            for column in [
+                "scope",
+                "group_id",
+                "recipients",
+                "payouts",
+                "top1_share",
+                "top5_share",
+                "gini",
+            ] {
                 if let Some(hint) = missing(&limits.table, column) {
                     v.problems.push(
                         Problem::at(
                             &Location::file_start(&fraud.file),
-                            format!("payout_concentration: `{}` lacks column `{column}`", limits.table),
+                            format!(
+                                "payout_concentration: `{}` lacks column `{column}`",
+                                limits.table
+                            ),
                         )
                         .hint(hint),
                     );
@@ -435,8 +458,14 @@ fn check_rules(
     if let Some(alerts) = &rules.alerts {
         for a in &alerts.rules {
             v.rules_checked += 1;
-            if a.dimension != "overall" && !pipeline.dimensions.iter().any(|d| d.name == a.dimension) {
-                let names: Vec<&str> = pipeline.dimensions.iter().map(|d| d.name.as_str()).collect();
+            if a.dimension != "overall"
+                && !pipeline.dimensions.iter().any(|d| d.name == a.dimension)
+            {
+                let names: Vec<&str> = pipeline
+                    .dimensions
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect();
                 let hint = refopt_spec::pipeline::closest(&a.dimension, names.iter().copied())
                     .map(|c| format!("did you mean `{c}`?"))
                     .unwrap_or_else(|| format!("dimensions: overall, {}", names.join(", ")));
@@ -466,14 +495,20 @@ fn check_rules(
                     v.problems.push(
                         Problem::at(
                             &script_location(&location, false, *pos),
-                            format!("partner health script: `row.{column}` is not a column of `{table}`"),
+                            format!(
+                                "partner health script: `row.{column}` is not a column of `{table}`"
+                            ),
                         )
                         .hint(hint),
                     );
                 }
             }
         }
-        for (f, pos) in usage.calls.iter().filter(|(f, _)| !api.contains(f.as_str())) {
+        for (f, pos) in usage
+            .calls
+            .iter()
+            .filter(|(f, _)| !api.contains(f.as_str()))
+        {
             v.problems.push(unknown_function(
                 &script_location(&location, false, *pos),
                 "partner health script",
@@ -485,7 +520,11 @@ fn check_rules(
         v.rules_checked += 1;
         let usage = script_usage(&playbook.ast);
         let location = Location::file_start(&playbook.file);
-        for (f, pos) in usage.calls.iter().filter(|(f, _)| !api.contains(f.as_str())) {
+        for (f, pos) in usage
+            .calls
+            .iter()
+            .filter(|(f, _)| !api.contains(f.as_str()))
+        {
             v.problems.push(unknown_function(
                 &script_location(&location, false, *pos),
                 "playbook",
@@ -518,7 +557,15 @@ fn sandbox_api() -> BTreeSet<String> {
         .map(|n| n.rsplit("::").next().unwrap_or(n).trim().to_string())
         .collect();
     for builtin in [
-        "type_of", "Fn", "call", "curry", "is_def_var", "is_def_fn", "is_shared", "print", "debug",
+        "type_of",
+        "Fn",
+        "call",
+        "curry",
+        "is_def_var",
+        "is_def_fn",
+        "is_shared",
+        "print",
+        "debug",
     ] {
         names.insert(builtin.to_string());
     }
@@ -562,7 +609,21 @@ fn script_usage(ast: &rhai::AST) -> ScriptUsage {
             p.position().unwrap_or(0) as u64,
         )
     };
+    let record_call = |call: &rhai::FnCallExpr, pos: rhai::Position, usage: &mut ScriptUsage| {
+        let name = call.name.to_string();
+        let is_operator = call.op_token.is_some()
+            || !name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_');
+        if !is_operator && !defined.contains(&name) {
+            usage.calls.entry(name).or_insert(at(pos));
+        }
+    };
     ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(rhai::Stmt::FnCall(call, pos))) = path.last() {
+            record_call(call, *pos, &mut usage);
+        }
         if let Some(ASTNode::Expr(expr)) = path.last() {
             match expr {
                 Expr::Dot(binary, _, _) => {
@@ -582,12 +643,7 @@ fn script_usage(ast: &rhai::AST) -> ScriptUsage {
                     }
                 }
                 Expr::FnCall(call, pos) | Expr::MethodCall(call, pos) => {
-                    let name = call.name.to_string();
-                    let is_operator = call.op_token.is_some()
-                        || !name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_');
-                    if !is_operator && !defined.contains(&name) {
-                        usage.calls.entry(name).or_insert(at(*pos));
-                    }
+                    record_call(call, *pos, &mut usage);
                 }
                 _ => {}
             }
@@ -612,11 +668,15 @@ mod tests {
     #[test]
     fn finds_positions_and_columns_in_errors() {
         assert_eq!(
-            parser_position("sql parser error: Expected: end of statement, found: x at Line: 3, Column: 7"),
+            parser_position(
+                "sql parser error: Expected: end of statement, found: x at Line: 3, Column: 7"
+            ),
             Some((3, 7))
         );
         assert_eq!(
-            unknown_column("Schema error: No field named refferer_id. Valid fields are r.referral_id."),
+            unknown_column(
+                "Schema error: No field named refferer_id. Valid fields are r.referral_id."
+            ),
             Some("refferer_id".to_string())
         );
         assert_eq!(
@@ -624,7 +684,10 @@ mod tests {
             Some("refferer_id".to_string())
         );
         assert_eq!(
-            find_identifier("SELECT a,\n  refferer_id_x, refferer_id\nFROM t", "refferer_id"),
+            find_identifier(
+                "SELECT a,\n  refferer_id_x, refferer_id\nFROM t",
+                "refferer_id"
+            ),
             Some((2, 18))
         );
     }

@@ -135,9 +135,13 @@ impl Alerts {
                 Direction::Above => a.critical >= a.warn,
             };
             if !ordered || !a.warn.is_finite() || !a.critical.is_finite() {
+                let rule = match a.direction {
+                    Direction::Below => "for `direction: below`, critical must be at or below warn",
+                    Direction::Above => "for `direction: above`, critical must be at or above warn",
+                };
                 problem(format!(
-                    "levels out of order for direction {:?}: warn {} critical {} (critical must be the worse level)",
-                    a.direction, a.warn, a.critical
+                    "levels out of order: warn {} critical {} ({rule})",
+                    a.warn, a.critical
                 ));
             }
             if a.owner.trim().is_empty() {

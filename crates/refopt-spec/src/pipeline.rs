@@ -164,7 +164,8 @@ pub enum ColumnType {
 
 impl ColumnType {
     /// Every type name accepted in YAML.
-    pub const NAMES: [&'static str; 6] = ["string", "int64", "float64", "bool", "timestamp", "date"];
+    pub const NAMES: [&'static str; 6] =
+        ["string", "int64", "float64", "bool", "timestamp", "date"];
 
     /// Parses a YAML type name.
     pub fn parse(name: &str) -> Option<ColumnType> {
