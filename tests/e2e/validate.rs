@@ -324,3 +324,53 @@ fn explain_prints_bound_sql_and_plans_without_running() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean `risk_devices`?"));
 }
+
+#[test]
+fn shipped_rule_tests_pass() {
+    let o = run(refopt().arg("test"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    // Every shipped fraud rule has at least one case that expects it to fire.
+    let cases = std::fs::read_to_string(repo().join("rules/tests/fraud.yaml")).unwrap();
+    let fraud = std::fs::read_to_string(repo().join("rules/fraud.yaml")).unwrap();
+    for line in fraud.lines() {
+        if let Some(id) = line.trim().strip_prefix("- id: ") {
+            assert!(
+                cases.contains(&format!("[{id}]")) || cases.contains(&format!("{id}]")),
+                "no test expects rule {id} to fire"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_a_readable_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wrong.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\ntests:\n  - name: expects the busy hour to be flagged too\n    fraud:\n      tables:\n        risk_referral_velocity:\n          - { referral_id: r1, referrer_id: u1, referrals_within_1h: 12 }\n          - { referral_id: r3, referrer_id: u2, referrals_within_1h: 5 }\n      referrals:\n        - { referral_id: r1, referrer_id: u1 }\n        - { referral_id: r3, referrer_id: u2 }\n      expect:\n        flagged:\n          r1: [referral_velocity_burst]\n          r3: [referral_velocity_burst]\n",
+    )
+    .unwrap();
+    let o = run(refopt().args(["test", file.to_str().unwrap()]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("FAIL expects the busy hour to be flagged too"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("wrong.yaml:3:11"), "{stdout}");
+    assert!(
+        stdout.contains("--- expected") && stdout.contains("+++ actual"),
+        "{stdout}"
+    );
+    // The diff shows the referral that was expected but not flagged, and nothing else removed.
+    let removed: Vec<&str> = stdout
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+        .collect();
+    assert!(removed.iter().any(|l| l.contains("\"r3\"")), "{stdout}");
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}

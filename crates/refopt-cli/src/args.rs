@@ -36,6 +36,12 @@ pub enum Command {
         after_help = "Examples:\n  refopt validate\n  refopt validate --rules s3://ops/rules --format github\n  refopt validate --sample          # also run the pipeline on a tiny generated data set"
     )]
     Validate(ValidateArgs),
+    /// Run rule unit tests: YAML cases with input rows and the findings, alerts, scores or
+    /// backlog they must produce (default folder: rules/tests). Exit 1 if any case fails.
+    #[command(
+        after_help = "Example:\n  refopt test                       # rules/tests/*.yaml against ./rules\n  refopt test my-tests/ --rules s3://ops/rules"
+    )]
+    Test(TestArgs),
     /// Print each stage's SQL after parameter binding and its DataFusion logical plan (with
     /// --physical, the physical plan), without running anything.
     Explain(ExplainArgs),
@@ -76,6 +82,16 @@ pub struct ValidateArgs {
     /// is written to any plan store) and report what the plan would contain.
     #[arg(long)]
     pub sample: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Folder of test files (*.yaml) or one file.
+    #[arg(default_value = "rules/tests")]
+    pub path: PathBuf,
+    /// Rules folder or object-store prefix under test.
+    #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
+    pub rules: String,
 }
 
 #[derive(Debug, Args)]

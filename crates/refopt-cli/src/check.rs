@@ -8,7 +8,7 @@ use refopt_engine::{EngineError, RunRequest, SessionOptions};
 use refopt_plan::Detail;
 use refopt_spec::{Window, WindowRange};
 
-use crate::args::{ExplainArgs, ProblemFormat, ValidateArgs};
+use crate::args::{ExplainArgs, ProblemFormat, TestArgs, ValidateArgs};
 use crate::{load_pipeline, parse_date, pipeline_file, today};
 
 /// Validation found problems (exit code 1); they have been printed.
@@ -160,6 +160,49 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
             "sample: rules failed at run time: {} (details in the plan's error_handling)",
             failed_rules.join(", ")
         ));
+    }
+    Ok(())
+}
+
+/// Rule tests failed (exit code 1); the results have been printed.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} rule test(s) failed")]
+pub struct TestsFailed {
+    pub failed: usize,
+    pub total: usize,
+}
+
+pub async fn run_tests(args: TestArgs) -> anyhow::Result<()> {
+    let cases = refopt_spec::rule_tests::load_tests(&args.path).map_err(EngineError::Config)?;
+    if cases.is_empty() {
+        return Err(anyhow!("no test cases in {}", args.path.display()));
+    }
+    let rules = refopt_engine::rules_source::load_rules(&args.rules).await?;
+    let mut failed = 0;
+    for case in &cases {
+        let result = refopt_engine::rule_tests::run_case(case, &rules.rules).await;
+        if result.passed {
+            println!("PASS {}  ({})", result.name, result.location);
+        } else {
+            failed += 1;
+            println!("FAIL {}  ({})", result.name, result.location);
+            for line in result.detail.unwrap_or_default().lines() {
+                println!("     {line}");
+            }
+        }
+    }
+    println!(
+        "\n{} passed, {failed} failed ({} against {})",
+        cases.len() - failed,
+        args.path.display(),
+        rules.source
+    );
+    if failed > 0 {
+        return Err(TestsFailed {
+            failed,
+            total: cases.len(),
+        }
+        .into());
     }
     Ok(())
 }

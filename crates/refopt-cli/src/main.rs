@@ -53,7 +53,9 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<check::ProblemsFound>().is_some() {
+    if e.downcast_ref::<check::ProblemsFound>().is_some()
+        || e.downcast_ref::<check::TestsFailed>().is_some()
+    {
         return exit::PROBLEMS_FOUND;
     }
     if let Some(engine) = e.downcast_ref::<EngineError>() {
@@ -81,6 +83,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::EvaluateRules(args) => evaluate_rules(args).await,
         Command::Validate(args) => check::run_validate(args).await,
         Command::Explain(args) => check::run_explain(args).await,
+        Command::Test(args) => check::run_tests(args).await,
         Command::Schema => {
             println!(
                 "{}",

@@ -18,6 +18,7 @@ pub mod playbook;
 pub mod rhai_rows;
 pub mod risk;
 pub mod roles;
+pub mod rule_tests;
 pub mod rules_source;
 pub mod run;
 pub mod session;

@@ -197,9 +197,8 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
                                 Problem::at(
                                     &stage.location,
                                     format!(
-                                        "stage `{}` publishes {} but its output lacks column `{column}`",
+                                        "stage `{}` publishes {role:?} but its output lacks column `{column}`",
                                         stage.id,
-                                        format!("{role:?}")
                                     ),
                                 )
                                 .hint("see the role contracts in docs/pipeline-authoring.md"),

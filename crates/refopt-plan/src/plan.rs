@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: &str = "1.0";
 
 /// One run's plan: inputs, what was read, what ran, what was measured and recommended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Plan format version (`1.x`).
@@ -39,15 +39,16 @@ pub struct Plan {
 }
 
 /// Overall outcome of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    #[default]
     Succeeded,
     Failed,
 }
 
 /// Which pipeline ran, and its shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineInfo {
     pub name: String,
@@ -57,7 +58,7 @@ pub struct PipelineInfo {
 }
 
 /// The run's parameters (the seed command's inputs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Inputs {
     /// Window as given, e.g. `30d`.
@@ -80,15 +81,16 @@ pub struct Inputs {
 }
 
 /// How much goes into the plan and the printed summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Detail {
+    #[default]
     Summary,
     Full,
 }
 
 /// One dataset as read by the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetRead {
     pub name: String,
@@ -101,7 +103,7 @@ pub struct DatasetRead {
 }
 
 /// Data-refresh checks of one dataset over one period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetCheck {
     /// `current` or `previous`.
@@ -116,7 +118,7 @@ pub struct DatasetCheck {
 }
 
 /// One executed (or skipped) task of the dependency graph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
     pub id: String,
@@ -133,9 +135,10 @@ pub struct Task {
 }
 
 /// Outcome of one task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
+    #[default]
     Succeeded,
     Failed,
     /// Not run because a dependency failed.
@@ -143,7 +146,7 @@ pub enum TaskStatus {
 }
 
 /// The stage graph: nodes, edges and the groups that ran concurrently.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DependencyGraph {
     pub nodes: Vec<String>,
@@ -164,7 +167,7 @@ pub struct Edge {
 }
 
 /// Retries and failures handled during the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorHandling {
     /// Default retry limit of the pipeline's stages.
@@ -173,7 +176,7 @@ pub struct ErrorHandling {
 }
 
 /// One failed attempt and what was done about it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorEvent {
     pub task_id: String,
@@ -185,7 +188,7 @@ pub struct ErrorEvent {
 }
 
 /// A success metric of the seed (conversion lift, fraud reduction, partner NPS).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuccessMetric {
     pub name: String,
@@ -200,7 +203,7 @@ pub struct SuccessMetric {
 }
 
 /// Measured metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// Funnel rows: the `overall` row first, then one row per value of each requested dimension.
@@ -210,7 +213,7 @@ pub struct Metrics {
 }
 
 /// A KPI for the current window with its previous-window value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Kpi {
     pub metric: String,
@@ -220,7 +223,7 @@ pub struct Kpi {
 }
 
 /// Funnel of one dimension value (or of everything: dimension `overall`, value `all`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunnelRow {
     pub dimension: String,
@@ -275,7 +278,7 @@ pub struct FunnelRates {
 }
 
 /// A finding (filled by rules; see the rules issue).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Finding {
     pub id: String,
@@ -320,7 +323,7 @@ pub struct Risk {
 }
 
 /// What one suppression (allowlist entry) did in this run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressionReport {
     pub id: String,
@@ -338,7 +341,7 @@ pub struct SuppressionReport {
 }
 
 /// Referrals one rule flags at its threshold scaled by `factor`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SensitivityRow {
     pub rule_id: String,
@@ -349,7 +352,7 @@ pub struct SensitivityRow {
 }
 
 /// Referrals flagged at one scaling factor of a rule's numeric thresholds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SensitivityPoint {
     pub factor: f64,
@@ -371,7 +374,7 @@ pub struct PayoutConcentration {
 }
 
 /// Concentration of one population of payout recipients.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConcentrationRow {
     /// `partner`, `referrer` (program-wide) or `partner_referrers` (one partner's referrers).
@@ -387,7 +390,7 @@ pub struct ConcentrationRow {
 }
 
 /// The recommendation to hold (not pay) the payouts of flagged referrals pending review.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutHold {
     /// Flagged referrals with pending or held payouts.
@@ -399,7 +402,7 @@ pub struct PayoutHold {
 }
 
 /// Flag rate of one dimension value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlagRate {
     pub value: String,
@@ -433,7 +436,7 @@ pub struct ExistingFlagsComparison {
 }
 
 /// What one fraud rule did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSummary {
     pub rule_id: String,
@@ -445,7 +448,7 @@ pub struct RuleSummary {
 }
 
 /// A cluster of linked flagged accounts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cohort {
     pub cluster_id: String,
@@ -478,7 +481,7 @@ pub struct PartnerHealth {
 }
 
 /// A partner's health score with its headline numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerScore {
     pub partner_id: String,
@@ -490,7 +493,7 @@ pub struct PartnerScore {
 }
 
 /// A suggested tier change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierChange {
     pub partner_id: String,
@@ -504,7 +507,7 @@ pub struct TierChange {
 /// Result of one experiment (filled by the experiments issue).
 pub type ExperimentResult = serde_json::Value;
 /// A KPI alert that fired in this run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alert {
     /// Alert rule id.
@@ -527,7 +530,7 @@ pub struct Alert {
 }
 
 /// An escalation up the ladder.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Escalation {
     /// What escalated: `alert:<id>:<value>` or `fraud_spike`.
@@ -542,7 +545,7 @@ pub struct Escalation {
     pub run_ids: Vec<String>,
 }
 /// A backlog recommendation from the playbook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BacklogItem {
     pub title: String,
@@ -562,7 +565,7 @@ pub struct BacklogItem {
 }
 
 /// One change since the previous plan of the same pipeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeLogEntry {
     pub kind: String,

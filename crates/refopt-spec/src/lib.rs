@@ -9,6 +9,7 @@ pub mod error;
 pub mod fraud;
 pub mod partner_health;
 pub mod pipeline;
+pub mod rule_tests;
 pub mod ruleset;
 pub mod sandbox;
 pub mod suppressions;
