@@ -74,12 +74,27 @@ fn missing_dataset_is_named() {
 }
 
 #[test]
+fn a_column_of_another_type_than_declared_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline_copy(dir.path(), |y| {
+        y.replace("      - score: int64\n", "      - score: timestamp\n")
+    });
+    expect_failure(
+        &pipeline,
+        shared_data().to_str().unwrap(),
+        &[],
+        4,
+        &["dataset `nps_responses`: column `score` is declared timestamp but the data has Int64"],
+    );
+}
+
+#[test]
 fn missing_required_column_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline_copy(dir.path(), |y| {
         y.replace(
-            "required_columns: [referral_id, source, reason, flagged_at]",
-            "required_columns: [referral_id, source, reason, flagged_at, confidence]",
+            "      - flagged_at: timestamp\n",
+            "      - flagged_at: timestamp\n      - confidence: float64\n",
         )
     });
     expect_failure(

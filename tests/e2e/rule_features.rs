@@ -394,13 +394,13 @@ fn playbook_backlog_is_deterministic_owned_and_ordered() {
     }
 }
 
-/// Uploads every file of `dir` to `s3://bucket/prefix/` on the moto server.
+/// Uploads every file under `dir` (subfolders included) to `s3://bucket/prefix/` on moto.
 fn upload(moto: &Moto, dir: &Path, bucket: &str, prefix: &str) {
     let script = format!(
         "import boto3, os, sys\n\
          c = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n\
          d = sys.argv[1]\n\
-         for n in os.listdir(d):\n    c.upload_file(os.path.join(d, n), '{bucket}', '{prefix}/' + n)\n",
+         for root, _, files in os.walk(d):\n    for n in files:\n        p = os.path.join(root, n)\n        c.upload_file(p, '{bucket}', '{prefix}/' + os.path.relpath(p, d))\n",
         moto.endpoint
     );
     let o = run(Command::new(python()).args(["-c", &script, dir.to_str().unwrap()]));
