@@ -23,9 +23,9 @@ base AS (
 SELECT b.referrer_id, b.device_id, b.payment_fingerprint, b.referrals,
        r.referees, d.email_domains
 FROM base b
-JOIN referees r ON r.referrer_id IS NOT DISTINCT FROM b.referrer_id
-  AND r.device_id IS NOT DISTINCT FROM b.device_id
-  AND r.payment_fingerprint = b.payment_fingerprint
-JOIN domains d ON d.referrer_id IS NOT DISTINCT FROM b.referrer_id
-  AND d.device_id IS NOT DISTINCT FROM b.device_id
-  AND d.payment_fingerprint = b.payment_fingerprint
+JOIN referees r ON (r.referrer_id IS NOT DISTINCT FROM b.referrer_id)
+  AND (r.device_id IS NOT DISTINCT FROM b.device_id)
+  AND (r.payment_fingerprint = b.payment_fingerprint)
+JOIN domains d ON (d.referrer_id IS NOT DISTINCT FROM b.referrer_id)
+  AND (d.device_id IS NOT DISTINCT FROM b.device_id)
+  AND (d.payment_fingerprint = b.payment_fingerprint)

@@ -21,10 +21,11 @@ pub fn matches(declared: ColumnType, found: &DataType) -> bool {
     }
 }
 
-/// The Arrow type `refopt validate` plans SQL with for a declared type.
+/// The Arrow type `refopt validate` plans SQL with for a declared type: what DataFusion reads
+/// from Parquet (strings as `Utf8View`), so planning sees the same coercions as a run.
 pub fn arrow_type(declared: ColumnType) -> DataType {
     match declared {
-        ColumnType::String => DataType::Utf8,
+        ColumnType::String => DataType::Utf8View,
         ColumnType::Int64 => DataType::Int64,
         ColumnType::Float64 => DataType::Float64,
         ColumnType::Bool => DataType::Boolean,

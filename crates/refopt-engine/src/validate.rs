@@ -183,8 +183,17 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
         let StageKind::Sql { sql, source } = &stage.kind else {
             continue;
         };
-        let planned = match ctx.sql(sql).await {
-            Ok(df) => df.with_param_values(params.clone()),
+        // Analyzer rules (type coercion) run when the physical plan is built, so build it:
+        // over empty tables that costs nothing and catches what a run would hit first.
+        let planned = match ctx
+            .sql(sql)
+            .await
+            .and_then(|df| df.with_param_values(params.clone()))
+        {
+            Ok(df) => match df.clone().create_physical_plan().await {
+                Ok(_) => Ok(df),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match planned {
@@ -224,7 +233,14 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
 /// A SQL planning error located in the SQL file (line and column from the parser, or of the
 /// first mention of the unknown column), with a hint.
 fn sql_problem(stage: &refopt_spec::Stage, sql: &str, source: &SqlSource, error: &str) -> Problem {
-    let message = error.lines().next().unwrap_or(error).to_string();
+    // DataFusion chains context lines ("type_coercion", "caused by", the cause): keep them on
+    // one line, without the connective.
+    let message = error
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "caused by" && !l.starts_with("Valid fields are"))
+        .collect::<Vec<_>>()
+        .join(": ");
     let (mut line, mut column) = parser_position(error).unwrap_or((0, 0));
     let unknown = unknown_column(error);
     if line == 0
