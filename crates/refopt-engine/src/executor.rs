@@ -91,8 +91,10 @@ pub async fn execute(
     ctx: &SessionContext,
     pipeline: &Pipeline,
     params: &ParamValues,
+    max_parallel_stages: usize,
     observer: Arc<dyn StageObserver>,
 ) -> Execution {
+    let max_parallel_stages = max_parallel_stages.max(1);
     let mut execution = Execution::default();
     let mut records: BTreeMap<String, StageRecord> = BTreeMap::new();
     let mut running: JoinSet<Finished> = JoinSet::new();
@@ -124,6 +126,7 @@ pub async fn execute(
             if dep_states
                 .iter()
                 .all(|s| *s == Some(StageStatus::Succeeded))
+                && in_flight.len() < max_parallel_stages
             {
                 observer.started(&stage.id);
                 in_flight.insert(stage.id.clone());
@@ -298,6 +301,8 @@ pub fn is_transient(e: &DataFusionError) -> bool {
             object_store::Error::NotFound { .. } | object_store::Error::InvalidPath { .. }
         ),
         DataFusionError::IoError(_) | DataFusionError::External(_) => true,
+        // Memory is shared by concurrent stages: another attempt may find it free.
+        DataFusionError::ResourcesExhausted(_) => true,
         DataFusionError::ParquetError(p) => {
             matches!(
                 p.as_ref(),
@@ -337,7 +342,14 @@ mod tests {
              \x20 - id: e\n    sql: SELECT b.n + c.n AS n FROM b, c\n    depends_on: [gate]\n",
         );
         let ctx = SessionContext::new();
-        let run = execute(&ctx, &p, &ParamValues::List(vec![]), Arc::new(Quiet)).await;
+        let run = execute(
+            &ctx,
+            &p,
+            &ParamValues::List(vec![]),
+            usize::MAX,
+            Arc::new(Quiet),
+        )
+        .await;
         assert!(run.succeeded(), "{:?}", run.stages);
         let e = &run.outputs["e"][0];
         let n = e
@@ -361,7 +373,14 @@ mod tests {
              \x20 - id: c\n    sql: SELECT 2 AS m\n",
         );
         let ctx = SessionContext::new();
-        let run = execute(&ctx, &p, &ParamValues::List(vec![]), Arc::new(Quiet)).await;
+        let run = execute(
+            &ctx,
+            &p,
+            &ParamValues::List(vec![]),
+            usize::MAX,
+            Arc::new(Quiet),
+        )
+        .await;
         let status: Vec<_> = run
             .stages
             .iter()

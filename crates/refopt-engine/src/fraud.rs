@@ -18,7 +18,7 @@ use refopt_spec::fraud::{Condition, ConditionValue, Op};
 use refopt_spec::{FraudRule, FraudRules, Suppression, Suppressions, sandbox};
 use rhai::Scope;
 
-use crate::rhai_rows::row_map;
+use crate::rhai_rows::RowReader;
 
 /// One referral flagged by at least one rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,8 +125,10 @@ pub async fn review(
     let mut hits: BTreeMap<usize, Vec<(String, f64)>> = BTreeMap::new();
     let mut outcomes = Vec::new();
     let mut sweep = Vec::new();
+    // Keys of the referrals per key column set, computed once and shared by the rules.
+    let mut key_cache = HashMap::new();
     for rule in &rules.rules {
-        let matched = match flag(ctx, rule, &referrals).await {
+        let matched = match flag(ctx, rule, &referrals, &mut key_cache).await {
             Ok((rows_selected, matched)) => {
                 let matched = suppressions.filter(rule, matched, true);
                 outcomes.push(RuleOutcome {
@@ -152,7 +154,7 @@ pub async fn review(
         if rule.has_numeric_thresholds() {
             for &factor in options.sweep_factors {
                 let scaled = rule.scaled(factor);
-                let flagged = match flag(ctx, &scaled, &referrals).await {
+                let flagged = match flag(ctx, &scaled, &referrals, &mut key_cache).await {
                     Ok((_, m)) => Some(suppressions.filter(rule, m, false).len() as u64),
                     Err(_) => None,
                 };
@@ -200,10 +202,20 @@ async fn flag(
     ctx: &SessionContext,
     rule: &FraudRule,
     referrals: &[RecordBatch],
+    key_cache: &mut HashMap<Vec<String>, Arc<Vec<Option<String>>>>,
 ) -> Result<(u64, Vec<usize>), String> {
     let (rows_selected, keys) = evaluate(ctx, rule).await?;
-    let referral_keys = referral_keys(referrals, &rule.key)
-        .map_err(|e| format!("referrals table lacks the rule's key: {e}"))?;
+    let referral_keys = match key_cache.get(&rule.key) {
+        Some(k) => k.clone(),
+        None => {
+            let k = Arc::new(
+                referral_keys(referrals, &rule.key)
+                    .map_err(|e| format!("referrals table lacks the rule's key: {e}"))?,
+            );
+            key_cache.insert(rule.key.clone(), k.clone());
+            k
+        }
+    };
     let matched = referral_keys
         .iter()
         .enumerate()
@@ -320,14 +332,22 @@ async fn evaluate(
     let mut keys = HashSet::new();
     let mut selected = 0u64;
     let engine = rule.expression.as_ref().map(|_| sandbox::engine());
+    // Rows carry only the columns the expression reads (unless it uses `row` as a whole).
+    let fields: Option<std::collections::BTreeSet<String>> =
+        rule.expression.as_ref().and_then(|e| {
+            let usage = sandbox::usage(&e.ast);
+            (!usage.row_whole).then(|| usage.row_fields.into_keys().collect())
+        });
+    let params = rule.params_map();
     for batch in &batches {
         let key_values = key_strings(batch, &rule.key).map_err(|e| e.to_string())?;
+        let rows = RowReader::new(batch, fields.as_ref());
         for (row, key) in key_values.into_iter().enumerate() {
             let keep = match (&rule.expression, &engine) {
                 (Some(expr), Some(engine)) => {
                     let mut scope = Scope::new();
-                    scope.push("row", row_map(batch, row));
-                    scope.push("params", rule.params_map());
+                    scope.push("row", rows.map(row));
+                    scope.push("params", params.clone());
                     match engine.eval_ast_with_scope::<bool>(&mut scope, &expr.ast) {
                         Ok(v) => v,
                         Err(e) => {

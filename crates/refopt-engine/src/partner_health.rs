@@ -9,7 +9,7 @@ use rhai::Scope;
 
 use crate::error::EngineError;
 use crate::json::batches_to_objects;
-use crate::rhai_rows::row_map;
+use crate::rhai_rows::RowReader;
 
 /// At `--detail summary` the plan lists this many partner rows; `full` lists every partner.
 const SUMMARY_PARTNERS: usize = 10;
@@ -54,8 +54,9 @@ fn run_script(
     let mut scores = Vec::new();
     for batch in batches {
         let referrals = batch.schema().index_of("referrals").ok();
+        let rows = RowReader::new(batch, None);
         for row in 0..batch.num_rows() {
-            let map = row_map(batch, row);
+            let map = rows.map(row);
             let enough = referrals.is_none_or(|_| {
                 map.get("referrals")
                     .and_then(|v| v.as_int().ok())

@@ -79,7 +79,14 @@ pub async fn run(
     let datasets = register_datasets(&ctx, &data, &pipeline.datasets).await?;
     let range = WindowRange::new(request.window, request.as_of);
     let params = crate::params::bind(&range, request.window.days);
-    let execution = execute(&ctx, pipeline, &params, observer).await;
+    let execution = execute(
+        &ctx,
+        pipeline,
+        &params,
+        request.session.max_parallel_stages(),
+        observer,
+    )
+    .await;
 
     if !execution.succeeded() {
         let failed: Vec<_> = execution

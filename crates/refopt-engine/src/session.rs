@@ -19,6 +19,19 @@ pub struct SessionOptions {
     pub memory_limit: Option<usize>,
 }
 
+impl SessionOptions {
+    /// How many stages may run at once: all that are ready, unless memory is limited, in which
+    /// case one at a time so each stage's operators get the whole pool (and spill within it)
+    /// instead of starving each other.
+    pub fn max_parallel_stages(&self) -> usize {
+        if self.memory_limit.is_some() {
+            1
+        } else {
+            usize::MAX
+        }
+    }
+}
+
 /// Builds a session context.
 pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineError> {
     let threads = options

@@ -387,7 +387,7 @@ fn check_rules(
                 check(&rule.table, &c.column, "condition column");
             }
             if let Some(expr) = &rule.expression {
-                let usage = script_usage(&expr.ast);
+                let usage = refopt_spec::sandbox::usage(&expr.ast);
                 for (column, pos) in &usage.row_fields {
                     if let Some(hint) = missing(&rule.table, column) {
                         v.problems.push(
@@ -502,7 +502,7 @@ fn check_rules(
             .iter()
             .find(|s| s.publishes == Some(refopt_spec::Role::PartnerHealth))
             .map(|s| s.id.clone());
-        let usage = script_usage(&health.script.ast);
+        let usage = refopt_spec::sandbox::usage(&health.script.ast);
         let location = Location::file_start(&health.script.file);
         if let Some(table) = table {
             for (column, pos) in &usage.row_fields {
@@ -533,7 +533,7 @@ fn check_rules(
     }
     if let Some(playbook) = &rules.playbook {
         v.rules_checked += 1;
-        let usage = script_usage(&playbook.ast);
+        let usage = refopt_spec::sandbox::usage(&playbook.ast);
         let location = Location::file_start(&playbook.file);
         for (f, pos) in usage
             .calls
@@ -587,14 +587,6 @@ fn sandbox_api() -> BTreeSet<String> {
     names
 }
 
-/// What a script reads and calls, each with the (line, column) of its first use in the script.
-#[derive(Debug, Default)]
-struct ScriptUsage {
-    row_fields: BTreeMap<String, (u64, u64)>,
-    params_fields: BTreeMap<String, (u64, u64)>,
-    calls: BTreeMap<String, (u64, u64)>,
-}
-
 /// The location of a position inside a script: `base` is where the script starts (a `.rhai` file's
 /// start, or the first character of an expression embedded in YAML).
 fn script_location(base: &Location, embedded: bool, (line, column): (u64, u64)) -> Location {
@@ -612,60 +604,6 @@ fn script_location(base: &Location, embedded: bool, (line, column): (u64, u64)) 
         loc.column = column;
     }
     loc
-}
-
-fn script_usage(ast: &rhai::AST) -> ScriptUsage {
-    use rhai::{ASTNode, Expr};
-    let defined: BTreeSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
-    let mut usage = ScriptUsage::default();
-    let at = |p: rhai::Position| {
-        (
-            p.line().unwrap_or(0) as u64,
-            p.position().unwrap_or(0) as u64,
-        )
-    };
-    let record_call = |call: &rhai::FnCallExpr, pos: rhai::Position, usage: &mut ScriptUsage| {
-        let name = call.name.to_string();
-        let is_operator = call.op_token.is_some()
-            || !name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_alphabetic() || c == '_');
-        if !is_operator && !defined.contains(&name) {
-            usage.calls.entry(name).or_insert(at(pos));
-        }
-    };
-    ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Stmt(rhai::Stmt::FnCall(call, pos))) = path.last() {
-            record_call(call, *pos, &mut usage);
-        }
-        if let Some(ASTNode::Expr(expr)) = path.last() {
-            match expr {
-                Expr::Dot(binary, _, _) => {
-                    if let (Expr::Variable(var, _, _), Expr::Property(prop, pos)) =
-                        (&binary.lhs, &binary.rhs)
-                    {
-                        let field = prop.2.to_string();
-                        match var.1.as_str() {
-                            "row" => {
-                                usage.row_fields.entry(field).or_insert(at(*pos));
-                            }
-                            "params" => {
-                                usage.params_fields.entry(field).or_insert(at(*pos));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                Expr::FnCall(call, pos) | Expr::MethodCall(call, pos) => {
-                    record_call(call, *pos, &mut usage);
-                }
-                _ => {}
-            }
-        }
-        true
-    });
-    usage
 }
 
 /// Paths `refopt validate` reports relative to, for readable output.
@@ -719,10 +657,10 @@ mod tests {
                 "let x = coalesce(row.won, 0) + params.min; open_file(\"x\"); x.to_string().len() > max(1, 2)",
             )
             .unwrap();
-        let usage = script_usage(&ast);
+        let usage = refopt_spec::sandbox::usage(&ast);
         assert!(usage.row_fields.contains_key("won"));
         assert!(usage.params_fields.contains_key("min"));
-        assert_eq!(usage.calls.get("open_file"), Some(&(1, 47)));
+        assert_eq!(usage.calls.get("open_file"), Some(&(1, 44)));
         let api = sandbox_api();
         assert!(api.contains("coalesce") && api.contains("max") && api.contains("len"));
         assert!(!api.contains("open_file"));

@@ -2,6 +2,8 @@
 //! and string/array/map sizes; no `eval`, no modules, no file or network access (Rhai has none
 //! unless a host registers it, and refopt registers only the pure helpers below).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use rhai::{Dynamic, Engine, EvalAltResult, Position};
 
 /// Limits of the sandbox (documented in `docs/rule-authoring.md`).
@@ -134,5 +136,107 @@ pub fn runtime_location(script: &Script, e: &EvalAltResult) -> String {
     match position(e.position()) {
         Some((line, column)) => format!("{}:{line}:{column}", script.file.display()),
         None => script.file.display().to_string(),
+    }
+}
+
+/// What a script reads and calls, each with the (line, column) of its first use in the script.
+#[derive(Debug, Default)]
+pub struct ScriptUsage {
+    /// `row.<field>` reads.
+    pub row_fields: BTreeMap<String, (u64, u64)>,
+    /// `params.<field>` reads.
+    pub params_fields: BTreeMap<String, (u64, u64)>,
+    /// Functions and methods called (operators and the script's own functions excluded).
+    pub calls: BTreeMap<String, (u64, u64)>,
+    /// `row` is used other than as `row.<field>` (indexed, passed or copied): every column is
+    /// needed.
+    pub row_whole: bool,
+}
+
+/// What a compiled script reads from `row` and `params` and which functions it calls.
+pub fn usage(ast: &rhai::AST) -> ScriptUsage {
+    use rhai::{ASTNode, Expr};
+    let defined: BTreeSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
+    let mut usage = ScriptUsage::default();
+    let at = |p: rhai::Position| {
+        (
+            p.line().unwrap_or(0) as u64,
+            p.position().unwrap_or(0) as u64,
+        )
+    };
+    let record_call = |call: &rhai::FnCallExpr, pos: rhai::Position, usage: &mut ScriptUsage| {
+        let name = call.name.to_string();
+        let is_operator = call.op_token.is_some()
+            || !name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_');
+        if !is_operator && !defined.contains(&name) {
+            usage.calls.entry(name).or_insert(at(pos));
+        }
+    };
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(rhai::Stmt::FnCall(call, pos))) = path.last() {
+            record_call(call, *pos, &mut usage);
+        }
+        if let Some(ASTNode::Expr(Expr::Variable(var, _, _))) = path.last()
+            && var.1.as_str() == "row"
+        {
+            let under_property = matches!(
+                path.len().checked_sub(2).and_then(|i| path.get(i)),
+                Some(ASTNode::Expr(Expr::Dot(b, _, _)))
+                    if matches!(&b.lhs, Expr::Variable(v, _, _) if v.1.as_str() == "row")
+                        && matches!(&b.rhs, Expr::Property(..))
+            );
+            if !under_property {
+                usage.row_whole = true;
+            }
+        }
+        if let Some(ASTNode::Expr(expr)) = path.last() {
+            match expr {
+                Expr::Dot(binary, _, _) => {
+                    if let (Expr::Variable(var, _, _), Expr::Property(prop, pos)) =
+                        (&binary.lhs, &binary.rhs)
+                    {
+                        let field = prop.2.to_string();
+                        match var.1.as_str() {
+                            "row" => {
+                                usage.row_fields.entry(field).or_insert(at(*pos));
+                            }
+                            "params" => {
+                                usage.params_fields.entry(field).or_insert(at(*pos));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Expr::FnCall(call, pos) | Expr::MethodCall(call, pos) => {
+                    record_call(call, *pos, &mut usage);
+                }
+                _ => {}
+            }
+        }
+        true
+    });
+    usage
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    fn usage_of(script: &str) -> ScriptUsage {
+        let mut scope = rhai::Scope::new();
+        scope.push("row", rhai::Map::new());
+        usage(&engine().compile_with_scope(&scope, script).unwrap())
+    }
+
+    #[test]
+    fn row_fields_and_whole_row_use() {
+        let u = usage_of("row.a > 1 && is_null(row.b)");
+        assert_eq!(u.row_fields.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(!u.row_whole);
+        assert!(usage_of("row[\"a\"] > 1").row_whole);
+        assert!(usage_of("let r = row; r.a > 1").row_whole);
     }
 }
