@@ -13,6 +13,7 @@ scales=("${@:-1 10}")
 days=${DAYS:-120}
 end=${END:-2026-06-01}
 threads=${THREADS:-2}
+limit=${LIMIT:-}          # e.g. LIMIT=2GiB adds a run with --memory-limit at each scale
 
 cargo build --release --quiet
 bin=target/release/refopt
@@ -36,5 +37,11 @@ for s in ${scales[@]}; do
     measure "run ${s}M invites, window $w" "$bin" run optimize-referrals --root "$root" --plans "$work/plans" \
       --as-of "$end" --window "$w" --detail full --dimensions channel,persona,region,partner-tier \
       --threads "$threads" --output json
+    if [ -n "$limit" ]; then
+      measure "run ${s}M, $w, --memory-limit $limit" "$bin" run optimize-referrals --root "$root" \
+        --plans "$work/plans" --as-of "$end" --window "$w" --detail full \
+        --dimensions channel,persona,region,partner-tier --threads "$threads" --output json \
+        --memory-limit "$limit"
+    fi
   done
 done
