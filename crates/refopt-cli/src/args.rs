@@ -9,11 +9,23 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "refopt", version, about, long_about = None, propagate_version = true)]
 #[command(
-    after_help = "Quick start:\n  refopt demo                       generate demo data in ./refopt-demo and run the default pipeline\n  refopt run optimize-referrals --root s3://bucket/referrals --window 30d --dimensions channel,partner-tier\n\nExit codes: 0 ok, 1 internal error, 2 usage error, 3 configuration error, 4 data error, 5 storage error, 6 a stage failed (no plan written)."
+    after_help = "Quick start:\n  refopt demo                       generate demo data in ./refopt-demo and run the default pipeline\n  refopt run optimize-referrals --root s3://bucket/referrals --window 30d --dimensions channel,partner-tier\n\nExit codes: 0 ok, 1 internal error (or validate/test found problems), 2 usage error, 3 configuration error, 4 data error, 5 storage error, 6 a stage failed (no plan written), 130/143 interrupted by SIGINT/SIGTERM (no plan written)."
 )]
 pub struct Cli {
+    /// Log lines on stderr: readable text, or one JSON object per line (for Kubernetes log
+    /// pipelines). The human summary or plan JSON on stdout is unaffected.
+    #[arg(long, global = true, value_enum, env = "REFOPT_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Progress bar on a terminal, plain lines otherwise.
+    Text,
+    /// JSON lines via `tracing` (timestamp, level, message, fields).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

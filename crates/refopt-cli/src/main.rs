@@ -28,6 +28,10 @@ mod exit {
     pub const DATA: u8 = 4;
     pub const STORAGE: u8 = 5;
     pub const STAGE_FAILED: u8 = 6;
+    /// Interrupted by SIGINT (128 + 2); nothing partial was written.
+    pub const INTERRUPTED_INT: u8 = 130;
+    /// Interrupted by SIGTERM (128 + 15), e.g. a Kubernetes Job being stopped.
+    pub const INTERRUPTED_TERM: u8 = 143;
 }
 
 fn main() -> ExitCode {
@@ -42,13 +46,63 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    progress::init_logs(cli.log_format == args::LogFormat::Json);
+    let started = std::time::Instant::now();
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = dispatch(cli) => Ok(result),
+            signal = interrupted() => Err(signal),
+        }
+    });
+    // Leaving the runtime cancels whatever was still running; plans are written in one put at
+    // the very end, so an interrupted run leaves nothing partial behind.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             let code = exit_code(&e);
-            eprintln!("error: {e:#}");
+            if progress::json_logs() {
+                tracing::error!(exit_code = code, elapsed_ms, error = %format!("{e:#}"), "refopt failed");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::from(code)
         }
+        Err((name, code)) => {
+            if progress::json_logs() {
+                tracing::warn!(
+                    signal = name,
+                    exit_code = code,
+                    elapsed_ms,
+                    "interrupted; no plan written"
+                );
+            } else {
+                eprintln!("interrupted by {name}: stopped, no plan written");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives, with the signal's name and exit code.
+async fn interrupted() -> (&'static str, u8) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => ("SIGTERM", exit::INTERRUPTED_TERM),
+            _ = tokio::signal::ctrl_c() => ("SIGINT", exit::INTERRUPTED_INT),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        ("SIGINT", exit::INTERRUPTED_INT)
     }
 }
 
@@ -254,6 +308,31 @@ async fn execute(request: RunRequest, output: Output) -> anyhow::Result<()> {
     let outcome = refopt_engine::run(request, observer.clone()).await;
     observer.finish();
     let outcome = outcome?;
+    let plan_url = outcome
+        .stored
+        .as_ref()
+        .map(|s| s.url.as_str())
+        .unwrap_or("(dry run)");
+    if progress::json_logs() {
+        tracing::info!(
+            plan = plan_url,
+            run_id = %outcome.plan.run_id,
+            window = %outcome.plan.inputs.window,
+            as_of = %outcome.plan.inputs.as_of,
+            findings = outcome.plan.findings.len(),
+            alerts = outcome.plan.alerts.len(),
+            escalations = outcome.plan.escalations.len(),
+            referrals_flagged = outcome.plan.risk.referrals_flagged,
+            "run succeeded"
+        );
+    } else {
+        eprintln!(
+            "run succeeded: plan {plan_url} ({} findings, {} alerts, {} escalations)",
+            outcome.plan.findings.len(),
+            outcome.plan.alerts.len(),
+            outcome.plan.escalations.len()
+        );
+    }
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.plan)?),
         Output::Human => summary::print(

@@ -19,6 +19,26 @@ fn bar(len: u64, template: &str) -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// Whether log lines are JSON (set once at start-up from `--log-format`).
+static JSON_LOGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Chooses the log format: JSON lines through a `tracing` subscriber, or plain text.
+pub fn init_logs(json: bool) {
+    let _ = JSON_LOGS.set(json);
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_current_span(false)
+            .init();
+    }
+}
+
+/// Whether `--log-format json` is on.
+pub fn json_logs() -> bool {
+    JSON_LOGS.get().copied().unwrap_or(false)
+}
+
 /// Stage progress of a run.
 pub struct StageProgress {
     bar: Option<ProgressBar>,
@@ -27,10 +47,14 @@ pub struct StageProgress {
 impl StageProgress {
     pub fn new(stages: usize) -> Self {
         Self {
-            bar: bar(
-                stages as u64,
-                "{spinner} stages [{bar:30}] {pos}/{len} {elapsed} {msg}",
-            ),
+            bar: if json_logs() {
+                None
+            } else {
+                bar(
+                    stages as u64,
+                    "{spinner} stages [{bar:30}] {pos}/{len} {elapsed} {msg}",
+                )
+            },
         }
     }
 
@@ -43,6 +67,10 @@ impl StageProgress {
 
 impl StageObserver for StageProgress {
     fn started(&self, stage: &str) {
+        if json_logs() {
+            tracing::info!(stage, "stage started");
+            return;
+        }
         match &self.bar {
             Some(b) => b.set_message(format!("running {stage}")),
             None => eprintln!("stage {stage}: started"),
@@ -55,6 +83,20 @@ impl StageObserver for StageProgress {
             StageStatus::Failed => "FAILED",
             StageStatus::Skipped => "skipped",
         };
+        if json_logs() {
+            let duration_ms = r.duration.map(|d| d.as_millis() as u64);
+            match r.status {
+                StageStatus::Failed => tracing::error!(
+                    stage = %r.id, status, attempts = r.attempts, duration_ms,
+                    error = r.error.as_deref().unwrap_or_default(), "stage finished"
+                ),
+                _ => tracing::info!(
+                    stage = %r.id, status, attempts = r.attempts, duration_ms,
+                    rows = r.output_rows, "stage finished"
+                ),
+            }
+            return;
+        }
         let line = format!(
             "stage {}: {status}{}{}{}",
             r.id,
@@ -91,15 +133,28 @@ pub struct GenerationProgress {
 impl GenerationProgress {
     pub fn new(days: u32) -> Self {
         Self {
-            bar: bar(
-                u64::from(days),
-                "{spinner} days [{bar:30}] {pos}/{len} {msg} ETA {eta}",
-            ),
+            bar: if json_logs() {
+                None
+            } else {
+                bar(
+                    u64::from(days),
+                    "{spinner} days [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+                )
+            },
             last_logged_decile: Mutex::new(0),
         }
     }
 
     pub fn update(&self, done: u32, total: u32, invites: u64) {
+        if json_logs() {
+            let decile = done * 10 / total.max(1);
+            let mut last = self.last_logged_decile.lock().expect("progress lock");
+            if decile > *last {
+                *last = decile;
+                tracing::info!(days_done = done, days = total, invites, "generating");
+            }
+            return;
+        }
         match &self.bar {
             Some(b) => {
                 b.set_position(u64::from(done));
