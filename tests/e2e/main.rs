@@ -6,6 +6,7 @@ mod bad_input;
 mod docs_examples;
 mod funnel_vs_duckdb;
 mod harness;
+mod k8s;
 mod rule_features;
 mod rules;
 mod s3;

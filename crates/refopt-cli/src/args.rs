@@ -191,8 +191,13 @@ pub struct RunArgs {
     #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
     pub pipelines_dir: PathBuf,
     /// End of the window (exclusive), YYYY-MM-DD, UTC (default: today).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "as_of_from_index")]
     pub as_of: Option<String>,
+    /// For Kubernetes Indexed Jobs (backfills): `START:STEP_DAYS`; the as-of date is
+    /// START + JOB_COMPLETION_INDEX x STEP_DAYS (e.g. `2026-01-01:7` gives one weekly window per
+    /// index).
+    #[arg(long, value_name = "START:STEP_DAYS")]
+    pub as_of_from_index: Option<String>,
     /// Run without writing a plan.
     #[arg(long)]
     pub dry_run: bool,

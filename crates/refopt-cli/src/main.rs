@@ -177,6 +177,34 @@ fn parse_date(flag: &str, value: &str) -> Result<NaiveDate, EngineError> {
     })
 }
 
+/// `START:STEP_DAYS` and the Job's completion index -> START + index x STEP_DAYS.
+fn as_of_from_index(spec: &str, index: Option<String>) -> Result<NaiveDate, EngineError> {
+    let (start, step) = spec.split_once(':').ok_or_else(|| {
+        EngineError::Parameter(format!(
+            "--as-of-from-index `{spec}`: expected START:STEP_DAYS, e.g. 2026-01-01:7"
+        ))
+    })?;
+    let start = parse_date("--as-of-from-index", start)?;
+    let step: u32 = step.parse().map_err(|_| {
+        EngineError::Parameter(format!(
+            "--as-of-from-index `{spec}`: STEP_DAYS must be a whole number of days"
+        ))
+    })?;
+    let index = index.ok_or_else(|| {
+        EngineError::Parameter(
+            "--as-of-from-index needs JOB_COMPLETION_INDEX (set by Kubernetes Indexed Jobs)".into(),
+        )
+    })?;
+    let index: u32 = index.trim().parse().map_err(|_| {
+        EngineError::Parameter(format!(
+            "JOB_COMPLETION_INDEX `{index}` is not a whole number"
+        ))
+    })?;
+    start
+        .checked_add_days(chrono::Days::new(u64::from(index) * u64::from(step)))
+        .ok_or_else(|| EngineError::Parameter("--as-of-from-index: date out of range".into()))
+}
+
 fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
@@ -282,9 +310,10 @@ async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let file = pipeline_file(&args.pipeline, &args.pipelines_dir);
     let pipeline = load_pipeline(&file)?;
-    let as_of = match &args.as_of {
-        Some(d) => parse_date("--as-of", d)?,
-        None => today(),
+    let as_of = match (&args.as_of, &args.as_of_from_index) {
+        (Some(d), _) => parse_date("--as-of", d)?,
+        (None, Some(spec)) => as_of_from_index(spec, std::env::var("JOB_COMPLETION_INDEX").ok())?,
+        (None, None) => today(),
     };
     let plans = if args.dry_run {
         None
@@ -435,4 +464,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     execute(request, args.analysis.output).await
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    #[test]
+    fn as_of_from_index_steps_from_the_start() {
+        let d = as_of_from_index("2026-01-01:7", Some("3".into())).unwrap();
+        assert_eq!(d.to_string(), "2026-01-22");
+        assert!(as_of_from_index("2026-01-01", Some("3".into())).is_err());
+        assert!(as_of_from_index("2026-01-01:7", None).is_err());
+        assert!(as_of_from_index("2026-01-01:x", Some("1".into())).is_err());
+    }
 }

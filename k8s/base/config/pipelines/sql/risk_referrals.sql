@@ -1,0 +1,23 @@
+-- Referrals created in the current window with what the fraud heuristics look at, plus
+-- conversion timing from conversions in the window: first signup, qualified and won times, and
+-- minutes from the referral to each.
+SELECT r.referral_id, r.referrer_id, r.referee_id, r.partner_id, r.channel, r.region,
+       r.created_at, r.ip, r.device_id, r.email_domain, r.payment_fingerprint,
+       c.signup_at, c.qualified_at, c.won_at, c.won_amount,
+       (CAST(c.won_at AS BIGINT) - CAST(r.created_at AS BIGINT)) / 60000000.0 AS minutes_to_won,
+       (CAST(c.signup_at AS BIGINT) - CAST(r.created_at AS BIGINT)) / 60000000.0 AS minutes_to_signup,
+       (CAST(c.qualified_at AS BIGINT) - CAST(r.created_at AS BIGINT)) / 60000000.0 AS minutes_to_qualified
+FROM referrals r
+LEFT JOIN (
+  SELECT referral_id,
+         MIN(CASE WHEN stage = 'signup' THEN occurred_at END) AS signup_at,
+         MIN(CASE WHEN stage = 'qualified' THEN occurred_at END) AS qualified_at,
+         MIN(CASE WHEN stage = 'won' THEN occurred_at END) AS won_at,
+         SUM(CASE WHEN stage = 'won' THEN amount END) AS won_amount
+  FROM conversions
+  WHERE dt >= $window_start_day AND dt < $window_end_day
+    AND occurred_at >= $window_start AND occurred_at < $window_end
+  GROUP BY referral_id
+) c ON c.referral_id = r.referral_id
+WHERE r.dt >= $window_start_day AND r.dt < $window_end_day
+  AND r.created_at >= $window_start AND r.created_at < $window_end
