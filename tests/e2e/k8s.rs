@@ -291,3 +291,36 @@ fn sigterm_stops_the_run_and_writes_nothing() {
     assert!(rest.contains("interrupted by SIGTERM"), "{rest}");
     assert!(plan_files(plans.path()).is_empty(), "no plan after SIGTERM");
 }
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn validate_reports_a_configmap_file_that_went_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["pipelines", "rules", "k8s"] {
+        copy_tree(&repo().join(folder), &dir.path().join(folder));
+    }
+    let o = run(refopt().current_dir(dir.path()).arg("validate"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    std::fs::remove_file(dir.path().join("k8s/base/config/rules/ladder.yaml")).unwrap();
+    let o = run(refopt().current_dir(dir.path()).arg("validate"));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "k8s/base/kustomization.yaml:1:1: configMapGenerator `refopt-rules` names `config/rules/ladder.yaml`, which does not exist"
+        ),
+        "{}",
+        text(&o)
+    );
+}

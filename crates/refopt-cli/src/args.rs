@@ -90,6 +90,10 @@ pub struct ValidateArgs {
     /// Output format of the problems.
     #[arg(long, value_enum, default_value_t = ProblemFormat::Human)]
     pub format: ProblemFormat,
+    /// Kubernetes manifests to check (skipped when the folder does not exist): every file a
+    /// kustomize configMapGenerator names must exist.
+    #[arg(long, default_value = "k8s")]
+    pub k8s: PathBuf,
     /// Also run the whole pipeline on a tiny generated data set in a temporary folder (nothing
     /// is written to any plan store) and report what the plan would contain.
     #[arg(long)]

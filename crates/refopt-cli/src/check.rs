@@ -25,6 +25,11 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<()> {
         );
     }
     let mut validation = validate(&file, Some(&args.config.rules)).await;
+    if args.k8s.is_dir() {
+        validation
+            .problems
+            .extend(refopt_engine::validate::check_k8s(&args.k8s));
+    }
     for p in &mut validation.problems {
         p.file = refopt_engine::validate::display_path(std::path::Path::new(&p.file))
             .display()

@@ -76,6 +76,59 @@ pub struct Validation {
     pub rules_checked: usize,
 }
 
+/// Checks the kustomizations under `k8s_dir` (every `kustomization.yaml`): each file a
+/// `configMapGenerator` names must exist, so a CronJob never mounts a rule set that lost a file.
+pub fn check_k8s(k8s_dir: &Path) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut stack = vec![k8s_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.file_name().is_none_or(|n| n != "kustomization.yaml") {
+                continue;
+            }
+            let doc: serde_json::Value = match refopt_spec::yaml::load(&path) {
+                Ok(d) => d,
+                Err(e) => {
+                    problems.push(Problem::from(e));
+                    continue;
+                }
+            };
+            let generators = doc["configMapGenerator"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for generator in generators {
+                for file in generator["files"].as_array().cloned().unwrap_or_default() {
+                    let Some(entry) = file.as_str() else { continue };
+                    // `key=path` or just `path`.
+                    let relative = entry.split_once('=').map_or(entry, |(_, p)| p);
+                    if !dir.join(relative).is_file() {
+                        problems.push(
+                            Problem::at(
+                                &Location::file_start(&path),
+                                format!(
+                                    "configMapGenerator `{}` names `{relative}`, which does not exist",
+                                    generator["name"].as_str().unwrap_or("?")
+                                ),
+                            )
+                            .hint("run k8s/sync.py to regenerate k8s/base from rules/ and pipelines/"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
 /// Validates the pipeline at `pipeline_file` with the rules at `rules_location` (a folder or
 /// object-store URL; `None` skips rules).
 pub async fn validate(pipeline_file: &Path, rules_location: Option<&str>) -> Validation {
