@@ -324,3 +324,72 @@ fn validate_reports_a_configmap_file_that_went_missing() {
         text(&o)
     );
 }
+
+#[test]
+fn run_metrics_are_pushed_to_a_pushgateway_and_a_dead_one_does_not_fail_the_run() {
+    // A real HTTP receiver on 127.0.0.1 that records each PUT (path and body).
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("pushed.txt");
+    let script = format!(
+        "import http.server, sys\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_PUT(self):\n\
+         \x20       body = self.rfile.read(int(self.headers['Content-Length']))\n\
+         \x20       open('{record}', 'ab').write(self.path.encode() + b'\\n' + body)\n\
+         \x20       self.send_response(200); self.end_headers()\n\
+         \x20   def log_message(self, *a): pass\n\
+         s = http.server.HTTPServer(('127.0.0.1', 0), H)\n\
+         print(s.server_port, flush=True)\n\
+         s.serve_forever()\n",
+        record = record.display()
+    );
+    let mut server = Command::new(python())
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let gateway = format!("http://127.0.0.1:{}", port.trim());
+    let plans = tempfile::tempdir().unwrap();
+    let (plan, _) = run_pipeline(
+        shared_data().to_str().unwrap(),
+        plans.path().to_str().unwrap(),
+        &["--pushgateway", &gateway],
+        &[],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let pushed = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        pushed.starts_with("/metrics/job/refopt/pipeline/optimize-referrals\n"),
+        "{pushed}"
+    );
+    assert!(
+        pushed.contains("refopt_run_success{pipeline=\"optimize-referrals\"} 1"),
+        "{pushed}"
+    );
+    let findings = plan["findings"].as_array().unwrap().len();
+    assert!(
+        pushed.contains(&format!(
+            "refopt_findings{{pipeline=\"optimize-referrals\"}} {findings}"
+        )),
+        "{pushed}"
+    );
+
+    // Nothing listens there any more: the run still succeeds and says why the push failed.
+    let (_, output) = run_pipeline(
+        shared_data().to_str().unwrap(),
+        plans.path().to_str().unwrap(),
+        &["--pushgateway", &gateway],
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("metrics push failed (the run is unaffected)"),
+        "{}",
+        text(&output)
+    );
+}

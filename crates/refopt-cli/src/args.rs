@@ -174,6 +174,10 @@ pub struct AnalysisArgs {
     /// Memory limit for queries, e.g. 2GiB or 512MiB; operators spill to disk beyond it.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<usize>,
+    /// Prometheus Pushgateway to push run metrics to after the run (duration, success, rows,
+    /// findings, alerts, escalations); best effort, a failed push never fails the run.
+    #[arg(long, env = "REFOPT_PUSHGATEWAY", value_name = "URL")]
+    pub pushgateway: Option<String>,
     /// Rules folder or object-store prefix (s3://, gs://, az://) holding fraud.yaml, alerts.yaml,
     /// ladder.yaml, partner_health.yaml, suppressions.yaml and the .rhai scripts. Rules are read
     /// at run time: edit them without rebuilding.

@@ -3,6 +3,7 @@
 
 mod args;
 mod check;
+mod metrics_push;
 mod progress;
 mod summary;
 
@@ -325,17 +326,43 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     };
     let request = build_request(pipeline, args.root.clone(), plans, as_of, &args.analysis).await?;
-    execute(request, args.analysis.output).await
+    execute(
+        request,
+        args.analysis.output,
+        args.analysis.pushgateway.as_deref(),
+    )
+    .await
 }
 
 fn default_plans_root(root: &str) -> String {
     format!("{}/_plans", root.trim_end_matches('/'))
 }
 
-async fn execute(request: RunRequest, output: Output) -> anyhow::Result<()> {
+async fn execute(
+    request: RunRequest,
+    output: Output,
+    pushgateway: Option<&str>,
+) -> anyhow::Result<()> {
     let observer = Arc::new(progress::StageProgress::new(request.pipeline.stages.len()));
+    let pipeline_name = request.pipeline.name.clone();
+    let started = std::time::Instant::now();
     let outcome = refopt_engine::run(request, observer.clone()).await;
     observer.finish();
+    if let Some(gateway) = pushgateway {
+        let body = metrics_push::exposition(
+            &pipeline_name,
+            outcome.is_ok(),
+            started.elapsed().as_secs_f64(),
+            outcome.as_ref().ok().map(|o| &o.plan),
+        );
+        if let Err(e) = metrics_push::push(gateway, &pipeline_name, body).await {
+            if progress::json_logs() {
+                tracing::warn!(error = %e, "metrics push failed (the run is unaffected)");
+            } else {
+                eprintln!("warning: metrics push failed (the run is unaffected): {e}");
+            }
+        }
+    }
     let outcome = outcome?;
     let plan_url = outcome
         .stored
@@ -463,7 +490,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         &args.analysis,
     )
     .await?;
-    execute(request, args.analysis.output).await
+    execute(
+        request,
+        args.analysis.output,
+        args.analysis.pushgateway.as_deref(),
+    )
+    .await
 }
 
 #[cfg(test)]
