@@ -7,6 +7,7 @@ mod docs_examples;
 mod funnel_vs_duckdb;
 mod harness;
 mod k8s;
+mod plan_store;
 mod rule_features;
 mod rules;
 mod s3;

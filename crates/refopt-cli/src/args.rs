@@ -54,6 +54,9 @@ pub enum Command {
         after_help = "Example:\n  refopt test                       # rules/tests/*.yaml against ./rules\n  refopt test my-tests/ --rules s3://ops/rules"
     )]
     Test(TestArgs),
+    /// Read the versioned plan store: list versions, show one, diff two, or follow a metric.
+    #[command(subcommand)]
+    Plan(PlanCommand),
     /// Print each stage's SQL after parameter binding and its DataFusion logical plan (with
     /// --physical, the physical plan), without running anything.
     Explain(ExplainArgs),
@@ -98,6 +101,53 @@ pub struct ValidateArgs {
     /// is written to any plan store) and report what the plan would contain.
     #[arg(long)]
     pub sample: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Every stored version: version, created, window, as-of, findings, alerts, escalations.
+    List(PlanStoreArgs),
+    /// One plan (JSON), or one top-level section of it.
+    Show {
+        /// A version number or `latest`.
+        #[arg(default_value = "latest", value_name = "VERSION")]
+        which: String,
+        /// Only this top-level key (e.g. `risk`, `change_log`, `backlog`).
+        #[arg(long)]
+        section: Option<String>,
+        #[command(flatten)]
+        store: PlanStoreArgs,
+    },
+    /// What differs between two versions (run ids, timestamps and timings are ignored).
+    Diff {
+        /// Older version (number or `latest`).
+        a: String,
+        /// Newer version (number or `latest`).
+        b: String,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+        #[command(flatten)]
+        store: PlanStoreArgs,
+    },
+    /// A value across versions, e.g. `--metric risk.flag_rate` or
+    /// `--metric metrics.funnel.0.rates.referral_to_won`.
+    History {
+        #[arg(long)]
+        metric: String,
+        #[command(flatten)]
+        store: PlanStoreArgs,
+    },
+}
+
+/// Where the plans are.
+#[derive(Debug, Clone, Args)]
+pub struct PlanStoreArgs {
+    /// Plans root (URL or path), as given to `refopt run --plans`.
+    #[arg(long, env = "REFOPT_PLANS")]
+    pub plans: String,
+    /// Pipeline name.
+    #[arg(long, default_value = "optimize-referrals")]
+    pub pipeline: String,
 }
 
 #[derive(Debug, Args)]

@@ -137,6 +137,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         alert_threshold: None,
         rules: rules.rules,
         rules_source: rules.source,
+        rules_hashes: rules.hashes,
         session: SessionOptions::default(),
     };
     let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;

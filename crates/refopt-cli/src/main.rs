@@ -4,6 +4,7 @@
 mod args;
 mod check;
 mod metrics_push;
+mod plan_cmd;
 mod progress;
 mod summary;
 
@@ -36,6 +37,21 @@ mod exit {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix filters, stop quietly when the reader goes away (`refopt ... | head`):
+    // a failed write to a closed stdout panics in `println!`; exit with 141 (128 + SIGPIPE)
+    // instead of printing a panic.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -139,6 +155,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Validate(args) => check::run_validate(args).await,
         Command::Explain(args) => check::run_explain(args).await,
         Command::Test(args) => check::run_tests(args).await,
+        Command::Plan(command) => plan_cmd::run(command).await,
         Command::Schema => {
             println!(
                 "{}",
@@ -248,6 +265,7 @@ async fn build_request(
         alert_threshold: a.alert_threshold,
         rules: rules.rules,
         rules_source: rules.source,
+        rules_hashes: rules.hashes,
         session: SessionOptions {
             threads: a.threads,
             memory_limit: a.memory_limit,

@@ -189,6 +189,11 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
             alert_threshold: request.alert_threshold,
             data_root: ctx.data_root_display.to_string(),
             rules: request.rules_source.clone(),
+            config_hashes: {
+                let mut hashes = request.rules_hashes.clone();
+                hashes.extend(crate::config_hash::pipeline_hashes(pipeline));
+                hashes
+            },
         },
         datasets,
         tasks,
@@ -212,6 +217,7 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         escalations,
         backlog: Vec::new(),
         change_log: Vec::new(),
+        version: 0,
     };
     if let Some(script) = &request.rules.playbook {
         let owners: Vec<String> = request

@@ -497,11 +497,20 @@ fn link_clusters(
         members.entry(components.find(i)).or_default().push(i);
     }
     let mut out = HashMap::new();
-    for (root, flagged) in members {
+    for flagged in members.into_values() {
         if flagged.len() < 2 {
             continue;
         }
-        let name = format!("cluster-{}", ids[root].as_deref().unwrap_or("unknown"));
+        // Named after its smallest flagged referral id: stable across runs, whatever order the
+        // referrals were read in.
+        let name = format!(
+            "cluster-{}",
+            flagged
+                .iter()
+                .filter_map(|i| ids[*i].as_deref())
+                .min()
+                .unwrap_or("unknown")
+        );
         for i in flagged {
             out.insert(i, name.clone());
         }

@@ -3,6 +3,8 @@
 
 pub mod alerts;
 pub mod assemble;
+pub mod change_log;
+pub mod config_hash;
 pub mod datasets;
 pub mod error;
 pub mod escalation;

@@ -22,6 +22,8 @@ pub struct LoadedRules {
     pub rules: RuleSet,
     /// The location as given (credentials redacted).
     pub source: String,
+    /// `rules/<file>` -> SHA-256 of every rule file, for the plan.
+    pub hashes: std::collections::BTreeMap<String, String>,
 }
 
 /// Whether `location` names an object store rather than a local folder.
@@ -39,6 +41,7 @@ pub async fn load_rules(location: &str) -> Result<LoadedRules, EngineError> {
         return Ok(LoadedRules {
             rules,
             source: dir.display().to_string(),
+            hashes: crate::config_hash::rule_file_hashes(&dir),
         });
     }
     let resolved = storage::resolve(location).map_err(|e| EngineError::Parameter(e.to_string()))?;
@@ -99,6 +102,7 @@ pub async fn load_rules(location: &str) -> Result<LoadedRules, EngineError> {
     Ok(LoadedRules {
         rules,
         source: display,
+        hashes: crate::config_hash::rule_file_hashes(download.path()),
     })
 }
 

@@ -35,6 +35,8 @@ pub struct RunRequest {
     pub rules: RuleSet,
     /// Where the rules were loaded from (folder or object-store URL), recorded in the plan.
     pub rules_source: String,
+    /// `rules/<file>` -> SHA-256 of the rule files (see [`crate::config_hash`]).
+    pub rules_hashes: std::collections::BTreeMap<String, String>,
     pub session: SessionOptions,
 }
 
@@ -159,7 +161,7 @@ pub async fn run(
             })?;
         risk.flagged_referrals_url = Some(url);
     }
-    let plan = assemble(&PlanContext {
+    let mut plan = assemble(&PlanContext {
         request: &request,
         run_id,
         created_at,
@@ -170,18 +172,17 @@ pub async fn run(
         risk,
         previous: &previous,
     })?;
+    plan.change_log = crate::change_log::change_log(&plan, previous.first());
     let stored = match plan_store {
-        Some(store) => {
-            Some(
-                store
-                    .write(&plan, created_at)
-                    .await
-                    .map_err(|e| EngineError::Storage {
-                        location: request.plans_root.clone().unwrap_or_default(),
-                        message: e.to_string(),
-                    })?,
-            )
-        }
+        Some(store) => Some(
+            store
+                .write(&mut plan)
+                .await
+                .map_err(|e| EngineError::Storage {
+                    location: request.plans_root.clone().unwrap_or_default(),
+                    message: e.to_string(),
+                })?,
+        ),
         None => None,
     };
     Ok(RunOutcome {

@@ -16,6 +16,8 @@ pub struct Plan {
     pub schema_version: String,
     /// Unique id of the run that wrote this plan.
     pub run_id: String,
+    /// Version within the pipeline's plan store (1, 2, ...; 0 for a plan that was not stored).
+    pub version: u64,
     pub pipeline: PipelineInfo,
     /// RFC 3339 UTC time the plan was assembled.
     pub created_at: String,
@@ -78,6 +80,9 @@ pub struct Inputs {
     pub data_root: String,
     /// Rules folder or object-store URL the rules were read from.
     pub rules: String,
+    /// SHA-256 of every rule and pipeline file the run used (`rules/fraud.yaml`,
+    /// `pipeline/sql/funnel.sql`, ...), so a plan says exactly which configuration produced it.
+    pub config_hashes: std::collections::BTreeMap<String, String>,
 }
 
 /// How much goes into the plan and the printed summary.
@@ -568,6 +573,8 @@ pub struct BacklogItem {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeLogEntry {
+    /// `first_plan`, `metric`, `config`, `finding_new`, `finding_resolved`, `escalation`,
+    /// `tier_change`.
     pub kind: String,
     pub description: String,
 }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -42,6 +41,8 @@ pub struct PlanStore {
 pub struct StoredPlan {
     pub path: Path,
     pub url: String,
+    /// Version of the plan within its pipeline (1, 2, ...).
+    pub version: u64,
 }
 
 impl PlanStore {
@@ -67,34 +68,35 @@ impl PlanStore {
         format!("{}/{}", self.root_display, relative)
     }
 
-    /// Writes `plan` as `plan-<UTC timestamp>.json`, never replacing an existing object.
-    pub async fn write(
-        &self,
-        plan: &Plan,
-        created: DateTime<Utc>,
-    ) -> Result<StoredPlan, PlanStoreError> {
-        let body = serde_json::to_vec_pretty(plan).expect("plans always serialize");
-        let stamp = created.format("%Y%m%dT%H%M%SZ").to_string();
+    /// Writes `plan` as the pipeline's next version, `plan-v<NNNNNN>.json`, with a create-only
+    /// put: the version is taken from the listing, and when another run took it first (the put
+    /// finds the object), the listing is read again and the next free version is tried. The
+    /// plan's `version` field is set to the version written.
+    pub async fn write(&self, plan: &mut Plan) -> Result<StoredPlan, PlanStoreError> {
         let dir = self.pipeline_dir(&plan.pipeline.name);
-        for n in 0..100u32 {
-            let name = if n == 0 {
-                format!("plan-{stamp}.json")
-            } else {
-                format!("plan-{stamp}-{n}.json")
-            };
-            let path = dir.clone().join(name.as_str());
+        for _ in 0..100u32 {
+            let version = self
+                .list(&plan.pipeline.name)
+                .await?
+                .last()
+                .map_or(1, |p| p.version + 1);
+            plan.version = version;
+            let body = serde_json::to_vec_pretty(&*plan).expect("plans always serialize");
+            let path = dir
+                .clone()
+                .join(format!("plan-v{version:06}.json").as_str());
             let options = PutOptions {
                 mode: PutMode::Create,
                 ..PutOptions::default()
             };
             match self
                 .store
-                .put_opts(&path, PutPayload::from(body.clone()), options)
+                .put_opts(&path, PutPayload::from(body), options)
                 .await
             {
                 Ok(_) => {
                     let url = self.url_of(&path);
-                    return Ok(StoredPlan { path, url });
+                    return Ok(StoredPlan { path, url, version });
                 }
                 Err(object_store::Error::AlreadyExists { .. }) => continue,
                 Err(source) => {
@@ -134,7 +136,8 @@ impl PlanStore {
         Ok(self.url_of(&path))
     }
 
-    /// Stored plans of `pipeline`, oldest first (names sort by time).
+    /// Stored plans of `pipeline`, oldest first (by version). Objects that are not
+    /// `plan-v<N>.json` (artifacts, temporary files of an interrupted local put) are ignored.
     pub async fn list(&self, pipeline: &str) -> Result<Vec<StoredPlan>, PlanStoreError> {
         let dir = self.pipeline_dir(pipeline);
         let mut paths: Vec<Path> = self
@@ -147,18 +150,19 @@ impl PlanStore {
                 location: self.url_of(&dir),
                 source,
             })?;
-        paths.retain(|p| {
-            p.filename()
-                .is_some_and(|f| f.starts_with("plan-") && f.ends_with(".json"))
-        });
-        paths.sort_by_key(sort_key);
-        Ok(paths
-            .into_iter()
-            .map(|path| StoredPlan {
-                url: self.url_of(&path),
-                path,
+        let mut plans: Vec<StoredPlan> = paths
+            .drain(..)
+            .filter_map(|path| {
+                let version = version_of(&path)?;
+                Some(StoredPlan {
+                    url: self.url_of(&path),
+                    path,
+                    version,
+                })
             })
-            .collect())
+            .collect();
+        plans.sort_by_key(|p| p.version);
+        Ok(plans)
     }
 
     /// Reads one stored plan.
@@ -184,12 +188,11 @@ impl PlanStore {
     }
 }
 
-/// `plan-<stamp>.json` sorts before `plan-<stamp>-1.json`, which sorts before `-2`, `-10`.
-fn sort_key(path: &Path) -> (String, u32) {
-    let name = path.filename().unwrap_or_default();
-    let stem = name.trim_start_matches("plan-").trim_end_matches(".json");
-    match stem.split_once('-') {
-        Some((stamp, n)) => (stamp.to_string(), n.parse().unwrap_or(0)),
-        None => (stem.to_string(), 0),
-    }
+/// The version in a `plan-v<N>.json` name.
+fn version_of(path: &Path) -> Option<u64> {
+    path.filename()?
+        .strip_prefix("plan-v")?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
 }

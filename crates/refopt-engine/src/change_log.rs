@@ -1,0 +1,193 @@
+//! What changed since the previous plan of the same pipeline (the seed's plan-maintenance
+//! safeguard): funnel rates that moved beyond a tolerance, configuration files that changed,
+//! findings that appeared or were resolved, escalation levels and suggested tier changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use refopt_plan::{ChangeLogEntry, FunnelRates, Plan};
+
+/// Relative change of a funnel rate that the change log reports (5%).
+pub const RATE_TOLERANCE: f64 = 0.05;
+
+/// The change log of `plan` against `previous` (the pipeline's latest stored plan, if any).
+pub fn change_log(plan: &Plan, previous: Option<&Plan>) -> Vec<ChangeLogEntry> {
+    let entry = |kind: &str, description: String| ChangeLogEntry {
+        kind: kind.to_string(),
+        description,
+    };
+    let Some(prev) = previous else {
+        return vec![entry(
+            "first_plan",
+            "first plan of this pipeline in this store".to_string(),
+        )];
+    };
+    let mut out = Vec::new();
+    let label = format!("since v{} ({})", prev.version, prev.run_id);
+
+    // Configuration: every rule and pipeline file, by content hash.
+    let (old, new) = (&prev.inputs.config_hashes, &plan.inputs.config_hashes);
+    for (file, hash) in new {
+        match old.get(file) {
+            None => out.push(entry("config", format!("{file} added {label}"))),
+            Some(h) if h != hash => out.push(entry("config", format!("{file} changed {label}"))),
+            _ => {}
+        }
+    }
+    for file in old.keys().filter(|f| !new.contains_key(*f)) {
+        out.push(entry("config", format!("{file} removed {label}")));
+    }
+    if prev.inputs.window != plan.inputs.window
+        || prev.inputs.alert_threshold != plan.inputs.alert_threshold
+    {
+        out.push(entry(
+            "config",
+            format!(
+                "parameters changed {label}: window {} -> {}, alert threshold {:?} -> {:?}",
+                prev.inputs.window,
+                plan.inputs.window,
+                prev.inputs.alert_threshold,
+                plan.inputs.alert_threshold
+            ),
+        ));
+    }
+
+    // Overall funnel rates that moved by more than the tolerance.
+    if let (Some(a), Some(b)) = (prev.metrics.funnel.first(), plan.metrics.funnel.first()) {
+        for (name, was, now) in rates(&a.rates)
+            .into_iter()
+            .zip(rates(&b.rates))
+            .map(|((n, a), (_, b))| (n, a, b))
+        {
+            if let (Some(was), Some(now)) = (was, now)
+                && was != 0.0
+                && ((now - was) / was).abs() > RATE_TOLERANCE
+            {
+                out.push(entry(
+                    "metric",
+                    format!(
+                        "overall {name} {was:.4} -> {now:.4} ({:+.1}%)",
+                        (now - was) / was * 100.0
+                    ),
+                ));
+            }
+        }
+    }
+
+    // Findings by id.
+    let ids = |p: &Plan| {
+        p.findings
+            .iter()
+            .map(|f| f.id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    let (was, now) = (ids(prev), ids(plan));
+    for id in now.difference(&was) {
+        out.push(entry("finding_new", format!("new finding {id}")));
+    }
+    for id in was.difference(&now) {
+        out.push(entry(
+            "finding_resolved",
+            format!("finding {id} no longer present"),
+        ));
+    }
+
+    // Escalation levels per trigger.
+    let levels = |p: &Plan| {
+        p.escalations
+            .iter()
+            .map(|e| (e.trigger.clone(), e.level))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (was, now) = (levels(prev), levels(plan));
+    for (trigger, level) in &now {
+        match was.get(trigger) {
+            Some(l) if l == level => {}
+            Some(l) => out.push(entry(
+                "escalation",
+                format!("{trigger}: level {l} -> {level}"),
+            )),
+            None => out.push(entry(
+                "escalation",
+                format!("{trigger}: escalated to level {level}"),
+            )),
+        }
+    }
+    for trigger in was.keys().filter(|t| !now.contains_key(*t)) {
+        out.push(entry(
+            "escalation",
+            format!("{trigger}: no longer escalated"),
+        ));
+    }
+
+    // Suggested tier changes that are new.
+    let tiers = |p: &Plan| {
+        p.partner_health
+            .tier_changes
+            .iter()
+            .map(|t| (t.partner_id.clone(), t.to.clone()))
+            .collect::<BTreeSet<_>>()
+    };
+    let was = tiers(prev);
+    for (partner, to) in tiers(plan).difference(&was) {
+        out.push(entry(
+            "tier_change",
+            format!("{partner}: suggested tier {to}"),
+        ));
+    }
+    out
+}
+
+fn rates(r: &FunnelRates) -> Vec<(&'static str, Option<f64>)> {
+    vec![
+        ("invite_to_referral", r.invite_to_referral),
+        ("referral_to_signup", r.referral_to_signup),
+        ("signup_to_qualified", r.signup_to_qualified),
+        ("qualified_to_opportunity", r.qualified_to_opportunity),
+        ("opportunity_to_won", r.opportunity_to_won),
+        ("referral_to_won", r.referral_to_won),
+        ("cost_per_won", r.cost_per_won),
+        ("revenue_per_payout_dollar", r.revenue_per_payout_dollar),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use refopt_plan::Finding;
+
+    #[test]
+    fn reports_config_findings_and_first_plan() {
+        let mut a = Plan::default();
+        a.inputs
+            .config_hashes
+            .insert("rules/fraud.yaml".into(), "1".into());
+        a.findings.push(Finding {
+            id: "fraud/x".into(),
+            ..Finding::default()
+        });
+        let mut b = a.clone();
+        b.inputs
+            .config_hashes
+            .insert("rules/fraud.yaml".into(), "2".into());
+        b.findings = vec![Finding {
+            id: "fraud/y".into(),
+            ..Finding::default()
+        }];
+        let log = change_log(&b, Some(&a));
+        let text: Vec<String> = log
+            .iter()
+            .map(|e| format!("{}: {}", e.kind, e.description))
+            .collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("config: rules/fraud.yaml changed")),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"finding_new: new finding fraud/y".to_string()),
+            "{text:?}"
+        );
+        assert!(text.contains(&"finding_resolved: finding fraud/x no longer present".to_string()));
+        assert_eq!(change_log(&b, None)[0].kind, "first_plan");
+    }
+}
