@@ -43,8 +43,8 @@ fn start_run(plans: &str, extra: &[&str]) -> std::process::Child {
 fn concurrent_runs_get_distinct_versions_and_nothing_is_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let plans = dir.path().to_str().unwrap();
-    let mut a = start_run(plans, &[]);
-    let mut b = start_run(plans, &[]);
+    let mut a = start_run(plans, &["--force"]);
+    let mut b = start_run(plans, &["--force"]);
     assert!(a.wait().unwrap().success());
     assert!(b.wait().unwrap().success());
     let mut versions: Vec<u64> = plans_in(dir.path()).iter().map(|(v, _)| *v).collect();
@@ -84,7 +84,7 @@ fn runs_killed_at_random_points_leave_only_complete_plans() {
     }
     // The store still works.
     let before = plans_in(dir.path()).len();
-    let mut child = start_run(plans, &[]);
+    let mut child = start_run(plans, &["--force"]);
     assert!(child.wait().unwrap().success());
     assert_eq!(plans_in(dir.path()).len(), before + 1);
 }
@@ -104,7 +104,7 @@ fn plan_diff_after_a_threshold_edit_shows_the_edit_and_its_consequences() {
     }
     let rules = rules.to_str().unwrap().to_string();
     let run_once = || {
-        let mut c = start_run(plans, &["--rules", &rules]);
+        let mut c = start_run(plans, &["--rules", &rules, "--force"]);
         assert!(c.wait().unwrap().success());
     };
     run_once();
@@ -194,4 +194,38 @@ fn plan_diff_after_a_threshold_edit_shows_the_edit_and_its_consequences() {
     // `plan list` shows the three versions.
     let o = run(refopt().args(["plan", "list", "--plans", plans]));
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
+}
+
+#[test]
+fn a_rerun_with_identical_inputs_reports_unchanged_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let plans = dir.path().to_str().unwrap();
+    let args = |extra: &[&str]| {
+        let mut cmd = refopt();
+        cmd.args([
+            "run",
+            "optimize-referrals",
+            "--root",
+            shared_data().to_str().unwrap(),
+            "--plans",
+            plans,
+            "--as-of",
+            AS_OF,
+        ])
+        .args(extra);
+        run(&mut cmd)
+    };
+    assert!(args(&[]).status.success());
+    let o = args(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("unchanged, plan v1"), "{stderr}");
+    assert_eq!(plan_files(dir.path()).len(), 1);
+    // A different parameter is a different input.
+    assert!(args(&["--window", "7d"]).status.success());
+    assert_eq!(plan_files(dir.path()).len(), 2);
+    // --force writes a new version of the same inputs.
+    assert!(args(&["--force"]).status.success());
+    let versions: Vec<u64> = plans_in(dir.path()).iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions.len(), 3, "{versions:?}");
 }

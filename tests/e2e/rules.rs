@@ -220,7 +220,8 @@ fn a_second_consecutive_breach_escalates_the_first_only_alerts() {
     let store = plans.path().to_str().unwrap();
     let root = shared_data().to_str().unwrap();
     // --alert-threshold replaces the warn level of referral_to_won_low: 99% is always breached.
-    let breach = ["--alert-threshold", "0.99"];
+    // The same data stands in for consecutive days: --force writes a plan each time.
+    let breach = ["--alert-threshold", "0.99", "--force"];
     let (first, _) = run_pipeline(root, store, &breach, &[]);
     let alert = first["alerts"]
         .as_array()
@@ -261,7 +262,7 @@ fn a_second_consecutive_breach_escalates_the_first_only_alerts() {
     assert_eq!(e["role"], "Partner Ops");
 
     // Without the override the alert clears, and so does the escalation.
-    let (calm, _) = run_pipeline(root, store, &[], &[]);
+    let (calm, _) = run_pipeline(root, store, &["--force"], &[]);
     assert!(
         calm["alerts"]
             .as_array()

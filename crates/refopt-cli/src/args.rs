@@ -259,6 +259,11 @@ pub struct RunArgs {
     /// Run without writing a plan.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write a new plan version even when the latest plan has the same inputs (data files,
+    /// rules, pipeline, parameters); without it such a rerun reports "unchanged" and writes
+    /// nothing.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
 }

@@ -138,6 +138,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         rules: rules.rules,
         rules_source: rules.source,
         rules_hashes: rules.hashes,
+        force: false,
         session: SessionOptions::default(),
     };
     let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;

@@ -266,6 +266,7 @@ async fn build_request(
         rules: rules.rules,
         rules_source: rules.source,
         rules_hashes: rules.hashes,
+        force: false,
         session: SessionOptions {
             threads: a.threads,
             memory_limit: a.memory_limit,
@@ -343,7 +344,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| default_plans_root(&args.root)),
         )
     };
-    let request = build_request(pipeline, args.root.clone(), plans, as_of, &args.analysis).await?;
+    let mut request =
+        build_request(pipeline, args.root.clone(), plans, as_of, &args.analysis).await?;
+    request.force = args.force;
     execute(
         request,
         args.analysis.output,
@@ -387,7 +390,20 @@ async fn execute(
         .as_ref()
         .map(|s| s.url.as_str())
         .unwrap_or("(dry run)");
-    if progress::json_logs() {
+    if outcome.unchanged {
+        let version = outcome.stored.as_ref().map_or(0, |s| s.version);
+        if progress::json_logs() {
+            tracing::info!(
+                plan = plan_url,
+                version,
+                "unchanged: the latest plan has the same inputs; nothing written"
+            );
+        } else {
+            eprintln!(
+                "unchanged, plan v{version}: the latest plan has the same inputs (data files, rules, pipeline, parameters); nothing written ({plan_url}); use --force to write a new version"
+            );
+        }
+    } else if progress::json_logs() {
         tracing::info!(
             plan = plan_url,
             run_id = %outcome.plan.run_id,

@@ -194,6 +194,8 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
                 hashes.extend(crate::config_hash::pipeline_hashes(pipeline));
                 hashes
             },
+            // Set by the run once the plan is assembled.
+            fingerprint: String::new(),
         },
         datasets,
         tasks,

@@ -23,6 +23,8 @@ pub struct RegisteredDataset {
     pub url: String,
     pub files: u64,
     pub bytes: u64,
+    /// SHA-256 over the dataset's files (path, size, ETag or modification time).
+    pub fingerprint: String,
 }
 
 /// Registers every dataset, or fails listing every missing dataset and column.
@@ -88,6 +90,23 @@ async fn register_one(
     }
     let files = parquet.len() as u64;
     let bytes = parquet.iter().map(|o| o.size).sum();
+    // What the data is, for the run's inputs fingerprint: every file's path, size and version
+    // tag (ETag, or the modification time where the store has none).
+    let mut listing: Vec<String> = parquet
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {} {}",
+                o.location,
+                o.size,
+                o.e_tag
+                    .clone()
+                    .unwrap_or_else(|| o.last_modified.timestamp_micros().to_string())
+            )
+        })
+        .collect();
+    listing.sort();
+    let fingerprint = crate::config_hash::sha256_hex(listing.join("\n").as_bytes());
 
     let table_url = ListingTableUrl::parse(root.folder_url(&dataset.path)).map_err(|e| {
         Registration::Engine(EngineError::Storage {
@@ -166,5 +185,6 @@ async fn register_one(
         url: display,
         files,
         bytes,
+        fingerprint,
     })
 }

@@ -37,6 +37,8 @@ pub struct RunRequest {
     pub rules_source: String,
     /// `rules/<file>` -> SHA-256 of the rule files (see [`crate::config_hash`]).
     pub rules_hashes: std::collections::BTreeMap<String, String>,
+    /// Write a new plan even when the latest plan has the same inputs fingerprint.
+    pub force: bool,
     pub session: SessionOptions,
 }
 
@@ -49,6 +51,9 @@ pub struct RunOutcome {
     pub execution: Execution,
     /// The fraud review, when rules were given.
     pub fraud: Option<FraudReview>,
+    /// Set when nothing ran: the latest stored plan has the same inputs fingerprint (`plan` is
+    /// that stored plan).
+    pub unchanged: bool,
 }
 
 /// Runs the pipeline and writes its plan.
@@ -81,6 +86,19 @@ pub async fn run(
     let datasets = register_datasets(&ctx, &data, &pipeline.datasets).await?;
     let range = WindowRange::new(request.window, request.as_of);
     let params = crate::params::bind(&range, request.window.days);
+    let fingerprint = fingerprint(&request, &datasets);
+    if let (Some(store), false) = (&plan_store, request.force)
+        && let Some((stored, plan)) = latest_plan(store, &pipeline.name, &request).await?
+        && plan.inputs.fingerprint == fingerprint
+    {
+        return Ok(RunOutcome {
+            plan,
+            stored: Some(stored),
+            execution: Execution::default(),
+            fraud: None,
+            unchanged: true,
+        });
+    }
     let execution = execute(
         &ctx,
         pipeline,
@@ -172,6 +190,7 @@ pub async fn run(
         risk,
         previous: &previous,
     })?;
+    plan.inputs.fingerprint = fingerprint;
     plan.change_log = crate::change_log::change_log(&plan, previous.first());
     let stored = match plan_store {
         Some(store) => Some(
@@ -190,7 +209,57 @@ pub async fn run(
         stored,
         execution,
         fraud,
+        unchanged: false,
     })
+}
+
+/// SHA-256 over the data files, the configuration and the parameters of a run.
+fn fingerprint(request: &RunRequest, datasets: &[crate::datasets::RegisteredDataset]) -> String {
+    let mut text = format!(
+        "pipeline {}\nwindow {}\nas_of {}\ndetail {:?}\ndimensions {:?}\nexperiments {:?}\nalert_threshold {:?}\nrules {}\n",
+        request.pipeline.name,
+        request.window,
+        request.as_of,
+        request.detail,
+        request.dimensions,
+        request.experiments,
+        request.alert_threshold,
+        request.rules_source,
+    );
+    for (file, hash) in request
+        .rules_hashes
+        .iter()
+        .chain(&crate::config_hash::pipeline_hashes(&request.pipeline))
+    {
+        text.push_str(&format!("config {file} {hash}\n"));
+    }
+    for d in datasets {
+        text.push_str(&format!("data {} {}\n", d.name, d.fingerprint));
+    }
+    crate::config_hash::sha256_hex(text.as_bytes())
+}
+
+/// The pipeline's latest stored plan, if any (an unreadable latest plan counts as none).
+async fn latest_plan(
+    store: &PlanStore,
+    pipeline: &str,
+    request: &RunRequest,
+) -> Result<Option<(StoredPlan, Plan)>, EngineError> {
+    let listed = store
+        .list(pipeline)
+        .await
+        .map_err(|e| EngineError::Storage {
+            location: request.plans_root.clone().unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+    let Some(latest) = listed.last() else {
+        return Ok(None);
+    };
+    Ok(store
+        .read(latest)
+        .await
+        .ok()
+        .map(|plan| (latest.clone(), plan)))
 }
 
 /// Threshold factors of the sensitivity sweep at `--detail full`.

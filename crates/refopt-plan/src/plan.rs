@@ -83,6 +83,10 @@ pub struct Inputs {
     /// SHA-256 of every rule and pipeline file the run used (`rules/fraud.yaml`,
     /// `pipeline/sql/funnel.sql`, ...), so a plan says exactly which configuration produced it.
     pub config_hashes: std::collections::BTreeMap<String, String>,
+    /// SHA-256 over everything that determines the plan: the data files (paths, sizes, ETags),
+    /// the configuration hashes and the parameters. A rerun with the same fingerprint reports
+    /// the existing plan instead of writing a duplicate (unless `--force`).
+    pub fingerprint: String,
 }
 
 /// How much goes into the plan and the printed summary.
