@@ -62,3 +62,62 @@ fn s3_run_matches_local_run() {
         .collect();
     assert_eq!(plan_keys.len(), 1, "{keys}");
 }
+
+#[test]
+fn no_secret_reaches_plans_logs_or_errors() {
+    // moto accepts any credentials: run with a recognisable fake secret and look for it
+    // everywhere refopt writes: stdout, stderr (text and JSON logs), the plan, the flagged
+    // referrals file, and the error of a failing run.
+    const SECRET: &str = "refoptFAKEsecret0123456789abcdefXYZ";
+    let moto = Moto::start("secrets");
+    let mut env = moto.env();
+    for (k, v) in env.iter_mut() {
+        if *k == "AWS_SECRET_ACCESS_KEY" {
+            *v = SECRET.to_string();
+        }
+    }
+    generate("s3://secrets/program", &env);
+    let mut outputs = Vec::new();
+    for log_format in ["text", "json"] {
+        let (plan, output) = run_pipeline(
+            "s3://secrets/program",
+            "s3://secrets/plans",
+            &["--log-format", log_format, "--force"],
+            &env,
+        );
+        outputs.push(serde_json::to_string(&plan).unwrap());
+        outputs.push(String::from_utf8_lossy(&output.stdout).to_string());
+        outputs.push(String::from_utf8_lossy(&output.stderr).to_string());
+    }
+    // A failing run (wrong bucket) and a URL with credentials in it: errors stay clean too.
+    let o = run(refopt()
+        .args([
+            "run",
+            "optimize-referrals",
+            "--root",
+            &format!("s3://user:{SECRET}@no-such-bucket/program"),
+            "--as-of",
+            AS_OF,
+        ])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str()))));
+    assert!(!o.status.success());
+    outputs.push(String::from_utf8_lossy(&o.stdout).to_string());
+    outputs.push(String::from_utf8_lossy(&o.stderr).to_string());
+    // Every object refopt wrote to the bucket.
+    let script = format!(
+        "import boto3\n\
+         c = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='x', region_name='us-east-1')\n\
+         for o in c.list_objects_v2(Bucket='secrets', Prefix='plans/')['Contents']:\n\
+         \x20   print(c.get_object(Bucket='secrets', Key=o['Key'])['Body'].read().decode('latin-1'))\n",
+        moto.endpoint
+    );
+    let o = run(Command::new(python()).args(["-c", &script]));
+    assert!(o.status.success(), "{}", text(&o));
+    outputs.push(String::from_utf8_lossy(&o.stdout).to_string());
+    for (i, out) in outputs.iter().enumerate() {
+        assert!(
+            !out.contains(SECRET),
+            "output {i} contains the secret:\n{out}"
+        );
+    }
+}
