@@ -102,6 +102,20 @@ pub fn assert_valid_plan(plan: &serde_json::Value) {
     );
 }
 
+/// Copies the folder `from` (recursively) to `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// Every plan file under `dir` (recursively).
 pub fn plan_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

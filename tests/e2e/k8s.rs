@@ -292,19 +292,6 @@ fn sigterm_stops_the_run_and_writes_nothing() {
     assert!(plan_files(plans.path()).is_empty(), "no plan after SIGTERM");
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn validate_reports_a_configmap_file_that_went_missing() {
     let dir = tempfile::tempdir().unwrap();

@@ -95,13 +95,7 @@ fn plan_diff_after_a_threshold_edit_shows_the_edit_and_its_consequences() {
     let plans = dir.path().join("plans");
     let plans = plans.to_str().unwrap();
     let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    for entry in std::fs::read_dir(repo().join("rules")).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), rules.join(entry.file_name())).unwrap();
-        }
-    }
+    copy_tree(&repo().join("rules"), &rules);
     let rules = rules.to_str().unwrap().to_string();
     let run_once = || {
         let mut c = start_run(plans, &["--rules", &rules, "--force"]);

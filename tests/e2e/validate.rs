@@ -174,14 +174,8 @@ const CORPUS: &[BrokenCase] = &[
 
 /// Copies `pipelines/` and `rules/` into `dir`.
 fn copy_config(dir: &Path) {
-    for folder in ["pipelines", "pipelines/sql", "rules"] {
-        std::fs::create_dir_all(dir.join(folder)).unwrap();
-        for entry in std::fs::read_dir(repo().join(folder)).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_file() {
-                std::fs::copy(entry.path(), dir.join(folder).join(entry.file_name())).unwrap();
-            }
-        }
+    for folder in ["pipelines", "rules"] {
+        copy_tree(&repo().join(folder), &dir.join(folder));
     }
 }
 

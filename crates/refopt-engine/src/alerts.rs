@@ -10,7 +10,8 @@ pub struct AlertOutcome {
     pub gated: Vec<Finding>,
 }
 
-fn rate_of(row: &FunnelRow, name: &str) -> (Option<f64>, u64) {
+/// A funnel rate by name (one of `FUNNEL_RATES`) and the sample behind it (its denominator).
+pub(crate) fn rate_of(row: &FunnelRow, name: &str) -> (Option<f64>, u64) {
     let r = &row.rates;
     let c = &row.current;
     match name {

@@ -222,17 +222,7 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         version: 0,
     };
     if let Some(script) = &request.rules.playbook {
-        let owners: Vec<String> = request
-            .rules
-            .ladder
-            .iter()
-            .flat_map(|l| {
-                l.levels
-                    .iter()
-                    .flat_map(|v| [v.owner.clone(), v.fallback.clone()])
-            })
-            .collect();
-        match crate::playbook::run(script, &plan, &owners) {
+        match crate::playbook::run(script, &plan, &request.rules.ladder_owners()) {
             Ok(items) => plan.backlog = items,
             Err(e) => plan.error_handling.events.push(ErrorEvent {
                 task_id: "playbook".into(),

@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use refopt_plan::{ChangeLogEntry, FunnelRates, Plan};
+use refopt_plan::{ChangeLogEntry, Plan};
+use refopt_spec::alerts::FUNNEL_RATES;
+
+use crate::alerts::rate_of;
 
 /// Relative change of a funnel rate that the change log reports (5%).
 pub const RATE_TOLERANCE: f64 = 0.05;
@@ -53,12 +56,8 @@ pub fn change_log(plan: &Plan, previous: Option<&Plan>) -> Vec<ChangeLogEntry> {
 
     // Overall funnel rates that moved by more than the tolerance.
     if let (Some(a), Some(b)) = (prev.metrics.funnel.first(), plan.metrics.funnel.first()) {
-        for (name, was, now) in rates(&a.rates)
-            .into_iter()
-            .zip(rates(&b.rates))
-            .map(|((n, a), (_, b))| (n, a, b))
-        {
-            if let (Some(was), Some(now)) = (was, now)
+        for name in FUNNEL_RATES {
+            if let (Some(was), Some(now)) = (rate_of(a, name).0, rate_of(b, name).0)
                 && was != 0.0
                 && ((now - was) / was).abs() > RATE_TOLERANCE
             {
@@ -135,19 +134,6 @@ pub fn change_log(plan: &Plan, previous: Option<&Plan>) -> Vec<ChangeLogEntry> {
         ));
     }
     out
-}
-
-fn rates(r: &FunnelRates) -> Vec<(&'static str, Option<f64>)> {
-    vec![
-        ("invite_to_referral", r.invite_to_referral),
-        ("referral_to_signup", r.referral_to_signup),
-        ("signup_to_qualified", r.signup_to_qualified),
-        ("qualified_to_opportunity", r.qualified_to_opportunity),
-        ("opportunity_to_won", r.opportunity_to_won),
-        ("referral_to_won", r.referral_to_won),
-        ("cost_per_won", r.cost_per_won),
-        ("revenue_per_payout_dollar", r.revenue_per_payout_dollar),
-    ]
 }
 
 #[cfg(test)]

@@ -334,16 +334,7 @@ fn playbook_case(case: &PlaybookCase, rules: &RuleSet) -> Compared {
     merge(&mut base, &case.plan);
     let plan: Plan = serde_json::from_value(base)
         .map_err(|e| format!("`plan` does not fit the plan format: {e}"))?;
-    let owners: Vec<String> = rules
-        .ladder
-        .iter()
-        .flat_map(|l| {
-            l.levels
-                .iter()
-                .flat_map(|v| [v.owner.clone(), v.fallback.clone()])
-        })
-        .collect();
-    let items = crate::playbook::run(script, &plan, &owners)?;
+    let items = crate::playbook::run(script, &plan, &rules.ladder_owners())?;
     let got: Vec<Value> = items
         .iter()
         .map(|i| json!({ "title": i.title, "owner": i.owner, "priority": i.priority }))

@@ -87,18 +87,25 @@ pub async fn run(
     let range = WindowRange::new(request.window, request.as_of);
     let params = crate::params::bind(&range, request.window.days);
     let fingerprint = fingerprint(&request, &datasets);
-    if let (Some(store), false) = (&plan_store, request.force)
-        && let Some((stored, plan)) = latest_plan(store, &pipeline.name, &request).await?
+    // The pipeline's earlier plans, read once: the latest decides whether this run is a
+    // duplicate, and all of them feed cross-run triggers (escalations) and the change log.
+    let previous = match &plan_store {
+        Some(store) => previous_plans(store, &pipeline.name, &request).await?,
+        None => PreviousPlans::default(),
+    };
+    if !request.force
+        && let Some((stored, plan)) = previous.latest()
         && plan.inputs.fingerprint == fingerprint
     {
         return Ok(RunOutcome {
-            plan,
-            stored: Some(stored),
+            plan: plan.clone(),
+            stored: Some(stored.clone()),
             execution: Execution::default(),
             fraud: None,
             unchanged: true,
         });
     }
+    let previous: Vec<Plan> = previous.plans.into_iter().map(|(_, p)| p).collect();
     let execution = execute(
         &ctx,
         pipeline,
@@ -147,10 +154,6 @@ pub async fn run(
         None => None,
     };
 
-    let previous = match &plan_store {
-        Some(store) => previous_plans(store, &pipeline.name, &request).await?,
-        None => Vec::new(),
-    };
     let created_at = Utc::now();
     let run_id = run_id(created_at);
     let mut risk = match &fraud {
@@ -239,41 +242,35 @@ fn fingerprint(request: &RunRequest, datasets: &[crate::datasets::RegisteredData
     crate::config_hash::sha256_hex(text.as_bytes())
 }
 
-/// The pipeline's latest stored plan, if any (an unreadable latest plan counts as none).
-async fn latest_plan(
-    store: &PlanStore,
-    pipeline: &str,
-    request: &RunRequest,
-) -> Result<Option<(StoredPlan, Plan)>, EngineError> {
-    let listed = store
-        .list(pipeline)
-        .await
-        .map_err(|e| EngineError::Storage {
-            location: request.plans_root.clone().unwrap_or_default(),
-            message: e.to_string(),
-        })?;
-    let Some(latest) = listed.last() else {
-        return Ok(None);
-    };
-    Ok(store
-        .read(latest)
-        .await
-        .ok()
-        .map(|plan| (latest.clone(), plan)))
-}
-
 /// Threshold factors of the sensitivity sweep at `--detail full`.
 const SWEEP_FACTORS: [f64; 2] = [0.8, 1.25];
 
 /// How many earlier plans are read for cross-run triggers.
 const PREVIOUS_PLANS: usize = 8;
 
-/// Earlier plans of the pipeline, newest first (unreadable objects are skipped).
+/// The pipeline's most recent plans, newest first (unreadable objects are skipped).
+#[derive(Debug, Default)]
+struct PreviousPlans {
+    /// Version of the newest stored plan, readable or not.
+    latest_version: Option<u64>,
+    plans: Vec<(StoredPlan, Plan)>,
+}
+
+impl PreviousPlans {
+    /// The newest stored plan, when it could be read.
+    fn latest(&self) -> Option<&(StoredPlan, Plan)> {
+        self.plans
+            .first()
+            .filter(|(stored, _)| Some(stored.version) == self.latest_version)
+    }
+}
+
+/// Lists the pipeline's plans once and reads the newest [`PREVIOUS_PLANS`] of them.
 async fn previous_plans(
     store: &PlanStore,
     pipeline: &str,
     request: &RunRequest,
-) -> Result<Vec<Plan>, EngineError> {
+) -> Result<PreviousPlans, EngineError> {
     let listed = store
         .list(pipeline)
         .await
@@ -284,10 +281,13 @@ async fn previous_plans(
     let mut plans = Vec::new();
     for stored in listed.iter().rev().take(PREVIOUS_PLANS) {
         if let Ok(plan) = store.read(stored).await {
-            plans.push(plan);
+            plans.push((stored.clone(), plan));
         }
     }
-    Ok(plans)
+    Ok(PreviousPlans {
+        latest_version: listed.last().map(|p| p.version),
+        plans,
+    })
 }
 
 /// `<UTC timestamp>-<8 random hex digits>`: sortable and unique across concurrent runs.

@@ -473,6 +473,7 @@ fn check_rules(
                     .filter(|(f, _)| !api.contains(f.as_str()))
                 {
                     v.problems.push(unknown_function(
+                        &api,
                         &script_location(&expr.location, true, *pos),
                         &format!("rule `{}`", rule.id),
                         f,
@@ -578,6 +579,7 @@ fn check_rules(
             .filter(|(f, _)| !api.contains(f.as_str()))
         {
             v.problems.push(unknown_function(
+                &api,
                 &script_location(&location, false, *pos),
                 "partner health script",
                 f,
@@ -594,6 +596,7 @@ fn check_rules(
             .filter(|(f, _)| !api.contains(f.as_str()))
         {
             v.problems.push(unknown_function(
+                &api,
                 &script_location(&location, false, *pos),
                 "playbook",
                 f,
@@ -602,8 +605,12 @@ fn check_rules(
     }
 }
 
-fn unknown_function(location: &Location, subject: &str, name: &str) -> Problem {
-    let api = sandbox_api();
+fn unknown_function(
+    api: &BTreeSet<String>,
+    location: &Location,
+    subject: &str,
+    name: &str,
+) -> Problem {
     let hint = refopt_spec::pipeline::closest(name, api.iter().map(String::as_str))
         .map(|c| format!("did you mean `{c}`? The sandbox API is listed in docs/rule-authoring.md"))
         .unwrap_or_else(|| "the sandbox API is listed in docs/rule-authoring.md".to_string());

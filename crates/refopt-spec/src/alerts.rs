@@ -226,6 +226,13 @@ pub struct Ladder {
 }
 
 impl Ladder {
+    /// Owners and fallback owners of every level, in ladder order.
+    pub fn owners(&self) -> impl Iterator<Item = &str> {
+        self.levels
+            .iter()
+            .flat_map(|l| [l.owner.as_str(), l.fallback.as_str()])
+    }
+
     /// Loads and checks `file`.
     pub fn load(file: &Path) -> Result<Ladder, SpecErrors> {
         let raw: RawLadder = yaml::load(file)?;

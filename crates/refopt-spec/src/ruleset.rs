@@ -75,9 +75,7 @@ impl RuleSet {
         }
         if let (Some(alerts), Some(ladder)) = (&set.alerts, &set.ladder) {
             let owners: Vec<&str> = ladder
-                .levels
-                .iter()
-                .flat_map(|l| [l.owner.as_str(), l.fallback.as_str()])
+                .owners()
                 .chain(std::iter::once(ladder.triggers.fraud_spike.owner.as_str()))
                 .chain(KNOWN_AGENTS.iter().copied())
                 .collect();
@@ -95,6 +93,18 @@ impl RuleSet {
         } else {
             Err(SpecErrors(errors))
         }
+    }
+}
+
+impl RuleSet {
+    /// The ladder's owners and fallbacks (empty without a ladder): valid backlog owners besides
+    /// the agents.
+    pub fn ladder_owners(&self) -> Vec<String> {
+        self.ladder
+            .iter()
+            .flat_map(|l| l.owners())
+            .map(String::from)
+            .collect()
     }
 }
 
