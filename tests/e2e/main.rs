@@ -11,4 +11,5 @@ mod plan_store;
 mod rule_features;
 mod rules;
 mod s3;
+mod storage_faults;
 mod validate;

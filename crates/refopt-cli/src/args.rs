@@ -84,6 +84,15 @@ pub struct ConfigArgs {
     /// Rules folder or object-store prefix.
     #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
     pub rules: String,
+    /// Retries of a failed object-store request (timeouts, resets, 5xx, 429) after its first
+    /// attempt, with exponential backoff and jitter; each failed attempt is recorded in the
+    /// plan's error_handling.storage_retries.
+    #[arg(long, env = "REFOPT_STORAGE_RETRIES", default_value_t = 2)]
+    pub storage_retries: u32,
+    /// Longest one object-store request may take, connect to last byte, e.g. 60s or 500ms; a
+    /// stalled request fails and is retried.
+    #[arg(long, env = "REFOPT_STORAGE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub storage_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +167,15 @@ pub struct TestArgs {
     /// Rules folder or object-store prefix under test.
     #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
     pub rules: String,
+    /// Retries of a failed object-store request (timeouts, resets, 5xx, 429) after its first
+    /// attempt, with exponential backoff and jitter; each failed attempt is recorded in the
+    /// plan's error_handling.storage_retries.
+    #[arg(long, env = "REFOPT_STORAGE_RETRIES", default_value_t = 2)]
+    pub storage_retries: u32,
+    /// Longest one object-store request may take, connect to last byte, e.g. 60s or 500ms; a
+    /// stalled request fails and is retried.
+    #[arg(long, env = "REFOPT_STORAGE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub storage_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +251,15 @@ pub struct AnalysisArgs {
     /// at run time: edit them without rebuilding.
     #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
     pub rules: String,
+    /// Retries of a failed object-store request (timeouts, resets, 5xx, 429) after its first
+    /// attempt, with exponential backoff and jitter; each failed attempt is recorded in the
+    /// plan's error_handling.storage_retries.
+    #[arg(long, env = "REFOPT_STORAGE_RETRIES", default_value_t = 2)]
+    pub storage_retries: u32,
+    /// Longest one object-store request may take, connect to last byte, e.g. 60s or 500ms; a
+    /// stalled request fails and is retried.
+    #[arg(long, env = "REFOPT_STORAGE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub storage_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -140,6 +140,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         rules_hashes: rules.hashes,
         force: false,
         session: SessionOptions::default(),
+        storage: Default::default(),
     };
     let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;
     let plan = &outcome.plan;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use chrono::{NaiveDate, Utc};
 use clap::Parser;
+use refopt_engine::storage::StoragePolicy;
 use refopt_engine::{EngineError, ErrorClass, RunRequest, SessionOptions};
 use refopt_plan::Detail;
 use refopt_spec::{Pipeline, Window};
@@ -238,7 +239,12 @@ async fn build_request(
         .window
         .parse()
         .map_err(|e: refopt_spec::window::WindowError| EngineError::Parameter(e.to_string()))?;
-    let rules = refopt_engine::rules_source::load_rules(&a.rules).await?;
+    let storage = StoragePolicy {
+        retries: a.storage_retries,
+        timeout: a.storage_timeout,
+        ..StoragePolicy::default()
+    };
+    let rules = refopt_engine::rules_source::load_rules_with(&a.rules, &storage).await?;
     let dimensions: Vec<String> = a
         .dimensions
         .iter()
@@ -271,6 +277,7 @@ async fn build_request(
             threads: a.threads,
             memory_limit: a.memory_limit,
         },
+        storage,
     })
 }
 

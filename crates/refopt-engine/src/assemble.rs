@@ -208,6 +208,19 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
                 .max()
                 .unwrap_or(2),
             events: error_events,
+            storage_retry_limit: request.storage.retries,
+            storage_retries: request
+                .storage
+                .attempts
+                .snapshot()
+                .into_iter()
+                .map(|a| StorageRetry {
+                    method: a.method,
+                    object: a.object,
+                    error: a.error,
+                    at: rfc3339(a.at),
+                })
+                .collect(),
         },
         success_metrics,
         metrics: Metrics { funnel, kpis },

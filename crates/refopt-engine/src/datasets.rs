@@ -124,6 +124,12 @@ async fn register_one(
         .infer_schema(&state, &table_url)
         .await
         .map_err(|e| {
+            if crate::error::caused_by_object_store(&e) {
+                return Registration::Engine(EngineError::Storage {
+                    location: display.clone(),
+                    message: format!("cannot read dataset `{}`: {e}", dataset.name),
+                });
+            }
             Registration::Problems(vec![DatasetProblem {
                 dataset: dataset.name.clone(),
                 declared_at: dataset.location.to_string(),

@@ -84,3 +84,20 @@ impl From<datafusion::arrow::error::ArrowError> for EngineError {
         EngineError::DataFusion(e.into())
     }
 }
+
+/// Whether an object-store error is anywhere in `e`'s chain of causes.
+pub fn caused_by_object_store(e: &datafusion::error::DataFusionError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(current) = cause {
+        if current.downcast_ref::<object_store::Error>().is_some() {
+            return true;
+        }
+        if let Some(datafusion::error::DataFusionError::ObjectStore(_)) =
+            current.downcast_ref::<datafusion::error::DataFusionError>()
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}

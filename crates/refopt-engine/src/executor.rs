@@ -293,13 +293,14 @@ async fn run_sql(
     Ok(batches)
 }
 
-/// Errors worth retrying: storage and I/O hiccups, not SQL or schema mistakes.
+/// Errors worth re-running a stage for: I/O hiccups and memory pressure, not SQL or schema
+/// mistakes. Object-store errors are not: the storage client already retried the failed
+/// request up to the storage retry limit, and re-running the stage would multiply that limit.
 pub fn is_transient(e: &DataFusionError) -> bool {
+    if crate::error::caused_by_object_store(e) {
+        return false;
+    }
     match e.find_root() {
-        DataFusionError::ObjectStore(inner) => !matches!(
-            inner.as_ref(),
-            object_store::Error::NotFound { .. } | object_store::Error::InvalidPath { .. }
-        ),
         DataFusionError::IoError(_) | DataFusionError::External(_) => true,
         // Memory is shared by concurrent stages: another attempt may find it free.
         DataFusionError::ResourcesExhausted(_) => true,
@@ -394,16 +395,29 @@ mod tests {
     }
 
     #[test]
-    fn storage_errors_are_transient_sql_errors_are_not() {
-        let transient = DataFusionError::ObjectStore(Box::new(object_store::Error::Generic {
+    fn io_and_memory_errors_rerun_a_stage_storage_and_sql_errors_do_not() {
+        let io = DataFusionError::IoError(std::io::Error::other("disk hiccup"));
+        assert!(is_transient(&DataFusionError::Context(
+            "scan".into(),
+            Box::new(io)
+        )));
+        assert!(is_transient(&DataFusionError::ResourcesExhausted(
+            "pool".into()
+        )));
+        // Already retried per request by the storage client.
+        let storage = DataFusionError::ObjectStore(Box::new(object_store::Error::Generic {
             store: "S3",
             source: "connection reset".into(),
         }));
-        assert!(is_transient(&transient));
-        assert!(is_transient(&DataFusionError::Context(
+        assert!(!is_transient(&DataFusionError::Context(
             "scan".into(),
-            Box::new(transient)
+            Box::new(storage)
         )));
+        let wrapped = DataFusionError::External(Box::new(object_store::Error::Generic {
+            store: "S3",
+            source: "503".into(),
+        }));
+        assert!(!is_transient(&wrapped));
         assert!(!is_transient(&DataFusionError::Plan("no column".into())));
     }
 

@@ -25,6 +25,7 @@ pub mod rules_source;
 pub mod run;
 pub mod session;
 pub mod storage;
+pub mod storage_attempts;
 pub mod types;
 pub mod validate;
 

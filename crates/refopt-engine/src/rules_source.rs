@@ -35,6 +35,14 @@ pub fn is_remote(location: &str) -> bool {
 
 /// Loads the rules at `location` (a folder, `file://` URL, or object-store prefix).
 pub async fn load_rules(location: &str) -> Result<LoadedRules, EngineError> {
+    load_rules_with(location, &storage::StoragePolicy::default()).await
+}
+
+/// [`load_rules`] with the run's storage policy (retries, timeout, attempt log).
+pub async fn load_rules_with(
+    location: &str,
+    policy: &storage::StoragePolicy,
+) -> Result<LoadedRules, EngineError> {
     if !is_remote(location) {
         let dir = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
         let rules = RuleSet::load(&dir).map_err(EngineError::Config)?;
@@ -44,7 +52,8 @@ pub async fn load_rules(location: &str) -> Result<LoadedRules, EngineError> {
             hashes: crate::config_hash::rule_file_hashes(&dir),
         });
     }
-    let resolved = storage::resolve(location).map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let resolved = storage::resolve_with(location, policy)
+        .map_err(|e| EngineError::Parameter(e.to_string()))?;
     let storage_error = |message: String| EngineError::Storage {
         location: resolved.display.clone(),
         message,

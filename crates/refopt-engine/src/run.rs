@@ -14,7 +14,7 @@ use crate::error::EngineError;
 use crate::executor::{Execution, StageObserver, StageStatus, execute};
 use crate::fraud::{FraudReview, ReviewOptions, review};
 use crate::session::{SessionOptions, new_session};
-use crate::storage;
+use crate::storage::{self, StoragePolicy};
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct RunRequest {
     /// Write a new plan even when the latest plan has the same inputs fingerprint.
     pub force: bool,
     pub session: SessionOptions,
+    /// Retries and timeouts of object-store requests; failed attempts land in the plan.
+    pub storage: StoragePolicy,
 }
 
 /// What a run produced.
@@ -72,12 +74,23 @@ pub async fn run(
             "--alert-threshold must be a finite number, got {t}"
         )));
     }
-    let data =
-        storage::resolve(&request.data_root).map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let data = storage::resolve_with(&request.data_root, &request.storage)
+        .map_err(|e| EngineError::Parameter(e.to_string()))?;
     let plan_store = match &request.plans_root {
         Some(root) => {
-            let loc = storage::resolve(root).map_err(|e| EngineError::Parameter(e.to_string()))?;
-            Some(PlanStore::new(loc.store, loc.prefix, loc.display))
+            let parameter = |e: storage::StorageError| EngineError::Parameter(e.to_string());
+            let loc = storage::resolve_with(root, &request.storage).map_err(parameter)?;
+            // Create-only puts are retried by the plan store itself (it can tell its own
+            // landed write from another run's), so their client must not retry as well.
+            let create = storage::resolve_with(root, &request.storage.without_retries())
+                .map_err(parameter)?;
+            Some(
+                PlanStore::new(loc.store, loc.prefix, loc.display).with_create_retries(
+                    create.store,
+                    request.storage.retries,
+                    request.storage.initial_backoff,
+                ),
+            )
         }
         None => None,
     };

@@ -7,13 +7,15 @@
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::{ClientConfigKey, ObjectStore};
 use url::Url;
+
+pub use crate::storage_attempts::StoragePolicy;
 
 /// Why a location could not be turned into a store.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +73,17 @@ impl StorageLocation {
     }
 }
 
-/// Resolves a URL or local path.
+/// Resolves a URL or local path with the default [`StoragePolicy`] (2 retries, 60 s timeout).
 pub fn resolve(location: &str) -> Result<StorageLocation, StorageError> {
+    resolve_with(location, &StoragePolicy::default())
+}
+
+/// Resolves a URL or local path; cloud stores retry, time out and record failed attempts as
+/// `policy` says (local folders have no transient failures to retry).
+pub fn resolve_with(
+    location: &str,
+    policy: &StoragePolicy,
+) -> Result<StorageLocation, StorageError> {
     let shown = redact(location);
     let invalid = |reason: &str| StorageError::Invalid {
         location: shown.clone(),
@@ -106,9 +117,17 @@ pub fn resolve(location: &str) -> Result<StorageLocation, StorageError> {
         location: shown.clone(),
         source,
     };
+    let timeout = format!("{}ms", policy.timeout.as_millis());
     let store: Arc<dyn ObjectStore> = match scheme {
         "s3" | "s3a" => {
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(&bucket)
+                .with_retry(policy.retry_config())
+                .with_http_connector(policy.connector())
+                .with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                    &timeout,
+                );
             // A plain-HTTP endpoint (MinIO, moto, a local gateway) needs allow_http.
             let endpoint = std::env::var("AWS_ENDPOINT_URL")
                 .or_else(|_| std::env::var("AWS_ENDPOINT"))
@@ -121,12 +140,18 @@ pub fn resolve(location: &str) -> Result<StorageLocation, StorageError> {
         "gs" => Arc::new(
             GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(&bucket)
+                .with_retry(policy.retry_config())
+                .with_http_connector(policy.connector())
+                .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), &timeout)
                 .build()
                 .map_err(configure)?,
         ),
         "az" | "abfs" | "abfss" => Arc::new(
             MicrosoftAzureBuilder::from_env()
                 .with_container_name(&bucket)
+                .with_retry(policy.retry_config())
+                .with_http_connector(policy.connector())
+                .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), &timeout)
                 .build()
                 .map_err(configure)?,
         ),

@@ -182,6 +182,28 @@ pub struct ErrorHandling {
     /// Default retry limit of the pipeline's stages.
     pub retry_limit: u32,
     pub events: Vec<ErrorEvent>,
+    /// Retries of one storage request after its first attempt (object stores only).
+    #[serde(default)]
+    pub storage_retry_limit: u32,
+    /// Storage requests that failed and were retried (timeouts, resets, 5xx, 429), in order.
+    /// Retries of the final plan write itself are only logged: they happen after the plan
+    /// is serialized.
+    #[serde(default)]
+    pub storage_retries: Vec<StorageRetry>,
+}
+
+/// One failed storage request attempt that was retried.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StorageRetry {
+    /// HTTP method, e.g. `GET`.
+    pub method: String,
+    /// Request path in the store (never a query string).
+    pub object: String,
+    /// HTTP status or transport error kind and cause.
+    pub error: String,
+    /// RFC 3339 time of the failure.
+    pub at: String,
 }
 
 /// One failed attempt and what was done about it.

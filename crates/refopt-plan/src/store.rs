@@ -2,10 +2,12 @@
 //! put with create-only semantics, so a plan is never overwritten nor seen half-written.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use rand::Rng;
 
 use crate::plan::Plan;
 
@@ -31,6 +33,10 @@ pub enum PlanStoreError {
 #[derive(Clone)]
 pub struct PlanStore {
     store: Arc<dyn ObjectStore>,
+    /// Store for create-only puts; see [`PlanStore::with_create_retries`].
+    create_store: Arc<dyn ObjectStore>,
+    create_retries: u32,
+    initial_backoff: Duration,
     prefix: Path,
     /// Display form of the root (URL without credentials), for messages and plan references.
     root_display: String,
@@ -49,10 +55,30 @@ impl PlanStore {
     /// A store rooted at `prefix`; `root_display` is the URL shown to users.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: Path, root_display: impl Into<String>) -> Self {
         Self {
+            create_store: Arc::clone(&store),
             store,
+            create_retries: 0,
+            initial_backoff: Duration::from_millis(100),
             prefix,
             root_display: root_display.into().trim_end_matches('/').to_string(),
         }
+    }
+
+    /// Create-only puts through `create_store` (a client that does not retry by itself),
+    /// retried here up to `retries` times after transient errors with exponential backoff and
+    /// jitter. Storage clients do not retry a create whose request timed out or whose
+    /// connection was reset (it may have landed); this store can, because it checks whether the
+    /// object that is there is its own (see [`PlanStore::holds`]).
+    pub fn with_create_retries(
+        mut self,
+        create_store: Arc<dyn ObjectStore>,
+        retries: u32,
+        initial_backoff: Duration,
+    ) -> Self {
+        self.create_store = create_store;
+        self.create_retries = retries;
+        self.initial_backoff = initial_backoff;
+        self
     }
 
     fn pipeline_dir(&self, pipeline: &str) -> Path {
@@ -85,16 +111,8 @@ impl PlanStore {
             let path = dir
                 .clone()
                 .join(format!("plan-v{version:06}.json").as_str());
-            let options = PutOptions {
-                mode: PutMode::Create,
-                ..PutOptions::default()
-            };
-            match self
-                .store
-                .put_opts(&path, PutPayload::from(body), options)
-                .await
-            {
-                Ok(_) => {
+            match self.create(&path, bytes::Bytes::from(body)).await {
+                Ok(()) => {
                     let url = self.url_of(&path);
                     return Ok(StoredPlan { path, url, version });
                 }
@@ -122,18 +140,64 @@ impl PlanStore {
         for part in name.split('/') {
             path = path.join(part);
         }
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        self.store
-            .put_opts(&path, PutPayload::from(bytes), options)
+        self.create(&path, bytes)
             .await
             .map_err(|source| PlanStoreError::Store {
                 location: self.url_of(&path),
                 source,
             })?;
         Ok(self.url_of(&path))
+    }
+
+    /// Puts `body` at `path` unless something is there. `AlreadyExists` means another writer
+    /// holds the name; an object with exactly `body` is this writer's own earlier attempt whose
+    /// response was lost, and counts as written.
+    async fn create(&self, path: &Path, body: bytes::Bytes) -> Result<(), object_store::Error> {
+        let mut retries = 0;
+        loop {
+            let options = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            match self
+                .create_store
+                .put_opts(path, PutPayload::from(body.clone()), options)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e @ object_store::Error::AlreadyExists { .. }) => {
+                    return if self.holds(path, &body).await {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    };
+                }
+                Err(e @ object_store::Error::Generic { .. }) if retries < self.create_retries => {
+                    retries += 1;
+                    let wait = backoff(self.initial_backoff, retries);
+                    tracing::warn!(
+                        object = %path,
+                        retry = retries,
+                        backoff_ms = wait.as_millis() as u64,
+                        error = %e,
+                        "create-only put failed; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether `path` holds exactly `body`. A create-only put whose response was lost (a
+    /// reset after the server stored the object) is retried by the storage client and then
+    /// finds the object there: if the bytes are ours, the write succeeded. Plans carry a run id
+    /// and timestamps, so another run's plan never matches.
+    async fn holds(&self, path: &Path, body: &bytes::Bytes) -> bool {
+        match self.store.get(path).await {
+            Ok(existing) => existing.bytes().await.is_ok_and(|b| b == *body),
+            Err(_) => false,
+        }
     }
 
     /// Stored plans of `pipeline`, oldest first (by version). Objects that are not
@@ -186,6 +250,13 @@ impl PlanStore {
             source,
         })
     }
+}
+
+/// `initial * 2^(retry-1)`, plus up to 25% jitter.
+fn backoff(initial: Duration, retry: u32) -> Duration {
+    let base = initial.saturating_mul(1 << (retry - 1).min(10));
+    let jitter = rand::rng().random_range(0.0..=0.25);
+    base.mul_f64(1.0 + jitter)
 }
 
 /// The version in a `plan-v<N>.json` name.
