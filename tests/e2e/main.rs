@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod docs_examples;
+mod experiments;
 mod funnel_vs_duckdb;
 mod harness;
 mod k8s;

@@ -79,6 +79,7 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
     print_risk(plan);
     print_partner_health(plan, summary);
     print_alerts_and_escalations(plan);
+    print_experiments(plan, summary);
     print_backlog(plan, summary);
 
     println!("\nsuccess metrics:");
@@ -372,6 +373,37 @@ fn print_alerts_and_escalations(plan: &Plan) {
                 "  level {} {} ({}, fallback {}): {}",
                 e.level, e.role, e.owner, e.fallback_owner, e.reason
             );
+        }
+    }
+}
+
+fn print_experiments(plan: &Plan, summary: bool) {
+    if plan.experiments.is_empty() {
+        return;
+    }
+    println!("\nexperiments:");
+    for e in &plan.experiments {
+        let primary = e.comparisons.iter().find(|c| {
+            c.role == "primary" && e.decision_variant.as_ref().is_none_or(|v| *v == c.variant)
+        });
+        let lift = primary.map_or("-".to_string(), |c| {
+            format!(
+                "{} {} (CI {} to {}, p_adj {:.3})",
+                c.metric,
+                rel(c.relative_lift),
+                rel(c.relative_ci.map(|ci| ci[0])),
+                rel(c.relative_ci.map(|ci| ci[1])),
+                c.p_adjusted
+            )
+        });
+        println!(
+            "  {:<24} {:<16} {}",
+            e.id,
+            e.decision.replace('_', " "),
+            lift
+        );
+        if !summary {
+            println!("  {:<24} {}", "", e.decision_reason);
         }
     }
 }

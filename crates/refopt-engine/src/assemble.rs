@@ -44,6 +44,47 @@ fn role_output<'a>(ctx: &'a PlanContext<'_>, role: Role) -> Option<(&'a str, &'a
     Some((stage.id.as_str(), batches.as_slice()))
 }
 
+/// Evaluates the selected experiments (`--experiments`, or all active in the window) when the
+/// rules declare experiments and a stage publishes the `experiments` role.
+fn experiment_results(ctx: &PlanContext<'_>) -> Result<Vec<ExperimentResult>, EngineError> {
+    let (Some(spec), Some((stage, batches))) = (
+        &ctx.request.rules.experiments,
+        role_output(ctx, Role::Experiments),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let selected = selected_experiments(ctx.request, ctx.range)?;
+    crate::experiments::evaluate(
+        stage,
+        batches,
+        spec,
+        &selected,
+        ctx.range.end.timestamp_micros(),
+    )
+}
+
+/// The experiments a run evaluates; an unknown `--experiments` id, or ids without an
+/// experiments file, are parameter errors.
+pub fn selected_experiments<'a>(
+    request: &'a RunRequest,
+    range: &WindowRange,
+) -> Result<Vec<&'a refopt_spec::experiments::Experiment>, EngineError> {
+    match &request.rules.experiments {
+        Some(spec) => spec
+            .select(
+                &request.experiments,
+                range.start.date_naive(),
+                range.end.date_naive(),
+            )
+            .map_err(EngineError::Parameter),
+        None if request.experiments.is_empty() => Ok(Vec::new()),
+        None => Err(EngineError::Parameter(format!(
+            "--experiments {}: the rules have no experiments.yaml declaring them",
+            request.experiments.join(",")
+        ))),
+    }
+}
+
 /// Builds the plan.
 pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
     let request = ctx.request;
@@ -227,7 +268,7 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         findings,
         risk: ctx.risk.clone(),
         partner_health,
-        experiments: Vec::new(),
+        experiments: experiment_results(ctx)?,
         alerts,
         escalations,
         backlog: Vec::new(),

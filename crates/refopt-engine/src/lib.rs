@@ -10,6 +10,8 @@ pub mod error;
 pub mod escalation;
 pub mod evaluate;
 pub mod executor;
+pub mod experiment_stats;
+pub mod experiments;
 pub mod explain;
 pub mod fraud;
 pub mod json;

@@ -40,6 +40,23 @@ pub fn contract(role: Role) -> &'static [(&'static str, ColumnType)] {
         ],
         Role::Kpis => &[("metric", Text), ("period", Text), ("value", Real)],
         Role::PartnerHealth => &[("partner_id", Text)],
+        Role::Experiments => &[
+            ("experiment_id", Text),
+            ("variant", Text),
+            ("units", Integer),
+            ("referred", Integer),
+            ("qualified", Integer),
+            ("won", Integer),
+            ("fraud_flagged", Integer),
+            ("qualified_per_unit_mean", Real),
+            ("qualified_per_unit_var", Real),
+            ("revenue_per_unit_mean", Real),
+            ("revenue_per_unit_var", Real),
+            ("payout_cost_per_unit_mean", Real),
+            ("payout_cost_per_unit_var", Real),
+            ("multi_exposed", Integer),
+            ("first_assigned_at", Timestamp),
+        ],
     }
 }
 

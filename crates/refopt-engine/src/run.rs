@@ -98,6 +98,7 @@ pub async fn run(
     let ctx = new_session(&request.session)?;
     let datasets = register_datasets(&ctx, &data, &pipeline.datasets).await?;
     let range = WindowRange::new(request.window, request.as_of);
+    crate::assemble::selected_experiments(&request, &range)?;
     let params = crate::params::bind(&range, request.window.days);
     let fingerprint = fingerprint(&request, &datasets);
     // The pipeline's earlier plans, read once: the latest decides whether this run is a

@@ -535,8 +535,118 @@ pub struct TierChange {
     pub reason: String,
 }
 
-/// Result of one experiment (filled by the experiments issue).
-pub type ExperimentResult = serde_json::Value;
+/// One evaluated experiment: allocation checks, every comparison with its numbers, and the
+/// decision they support (docs/experiments.md describes the methods).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentResult {
+    pub id: String,
+    pub hypothesis: String,
+    pub owner: String,
+    /// What was randomized (`referrer`).
+    pub unit: String,
+    pub control: String,
+    pub primary_metric: String,
+    pub alpha: f64,
+    pub power: f64,
+    /// Relative lift of the primary metric the experiment is sized to detect.
+    pub minimum_detectable_effect: f64,
+    /// `holm` or `benjamini_hochberg`, over this experiment's comparisons.
+    pub correction: String,
+    /// Units per variant (single-variant units only), with expected and observed shares.
+    pub variants: Vec<VariantAllocation>,
+    /// Units exposed to more than one variant: reported, and excluded from every variant.
+    pub multi_exposed_units: u64,
+    pub srm: SampleRatioCheck,
+    pub comparisons: Vec<Comparison>,
+    /// Sample size for the primary metric at the MDE, and when it will be reached.
+    pub power_analysis: Option<PowerAnalysis>,
+    /// Extra referrer payout per extra qualified referral of the best treatment (payout cost
+    /// per unit difference / qualified referrals per unit difference); null when the treatment
+    /// did not add qualified referrals.
+    pub cost_per_incremental_qualified_referral: Option<f64>,
+    /// `ship`, `stop`, `keep_running` or `investigate_srm`.
+    pub decision: String,
+    /// The treatment the decision is about (for `ship`: the one to roll out).
+    pub decision_variant: Option<String>,
+    /// The numbers behind the decision, in one sentence.
+    pub decision_reason: String,
+}
+
+/// A variant's share of units.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantAllocation {
+    pub variant: String,
+    pub units: u64,
+    pub expected_share: f64,
+    pub observed_share: f64,
+}
+
+/// Chi-square goodness of fit of units per variant against the declared shares.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SampleRatioCheck {
+    pub chi_square: f64,
+    pub degrees_of_freedom: u32,
+    pub p_value: f64,
+    /// Alarm level (default 0.001).
+    pub threshold: f64,
+    /// p_value < threshold: the allocation is broken and no effect can be trusted.
+    pub mismatch: bool,
+}
+
+/// One treatment vs the control on one metric.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Comparison {
+    pub variant: String,
+    pub metric: String,
+    /// `primary`, `secondary` or `guardrail`.
+    pub role: String,
+    /// `proportion` (two-proportion z-test) or `mean` (Welch's t-test).
+    pub kind: String,
+    pub control_units: u64,
+    pub variant_units: u64,
+    pub control_value: f64,
+    pub variant_value: f64,
+    /// variant - control.
+    pub absolute_lift: f64,
+    /// Confidence interval (1 - alpha) of the absolute lift.
+    pub absolute_ci: [f64; 2],
+    /// variant / control - 1; null when the control value is 0.
+    pub relative_lift: Option<f64>,
+    pub relative_ci: Option<[f64; 2]>,
+    /// z (proportions) or t (means).
+    pub statistic: f64,
+    /// Welch-Satterthwaite degrees of freedom (means only).
+    pub degrees_of_freedom: Option<f64>,
+    pub p_value: f64,
+    /// After the experiment's multiple-testing correction.
+    pub p_adjusted: f64,
+    /// p_adjusted < alpha.
+    pub significant: bool,
+    /// Guardrails only: the largest acceptable relative harm, and whether it was exceeded
+    /// significantly.
+    pub max_relative_harm: Option<f64>,
+    pub guardrail_violated: Option<bool>,
+}
+
+/// Sample size needed for the primary metric at the minimum detectable effect.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerAnalysis {
+    /// Control's value of the primary metric (the baseline the MDE applies to).
+    pub baseline: f64,
+    pub required_units_per_variant: u64,
+    /// Smallest variant's units so far.
+    pub units_per_variant: u64,
+    /// New units per variant per day since the first assignment.
+    pub units_per_variant_per_day: f64,
+    /// Days until every variant has the required units at the current rate (0 when reached;
+    /// null when no units arrive).
+    pub days_to_required_sample: Option<f64>,
+}
 /// A KPI alert that fired in this run.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod dag;
 pub mod error;
+pub mod experiments;
 pub mod fraud;
 pub mod partner_health;
 pub mod pipeline;

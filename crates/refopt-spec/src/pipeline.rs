@@ -132,6 +132,8 @@ pub enum Role {
     Kpis,
     /// Per partner inputs for partner health.
     PartnerHealth,
+    /// Per experiment and variant: units and unit-level outcome summaries.
+    Experiments,
 }
 
 /// A dataset the pipeline reads.

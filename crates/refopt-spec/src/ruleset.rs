@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::alerts::{Alerts, Ladder};
 use crate::error::{SpecError, SpecErrors};
+use crate::experiments::Experiments;
 use crate::fraud::FraudRules;
 use crate::partner_health::PartnerHealthRules;
 use crate::sandbox::{Script, compile_file};
@@ -20,10 +21,11 @@ pub struct RuleSet {
     pub partner_health: Option<PartnerHealthRules>,
     pub playbook: Option<Script>,
     pub suppressions: Option<Suppressions>,
+    pub experiments: Option<Experiments>,
 }
 
 impl RuleSet {
-    /// Loads `dir/{fraud,alerts,ladder,partner_health,suppressions}.yaml` and
+    /// Loads `dir/{fraud,alerts,ladder,partner_health,suppressions,experiments}.yaml` and
     /// `dir/{partner_health,playbook}.rhai`, collecting the problems of every file.
     pub fn load(dir: &Path) -> Result<RuleSet, SpecErrors> {
         if !dir.is_dir() {
@@ -65,6 +67,7 @@ impl RuleSet {
             Suppressions::load,
             &mut errors,
         );
+        set.experiments = load(dir.join("experiments.yaml"), Experiments::load, &mut errors);
         if let Some(suppressions) = &set.suppressions {
             let rule_ids = set
                 .fraud
@@ -84,6 +87,14 @@ impl RuleSet {
                     errors.push(SpecError::new(
                         a.location.clone(),
                         format!("alert `{}`: owner `{}` is neither a ladder owner nor a known agent ({})", a.id, a.owner, KNOWN_AGENTS.join(", ")),
+                    ));
+                }
+            }
+            for e in set.experiments.iter().flat_map(|x| &x.experiments) {
+                if !owners.contains(&e.owner.as_str()) {
+                    errors.push(SpecError::new(
+                        e.location.clone(),
+                        format!("experiment `{}`: owner `{}` is neither a ladder owner nor a known agent ({})", e.id, e.owner, KNOWN_AGENTS.join(", ")),
                     ));
                 }
             }

@@ -42,6 +42,7 @@ pub fn engine() -> Engine {
     engine.register_fn("zscore", zscore);
     engine.register_fn("ratio", ratio);
     engine.register_fn("is_null", |v: Dynamic| v.is_unit());
+    engine.register_fn("units_per_variant", units_per_variant);
     engine.register_fn(
         "coalesce",
         |v: Dynamic, default: Dynamic| if v.is_unit() { default } else { v },
@@ -64,6 +65,18 @@ pub fn zscore(x: f64, mean: f64, sd: f64) -> Dynamic {
         Dynamic::UNIT
     } else {
         Dynamic::from_float((x - mean) / sd)
+    }
+}
+
+/// Units per variant an experiment needs to detect a relative lift `mde` of a rate `baseline`
+/// (two-sided test at `alpha`, given power); `()` when the inputs make no sense.
+pub fn units_per_variant(baseline: f64, mde: f64, alpha: f64, power: f64) -> Dynamic {
+    if !(alpha > 0.0 && alpha < 1.0 && power > 0.0 && power < 1.0) {
+        return Dynamic::UNIT;
+    }
+    match crate::experiments::units_for_proportion(baseline, mde, alpha, power) {
+        Some(n) => Dynamic::from_int(i64::try_from(n).unwrap_or(i64::MAX)),
+        None => Dynamic::UNIT,
     }
 }
 
