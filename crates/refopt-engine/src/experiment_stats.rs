@@ -213,7 +213,7 @@ pub fn units_for_mean(
     power: f64,
 ) -> Option<u64> {
     let delta = baseline * mde;
-    if delta == 0.0 || !(variance > 0.0) {
+    if delta == 0.0 || variance.is_nan() || variance <= 0.0 {
         return None;
     }
     let za = z_critical(alpha);

@@ -282,7 +282,7 @@ impl Experiments {
                 );
             }
             let total: f64 = variants.iter().map(|(_, s)| s).sum();
-            if variants.iter().any(|(_, s)| !(*s > 0.0)) || (total - 1.0).abs() > 1e-6 {
+            if variants.iter().any(|(_, s)| s.is_nan() || *s <= 0.0) || (total - 1.0).abs() > 1e-6 {
                 problem(
                     &e.variants.referenced,
                     format!("variant shares must be positive and sum to 1, got {total}"),
@@ -308,14 +308,16 @@ impl Experiments {
                 }
             }
             for g in &e.guardrails {
-                if !(g.max_relative_harm.value >= 0.0) {
+                if g.max_relative_harm.value.is_nan() || g.max_relative_harm.value < 0.0 {
                     problem(
                         &g.max_relative_harm.referenced,
                         "max_relative_harm must be >= 0".into(),
                     );
                 }
             }
-            if !(e.minimum_detectable_effect.value > 0.0) {
+            if e.minimum_detectable_effect.value.is_nan()
+                || e.minimum_detectable_effect.value <= 0.0
+            {
                 problem(
                     &e.minimum_detectable_effect.referenced,
                     "minimum_detectable_effect must be > 0 (a relative lift, 0.05 = +5%)".into(),
