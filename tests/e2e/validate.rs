@@ -170,6 +170,20 @@ const CORPUS: &[BrokenCase] = &[
         replace: "    fallback: lifecycle-ops\n    backup: partner-ops",
         expect: "rules/ladder.yaml:11:5: unknown field `backup`, expected one of role, owner, fallback",
     },
+    BrokenCase {
+        name: "experiment_unknown_metric",
+        file: "rules/experiments.yaml",
+        find: "    secondary_metrics: [won]",
+        replace: "    secondary_metrics: [wins]",
+        expect: "rules/experiments.yaml:39:25: experiment `exp_aa_holdout`: unknown metric `wins` (did you mean `won`?); known: referred, qualified, won, fraud_flag_rate, qualified_per_unit, revenue_per_unit, payout_cost_per_unit",
+    },
+    BrokenCase {
+        name: "experiment_control_not_a_variant",
+        file: "rules/experiments.yaml",
+        find: "    control: a\n",
+        replace: "    control: c\n",
+        expect: "rules/experiments.yaml:36:14: experiment `exp_aa_holdout`: control `c` is not one of the variants (a, b)",
+    },
 ];
 
 /// Copies `pipelines/` and `rules/` into `dir`.
