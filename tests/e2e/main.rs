@@ -2,6 +2,7 @@
 //! real S3-compatible server (moto), with DuckDB as an independent reference.
 //! Run them with `tests/run.sh`, which installs the Python tools they need.
 
+mod backfill;
 mod bad_input;
 mod docs_examples;
 mod experiments;

@@ -60,6 +60,75 @@ pub enum Command {
     /// Print each stage's SQL after parameter binding and its DataFusion logical plan (with
     /// --physical, the physical plan), without running anything.
     Explain(ExplainArgs),
+    /// Write one plan per as-of date over a historical range, oldest first; each window's
+    /// escalation memory is the backfill's own earlier windows. Resumable: windows whose plan
+    /// already has the same inputs are skipped.
+    #[command(
+        after_help = "Plans go to <plans>/<pipeline>/backfill/<N>d/as_of=<date>/plan-v<N>.json.\n\nExample:\n  refopt backfill optimize-referrals --root s3://bucket/program --from 2026-01-01 --to 2026-06-30 --step 7d --window 30d"
+    )]
+    Backfill(BackfillArgs),
+    /// Replay historical windows with the current rules and a changed rule set, write nothing,
+    /// and report per window what the change would have done (findings, alerts, escalations,
+    /// backlog).
+    #[command(
+        after_help = "Example:\n  refopt backtest optimize-referrals --root ./data --new-rules ./rules-edited --from 2026-03-01 --to 2026-06-01 --step 7d"
+    )]
+    Backtest(BacktestArgs),
+}
+
+/// The historical range of a backfill or backtest.
+#[derive(Debug, Clone, Args)]
+pub struct RangeArgs {
+    /// First as-of date (window end, exclusive), YYYY-MM-DD.
+    #[arg(long)]
+    pub from: String,
+    /// Last as-of date (included when the steps land on it), YYYY-MM-DD.
+    #[arg(long)]
+    pub to: String,
+    /// Days between as-of dates: 1d, 7d, 30d (any Nd).
+    #[arg(long, default_value = "7d")]
+    pub step: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Pipeline name (looked up as <pipelines-dir>/<name>.yaml) or path to a pipeline YAML.
+    pub pipeline: String,
+    /// Data root: a local path, file://, s3://, gs:// or az:// URL.
+    #[arg(long, env = "REFOPT_ROOT")]
+    pub root: String,
+    /// Where plans are written (default: <root>/_plans).
+    #[arg(long, env = "REFOPT_PLANS")]
+    pub plans: Option<String>,
+    /// Folder holding pipeline files.
+    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
+    pub pipelines_dir: PathBuf,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Rewrite windows whose stored plan has the same inputs.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Pipeline name (looked up as <pipelines-dir>/<name>.yaml) or path to a pipeline YAML.
+    pub pipeline: String,
+    /// Data root: a local path, file://, s3://, gs:// or az:// URL.
+    #[arg(long, env = "REFOPT_ROOT")]
+    pub root: String,
+    /// Folder holding pipeline files.
+    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
+    pub pipelines_dir: PathBuf,
+    /// The changed rule set (folder or object-store prefix) compared with --rules.
+    #[arg(long)]
+    pub new_rules: String,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

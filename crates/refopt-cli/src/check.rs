@@ -141,6 +141,8 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         force: false,
         session: SessionOptions::default(),
         storage: Default::default(),
+        plan_series: Vec::new(),
+        history: None,
     };
     let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;
     let plan = &outcome.plan;

@@ -3,6 +3,7 @@
 
 mod args;
 mod check;
+mod history;
 mod metrics_push;
 mod plan_cmd;
 mod progress;
@@ -155,6 +156,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::EvaluateRules(args) => evaluate_rules(args).await,
         Command::Validate(args) => check::run_validate(args).await,
         Command::Explain(args) => check::run_explain(args).await,
+        Command::Backfill(args) => history::run_backfill(args).await,
+        Command::Backtest(args) => history::run_backtest(args).await,
         Command::Test(args) => check::run_tests(args).await,
         Command::Plan(command) => plan_cmd::run(command).await,
         Command::Schema => {
@@ -278,6 +281,8 @@ async fn build_request(
             memory_limit: a.memory_limit,
         },
         storage,
+        plan_series: Vec::new(),
+        history: None,
     })
 }
 

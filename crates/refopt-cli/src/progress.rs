@@ -19,6 +19,14 @@ fn bar(len: u64, template: &str) -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// A windows-done bar with an ETA for backfills and backtests (None off a terminal).
+pub fn window_bar(windows: u64) -> Option<ProgressBar> {
+    bar(
+        windows,
+        "{spinner} windows [{bar:30}] {pos}/{len} elapsed {elapsed} ETA {eta} {msg}",
+    )
+}
+
 /// Whether log lines are JSON (set once at start-up from `--log-format`).
 static JSON_LOGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod assemble;
+pub mod backfill;
 pub mod change_log;
 pub mod config_hash;
 pub mod datasets;

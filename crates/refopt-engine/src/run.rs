@@ -42,6 +42,12 @@ pub struct RunRequest {
     pub session: SessionOptions,
     /// Retries and timeouts of object-store requests; failed attempts land in the plan.
     pub storage: StoragePolicy,
+    /// Plan series under the pipeline's folder (empty: the live series); see
+    /// [`PlanStore::with_series`].
+    pub plan_series: Vec<String>,
+    /// Earlier plans (newest first) for cross-run triggers and the change log, when the caller
+    /// keeps its own chronology (backfills, backtests); `None` reads them from the series.
+    pub history: Option<Vec<Plan>>,
 }
 
 /// What a run produced.
@@ -85,11 +91,13 @@ pub async fn run(
             let create = storage::resolve_with(root, &request.storage.without_retries())
                 .map_err(parameter)?;
             Some(
-                PlanStore::new(loc.store, loc.prefix, loc.display).with_create_retries(
-                    create.store,
-                    request.storage.retries,
-                    request.storage.initial_backoff,
-                ),
+                PlanStore::new(loc.store, loc.prefix, loc.display)
+                    .with_create_retries(
+                        create.store,
+                        request.storage.retries,
+                        request.storage.initial_backoff,
+                    )
+                    .with_series(request.plan_series.clone()),
             )
         }
         None => None,
@@ -119,7 +127,10 @@ pub async fn run(
             unchanged: true,
         });
     }
-    let previous: Vec<Plan> = previous.plans.into_iter().map(|(_, p)| p).collect();
+    let previous: Vec<Plan> = match &request.history {
+        Some(history) => history.clone(),
+        None => previous.plans.into_iter().map(|(_, p)| p).collect(),
+    };
     let execution = execute(
         &ctx,
         pipeline,

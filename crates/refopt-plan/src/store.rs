@@ -38,6 +38,9 @@ pub struct PlanStore {
     create_retries: u32,
     initial_backoff: Duration,
     prefix: Path,
+    /// Sub-folders under the pipeline's folder that hold this store's plan series (empty: the
+    /// live series). Backfills keep one series per window and as-of date.
+    series: Vec<String>,
     /// Display form of the root (URL without credentials), for messages and plan references.
     root_display: String,
 }
@@ -60,6 +63,7 @@ impl PlanStore {
             create_retries: 0,
             initial_backoff: Duration::from_millis(100),
             prefix,
+            series: Vec::new(),
             root_display: root_display.into().trim_end_matches('/').to_string(),
         }
     }
@@ -81,8 +85,20 @@ impl PlanStore {
         self
     }
 
+    /// The same store, writing and listing the plan series under `parts` (e.g.
+    /// `["backfill", "30d", "as_of=2026-01-01"]`) inside each pipeline's folder. Versions count
+    /// per series.
+    pub fn with_series(mut self, parts: Vec<String>) -> Self {
+        self.series = parts;
+        self
+    }
+
     fn pipeline_dir(&self, pipeline: &str) -> Path {
-        self.prefix.clone().join(pipeline)
+        let mut dir = self.prefix.clone().join(pipeline);
+        for part in &self.series {
+            dir = dir.join(part.as_str());
+        }
+        dir
     }
 
     fn url_of(&self, path: &Path) -> String {
@@ -217,6 +233,10 @@ impl PlanStore {
         let mut plans: Vec<StoredPlan> = paths
             .drain(..)
             .filter_map(|path| {
+                // Only this series' plans, not those of series in sub-folders.
+                if path.prefix_match(&dir)?.count() != 1 {
+                    return None;
+                }
                 let version = version_of(&path)?;
                 Some(StoredPlan {
                     url: self.url_of(&path),

@@ -1,0 +1,288 @@
+//! Backfills and backtests: one run per as-of date, in chronological order, each window's
+//! earlier plans serving as its history (so "breached twice" means twice in the backfill's own
+//! order, not in whatever the live series holds).
+//!
+//! A backfill writes each window's plan to its own series, `<pipeline>/backfill/<N>d/as_of=<date>/`,
+//! versioned like live runs. It is resumable: a window whose latest plan has the same inputs
+//! fingerprint is skipped (its stored plan becomes the history of the next window). A backtest
+//! runs two rule sets over the same windows without writing anything and reports, per window,
+//! what the new rules would have changed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{Days, NaiveDate};
+use refopt_plan::Plan;
+use refopt_spec::RuleSet;
+
+use crate::error::EngineError;
+use crate::executor::Quiet;
+use crate::run::{RunOutcome, RunRequest, run};
+
+/// The as-of dates from `from` to `to` (both included) every `step_days`.
+pub fn as_of_dates(
+    from: NaiveDate,
+    to: NaiveDate,
+    step_days: u32,
+) -> Result<Vec<NaiveDate>, EngineError> {
+    if step_days == 0 {
+        return Err(EngineError::Parameter("--step must be at least 1d".into()));
+    }
+    if to < from {
+        return Err(EngineError::Parameter(format!(
+            "--to {to} is before --from {from}"
+        )));
+    }
+    let mut dates = Vec::new();
+    let mut day = from;
+    while day <= to {
+        dates.push(day);
+        if dates.len() > 10_000 {
+            return Err(EngineError::Parameter(
+                "more than 10,000 windows: use a larger --step".into(),
+            ));
+        }
+        day = day
+            .checked_add_days(Days::new(u64::from(step_days)))
+            .ok_or_else(|| EngineError::Parameter("date out of range".into()))?;
+    }
+    Ok(dates)
+}
+
+/// The plan series of a backfill window.
+pub fn series(window_days: u32, as_of: NaiveDate) -> Vec<String> {
+    vec![
+        "backfill".to_string(),
+        format!("{window_days}d"),
+        format!("as_of={as_of}"),
+    ]
+}
+
+/// What happened to one window.
+#[derive(Debug, Clone)]
+pub struct WindowResult {
+    pub as_of: NaiveDate,
+    /// Skipped: the stored plan already had these inputs.
+    pub unchanged: bool,
+    /// Where the plan is (None for backtests).
+    pub url: Option<String>,
+    pub version: u64,
+    pub findings: usize,
+    pub escalations: usize,
+}
+
+/// Progress of a backfill or backtest.
+pub trait WindowObserver: Send + Sync {
+    fn window_started(&self, _as_of: NaiveDate, _index: usize, _total: usize) {}
+    fn window_finished(&self, _result: &WindowResult, _index: usize, _total: usize) {}
+    fn window_failed(&self, _as_of: NaiveDate, _error: &EngineError) {}
+}
+
+fn result_of(as_of: NaiveDate, outcome: &RunOutcome) -> WindowResult {
+    WindowResult {
+        as_of,
+        unchanged: outcome.unchanged,
+        url: outcome.stored.as_ref().map(|s| s.url.clone()),
+        version: outcome.stored.as_ref().map_or(0, |s| s.version),
+        findings: outcome.plan.findings.len(),
+        escalations: outcome.plan.escalations.len(),
+    }
+}
+
+/// Runs `base` once per date, oldest first, each window in its own plan series with the
+/// earlier windows' plans as history. Stops at the first failing window (earlier windows'
+/// plans stay; a rerun skips them).
+pub async fn backfill(
+    base: &RunRequest,
+    dates: &[NaiveDate],
+    observer: &dyn WindowObserver,
+) -> Result<Vec<WindowResult>, EngineError> {
+    let mut history: Vec<Plan> = Vec::new();
+    let mut results = Vec::new();
+    for (i, &as_of) in dates.iter().enumerate() {
+        observer.window_started(as_of, i, dates.len());
+        let mut request = base.clone();
+        request.as_of = as_of;
+        request.plan_series = series(base.window.days, as_of);
+        request.history = Some(history.iter().rev().cloned().collect());
+        let outcome = match run(request, Arc::new(Quiet)).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                observer.window_failed(as_of, &e);
+                return Err(e);
+            }
+        };
+        let result = result_of(as_of, &outcome);
+        observer.window_finished(&result, i, dates.len());
+        history.push(outcome.plan);
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// What the new rules change in one window.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WindowChange {
+    pub as_of: String,
+    pub changed: bool,
+    pub findings_gained: Vec<String>,
+    pub findings_lost: Vec<String>,
+    /// Findings present in both whose detail (counts, referrals) differs.
+    pub findings_changed: Vec<String>,
+    pub alerts_gained: Vec<String>,
+    pub alerts_lost: Vec<String>,
+    pub escalations_gained: Vec<String>,
+    pub escalations_lost: Vec<String>,
+    pub backlog_gained: Vec<String>,
+    pub backlog_lost: Vec<String>,
+    pub flagged_referrals: [u64; 2],
+}
+
+/// Runs `old` and `new` rules over the same windows (nothing written), each with its own
+/// chronological history, and compares the plans per window.
+pub async fn backtest(
+    base: &RunRequest,
+    old: (&RuleSet, &str),
+    new: (&RuleSet, &str),
+    dates: &[NaiveDate],
+    observer: &dyn WindowObserver,
+) -> Result<Vec<WindowChange>, EngineError> {
+    let mut histories: [Vec<Plan>; 2] = [Vec::new(), Vec::new()];
+    let mut changes = Vec::new();
+    for (i, &as_of) in dates.iter().enumerate() {
+        observer.window_started(as_of, i, dates.len());
+        let mut plans = Vec::new();
+        for (side, (rules, source)) in [old, new].into_iter().enumerate() {
+            let mut request = base.clone();
+            request.as_of = as_of;
+            request.plans_root = None;
+            request.rules = rules.clone();
+            request.rules_source = source.to_string();
+            request.history = Some(histories[side].iter().rev().cloned().collect());
+            let outcome = match run(request, Arc::new(Quiet)).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    observer.window_failed(as_of, &e);
+                    return Err(e);
+                }
+            };
+            plans.push(outcome.plan);
+        }
+        let change = compare(as_of, &plans[0], &plans[1]);
+        observer.window_finished(
+            &WindowResult {
+                as_of,
+                unchanged: !change.changed,
+                url: None,
+                version: 0,
+                findings: plans[1].findings.len(),
+                escalations: plans[1].escalations.len(),
+            },
+            i,
+            dates.len(),
+        );
+        changes.push(change);
+        let [a, b]: [Plan; 2] = plans.try_into().expect("two plans");
+        histories[0].push(a);
+        histories[1].push(b);
+    }
+    Ok(changes)
+}
+
+fn gained_lost(old: BTreeSet<String>, new: BTreeSet<String>) -> (Vec<String>, Vec<String>) {
+    (
+        new.difference(&old).cloned().collect(),
+        old.difference(&new).cloned().collect(),
+    )
+}
+
+/// The decision-relevant differences between two plans of the same window.
+pub fn compare(as_of: NaiveDate, old: &Plan, new: &Plan) -> WindowChange {
+    let ids = |p: &Plan| {
+        p.findings
+            .iter()
+            .map(|f| f.id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    let (findings_gained, findings_lost) = gained_lost(ids(old), ids(new));
+    let findings_changed = old
+        .findings
+        .iter()
+        .filter_map(|f| {
+            let other = new.findings.iter().find(|g| g.id == f.id)?;
+            (other.detail != f.detail || other.severity != f.severity).then(|| f.id.clone())
+        })
+        .collect::<Vec<_>>();
+    let alerts = |p: &Plan| {
+        p.alerts
+            .iter()
+            .map(|a| format!("{} {} {} {}", a.id, a.dimension, a.value, a.level))
+            .collect::<BTreeSet<_>>()
+    };
+    let (alerts_gained, alerts_lost) = gained_lost(alerts(old), alerts(new));
+    let escalations = |p: &Plan| {
+        p.escalations
+            .iter()
+            .map(|e| format!("{} level {}", e.trigger, e.level))
+            .collect::<BTreeSet<_>>()
+    };
+    let (escalations_gained, escalations_lost) = gained_lost(escalations(old), escalations(new));
+    let backlog = |p: &Plan| {
+        p.backlog
+            .iter()
+            .map(|b| b.title.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    let (backlog_gained, backlog_lost) = gained_lost(backlog(old), backlog(new));
+    let mut change = WindowChange {
+        as_of: as_of.to_string(),
+        changed: false,
+        findings_gained,
+        findings_lost,
+        findings_changed,
+        alerts_gained,
+        alerts_lost,
+        escalations_gained,
+        escalations_lost,
+        backlog_gained,
+        backlog_lost,
+        flagged_referrals: [old.risk.referrals_flagged, new.risk.referrals_flagged],
+    };
+    change.changed = !(change.findings_gained.is_empty()
+        && change.findings_lost.is_empty()
+        && change.findings_changed.is_empty()
+        && change.alerts_gained.is_empty()
+        && change.alerts_lost.is_empty()
+        && change.escalations_gained.is_empty()
+        && change.escalations_lost.is_empty()
+        && change.backlog_gained.is_empty()
+        && change.backlog_lost.is_empty()
+        && change.flagged_referrals[0] == change.flagged_referrals[1]);
+    change
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn dates_step_inclusively() {
+        let d = as_of_dates(day("2026-01-01"), day("2026-01-15"), 7).unwrap();
+        assert_eq!(d, [day("2026-01-01"), day("2026-01-08"), day("2026-01-15")]);
+        assert!(as_of_dates(day("2026-01-02"), day("2026-01-01"), 1).is_err());
+        assert!(as_of_dates(day("2026-01-01"), day("2026-01-02"), 0).is_err());
+    }
+
+    #[test]
+    fn identical_plans_do_not_change() {
+        let p = Plan::default();
+        assert!(!compare(day("2026-01-01"), &p, &p).changed);
+        let mut q = p.clone();
+        q.risk.referrals_flagged = 3;
+        assert!(compare(day("2026-01-01"), &p, &q).changed);
+    }
+}
