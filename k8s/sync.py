@@ -83,6 +83,10 @@ POD = """\
 {pad}      - secretRef:
 {pad}          name: refopt-s3-credentials
 {pad}          optional: true
+{pad}      # Notification secrets named in rules/notifications.yaml (webhook URLs, SMTP password).
+{pad}      - secretRef:
+{pad}          name: refopt-notifications
+{pad}          optional: true
 {pad}    resources:
 {pad}      # --memory-limit 3GiB leaves headroom under the 4Gi limit for what the pool does not
 {pad}      # track (stage outputs kept in memory); see docs/performance.md for sizing.

@@ -9,6 +9,7 @@ mod experiments;
 mod funnel_vs_duckdb;
 mod harness;
 mod k8s;
+mod notifications;
 mod plan_store;
 mod rule_features;
 mod rules;

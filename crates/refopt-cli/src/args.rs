@@ -36,8 +36,12 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Generate a small data set into a local folder and run the default pipeline on it.
     Demo(DemoArgs),
-    /// Print the JSON Schema of plan JSON v1.
-    Schema,
+    /// Print the JSON Schema of plan JSON v1 (with --approval: of approval records).
+    Schema {
+        /// The schema of approval records instead.
+        #[arg(long)]
+        approval: bool,
+    },
     /// Score the fraud rules against generated truth labels: precision and recall overall,
     /// per planted pattern and per rule (data from `refopt generate`).
     EvaluateRules(EvaluateArgs),
@@ -215,6 +219,50 @@ pub enum PlanCommand {
         #[command(flatten)]
         store: PlanStoreArgs,
     },
+    /// Sign off a plan version: records who, when, the role and the plan's SHA-256 as a new
+    /// audit object (the plan is never edited). Refused when a task or rule failed, a dataset
+    /// was stale, or a newer plan exists. Approving twice is a no-op.
+    Approve(DecisionArgs),
+    /// Reject a plan version (recorded like an approval).
+    Reject(DecisionArgs),
+    /// The audit trail of a version: approvals, rejections, notification deliveries, and the
+    /// approval state (draft, awaiting roles, approved, rejected).
+    Audit {
+        /// A version number or `latest`.
+        #[arg(default_value = "latest", value_name = "VERSION")]
+        which: String,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+        /// Rules folder (approvals.yaml says which roles must sign).
+        #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
+        rules: String,
+        #[command(flatten)]
+        store: PlanStoreArgs,
+    },
+}
+
+/// `plan approve` / `plan reject`.
+#[derive(Debug, Clone, Args)]
+pub struct DecisionArgs {
+    /// A version number or `latest`.
+    #[arg(value_name = "VERSION")]
+    pub which: String,
+    /// Who decides (recorded).
+    #[arg(long)]
+    pub by: String,
+    /// The role signed for (e.g. fraud-detection), when the plan needs role sign-offs.
+    #[arg(long)]
+    pub role: Option<String>,
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Rules folder: approvals.yaml (policy) and notifications.yaml (plan_approved/rejected).
+    #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
+    pub rules: String,
+    /// Print what would be notified, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: PlanStoreArgs,
 }
 
 /// Where the plans are.

@@ -3,6 +3,7 @@
 
 mod args;
 mod check;
+mod distribute;
 mod history;
 mod metrics_push;
 mod plan_cmd;
@@ -160,11 +161,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Backtest(args) => history::run_backtest(args).await,
         Command::Test(args) => check::run_tests(args).await,
         Command::Plan(command) => plan_cmd::run(command).await,
-        Command::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&refopt_plan::plan_json_schema())?
-            );
+        Command::Schema { approval } => {
+            let schema = if approval {
+                refopt_plan::approval_json_schema()
+            } else {
+                refopt_plan::plan_json_schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(())
         }
     }
@@ -378,9 +381,16 @@ async fn execute(
 ) -> anyhow::Result<()> {
     let observer = Arc::new(progress::StageProgress::new(request.pipeline.stages.len()));
     let pipeline_name = request.pipeline.name.clone();
+    let rules = request.rules.clone();
+    let plans_root = request.plans_root.clone();
+    let plan_series = request.plan_series.clone();
+    let as_of = request.as_of.to_string();
     let started = std::time::Instant::now();
     let outcome = refopt_engine::run(request, observer.clone()).await;
     observer.finish();
+    if let Err(e) = &outcome {
+        distribute::notify_failure(&rules, &pipeline_name, &as_of, &e.to_string()).await;
+    }
     if let Some(gateway) = pushgateway {
         let body = metrics_push::exposition(
             &pipeline_name,
@@ -435,6 +445,22 @@ async fn execute(
             outcome.plan.escalations.len()
         );
     }
+    // Notifications for this plan version (idempotent: a rerun or retry sends nothing twice).
+    let store = match &plans_root {
+        Some(root) => {
+            let l = refopt_engine::storage::resolve(root)
+                .map_err(|e| EngineError::Parameter(e.to_string()))?;
+            Some(refopt_plan::PlanStore::new(l.store, l.prefix, l.display).with_series(plan_series))
+        }
+        None => None,
+    };
+    distribute::notify_plan(
+        &rules,
+        &outcome.plan,
+        store.as_ref().zip(outcome.stored.as_ref()),
+        plans_root.is_none(),
+    )
+    .await;
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.plan)?),
         Output::Human => summary::print(

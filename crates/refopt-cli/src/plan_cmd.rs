@@ -21,6 +21,14 @@ const VOLATILE: [&str; 8] = [
 
 pub async fn run(command: PlanCommand) -> anyhow::Result<()> {
     match command {
+        PlanCommand::Approve(args) => crate::distribute::decide(args, true).await,
+        PlanCommand::Reject(args) => crate::distribute::decide(args, false).await,
+        PlanCommand::Audit {
+            which,
+            output,
+            rules,
+            store,
+        } => crate::distribute::audit(&which, output, &rules, &store).await,
         PlanCommand::List(store) => {
             let (s, plans) = open(&store).await?;
             if plans.is_empty() {

@@ -85,6 +85,17 @@ pub fn selected_experiments<'a>(
     }
 }
 
+/// The rip-cord: an escalation at the top of the ladder, or a fraud spike.
+fn pulls_rip_cord(
+    escalations: &[Escalation],
+    ladder: Option<&refopt_spec::alerts::Ladder>,
+) -> bool {
+    let top = ladder.map_or(u32::MAX, |l| l.levels.len() as u32);
+    escalations
+        .iter()
+        .any(|e| e.level >= top || e.trigger == "fraud_spike")
+}
+
 /// Builds the plan.
 pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
     let request = ctx.request;
@@ -217,7 +228,11 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
             pattern: pattern.to_string(),
         },
         created_at: rfc3339(ctx.created_at),
-        status: RunStatus::Succeeded,
+        status: if pulls_rip_cord(&escalations, request.rules.ladder.as_ref()) {
+            RunStatus::Escalated
+        } else {
+            RunStatus::Succeeded
+        },
         inputs: Inputs {
             window: request.window.to_string(),
             window_days: request.window.days,

@@ -17,6 +17,7 @@ pub mod explain;
 pub mod fraud;
 pub mod json;
 pub mod metrics;
+pub mod notify;
 pub mod params;
 pub mod partner_health;
 pub mod playbook;

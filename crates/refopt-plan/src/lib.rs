@@ -1,8 +1,10 @@
 //! Plan JSON v1 (types and JSON Schema) and the versioned plan store.
 
+pub mod audit;
 pub mod plan;
 pub mod store;
 
+pub use audit::{ApprovalRecord, DeliveryAttempt, DeliveryRecord, approval_json_schema};
 pub use plan::*;
 pub use store::{PlanStore, PlanStoreError, StoredPlan};
 
@@ -24,6 +26,13 @@ mod tests {
             committed,
             plan_json_schema(),
             "docs/plan.schema.json is stale: run `refopt schema > docs/plan.schema.json`"
+        );
+        let committed: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/approval.schema.json")).unwrap();
+        assert_eq!(
+            committed,
+            approval_json_schema(),
+            "docs/approval.schema.json is stale: run `refopt schema --approval > docs/approval.schema.json`"
         );
     }
 }

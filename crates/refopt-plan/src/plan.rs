@@ -47,6 +47,9 @@ pub enum RunStatus {
     #[default]
     Succeeded,
     Failed,
+    /// Succeeded, and an escalation reached the top of the ladder or a fraud spike fired: every
+    /// level's owner and fallback is notified (the rip-cord).
+    Escalated,
 }
 
 /// Which pipeline ran, and its shape.
@@ -689,6 +692,10 @@ pub struct Escalation {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BacklogItem {
+    /// What kind of action (e.g. `payout_hold`, `experiment_rollout`, `incentive_change`);
+    /// `rules/approvals.yaml` maps kinds to the role whose sign-off they need.
+    #[serde(default)]
+    pub kind: String,
     pub title: String,
     pub rationale: String,
     /// An agent (`referral-architect`, `lifecycle-ops`, `fraud-detection`, `partner-ops`) or a

@@ -128,7 +128,7 @@ impl PlanStore {
                 .clone()
                 .join(format!("plan-v{version:06}.json").as_str());
             match self.create(&path, bytes::Bytes::from(body)).await {
-                Ok(()) => {
+                Ok(_) => {
                     let url = self.url_of(&path);
                     return Ok(StoredPlan { path, url, version });
                 }
@@ -168,7 +168,9 @@ impl PlanStore {
     /// Puts `body` at `path` unless something is there. `AlreadyExists` means another writer
     /// holds the name; an object with exactly `body` is this writer's own earlier attempt whose
     /// response was lost, and counts as written.
-    async fn create(&self, path: &Path, body: bytes::Bytes) -> Result<(), object_store::Error> {
+    ///
+    /// `Ok(true)`: this call created it; `Ok(false)`: the identical object was already there.
+    async fn create(&self, path: &Path, body: bytes::Bytes) -> Result<bool, object_store::Error> {
         let mut retries = 0;
         loop {
             let options = PutOptions {
@@ -180,10 +182,10 @@ impl PlanStore {
                 .put_opts(path, PutPayload::from(body.clone()), options)
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(e @ object_store::Error::AlreadyExists { .. }) => {
                     return if self.holds(path, &body).await {
-                        Ok(())
+                        Ok(false)
                     } else {
                         Err(e)
                     };
@@ -247,6 +249,87 @@ impl PlanStore {
             .collect();
         plans.sort_by_key(|p| p.version);
         Ok(plans)
+    }
+
+    /// The folder of a plan version's audit records.
+    fn audit_dir(&self, pipeline: &str, version: u64) -> Path {
+        self.pipeline_dir(pipeline)
+            .join("audit")
+            .join(format!("plan-v{version:06}").as_str())
+    }
+
+    /// Writes an audit record (create-only). `Ok(false)` when a record of that name exists
+    /// (the same decision or delivery was recorded before).
+    pub async fn write_audit(
+        &self,
+        pipeline: &str,
+        version: u64,
+        name: &str,
+        record: &impl serde::Serialize,
+    ) -> Result<bool, PlanStoreError> {
+        let path = self.audit_dir(pipeline, version).join(name);
+        let body =
+            bytes::Bytes::from(serde_json::to_vec_pretty(record).expect("records serialize"));
+        match self.create(&path, body).await {
+            Ok(created) => Ok(created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(source) => Err(PlanStoreError::Store {
+                location: self.url_of(&path),
+                source,
+            }),
+        }
+    }
+
+    /// Audit records of a plan version: (file name, bytes), by name.
+    pub async fn read_audit(
+        &self,
+        pipeline: &str,
+        version: u64,
+    ) -> Result<Vec<(String, bytes::Bytes)>, PlanStoreError> {
+        let dir = self.audit_dir(pipeline, version);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|source| PlanStoreError::Store {
+                location: self.url_of(&dir),
+                source,
+            })?;
+        let mut out = Vec::new();
+        for meta in metas {
+            let name = meta.location.filename().unwrap_or_default().to_string();
+            let err = |source| PlanStoreError::Store {
+                location: self.url_of(&meta.location),
+                source,
+            };
+            let bytes = self
+                .store
+                .get(&meta.location)
+                .await
+                .map_err(err)?
+                .bytes()
+                .await
+                .map_err(err)?;
+            out.push((name, bytes));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The stored bytes of a plan (for content hashes).
+    pub async fn read_bytes(&self, plan: &StoredPlan) -> Result<bytes::Bytes, PlanStoreError> {
+        let err = |source| PlanStoreError::Store {
+            location: plan.url.clone(),
+            source,
+        };
+        self.store
+            .get(&plan.path)
+            .await
+            .map_err(err)?
+            .bytes()
+            .await
+            .map_err(err)
     }
 
     /// Reads one stored plan.

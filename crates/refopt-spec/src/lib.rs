@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod dag;
+pub mod distribution;
 pub mod error;
 pub mod experiments;
 pub mod fraud;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::alerts::{Alerts, Ladder};
+use crate::distribution::{Approvals, Notifications};
 use crate::error::{SpecError, SpecErrors};
 use crate::experiments::Experiments;
 use crate::fraud::FraudRules;
@@ -22,10 +23,13 @@ pub struct RuleSet {
     pub playbook: Option<Script>,
     pub suppressions: Option<Suppressions>,
     pub experiments: Option<Experiments>,
+    pub approvals: Option<Approvals>,
+    pub notifications: Option<Notifications>,
 }
 
 impl RuleSet {
-    /// Loads `dir/{fraud,alerts,ladder,partner_health,suppressions,experiments}.yaml` and
+    /// Loads `dir/{fraud,alerts,ladder,partner_health,suppressions,experiments,approvals,
+    /// notifications}.yaml` and
     /// `dir/{partner_health,playbook}.rhai`, collecting the problems of every file.
     pub fn load(dir: &Path) -> Result<RuleSet, SpecErrors> {
         if !dir.is_dir() {
@@ -65,6 +69,12 @@ impl RuleSet {
         set.suppressions = load(
             dir.join("suppressions.yaml"),
             Suppressions::load,
+            &mut errors,
+        );
+        set.approvals = load(dir.join("approvals.yaml"), Approvals::load, &mut errors);
+        set.notifications = load(
+            dir.join("notifications.yaml"),
+            Notifications::load,
             &mut errors,
         );
         set.experiments = load(dir.join("experiments.yaml"), Experiments::load, &mut errors);

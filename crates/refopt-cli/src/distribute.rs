@@ -1,0 +1,472 @@
+//! Getting a plan to people: notifications after a run, and the approval lifecycle
+//! (`refopt plan approve|reject|audit`).
+
+use anyhow::{anyhow, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+use refopt_engine::EngineError;
+use refopt_engine::notify::{self, Delivery, Event, PlanRef};
+use refopt_plan::{ApprovalRecord, DeliveryRecord, Plan, PlanStore, StoredPlan, TaskStatus};
+use refopt_spec::RuleSet;
+use refopt_spec::distribution::Approvals;
+
+use crate::args::{DecisionArgs, Output, PlanStoreArgs};
+use crate::progress::json_logs;
+
+/// Reports deliveries on stderr (or as JSON log lines).
+pub fn report(deliveries: &[Delivery]) {
+    // Unconfigured sinks: one line per sink, not one per event.
+    let mut unconfigured: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
+    for d in deliveries.iter().filter(|d| d.status == "not_configured") {
+        let why = d.attempts.last().map(|a| a.outcome.as_str()).unwrap_or("");
+        unconfigured.entry(d.sink.as_str()).or_insert((0, why)).0 += 1;
+    }
+    for (sink, (events, why)) in unconfigured {
+        if json_logs() {
+            tracing::info!(
+                sink,
+                events,
+                reason = why,
+                "notification sink not configured"
+            );
+        } else {
+            eprintln!(
+                "notifications: sink {sink} not configured ({why}); {events} event(s) not sent"
+            );
+        }
+    }
+    for d in deliveries.iter().filter(|d| d.status != "not_configured") {
+        let attempts = d.attempts.iter().filter(|a| a.attempt > 0).count();
+        let last = d.attempts.last().map(|a| a.outcome.as_str()).unwrap_or("");
+        if json_logs() {
+            if d.status == "failed" {
+                tracing::warn!(event = %d.event, sink = %d.sink, status = %d.status, attempts, error = last, "notification");
+            } else {
+                tracing::info!(event = %d.event, sink = %d.sink, status = %d.status, attempts, "notification");
+            }
+            continue;
+        }
+        match d.status.as_str() {
+            "dry_run" => eprintln!(
+                "notification (dry run): would send {} to {}",
+                d.event, d.sink
+            ),
+            "already_delivered" => {
+                eprintln!(
+                    "notification: {} to {} was already delivered",
+                    d.event, d.sink
+                )
+            }
+            "failed" => eprintln!(
+                "warning: notification {} to {} FAILED after {attempts} attempts: {last}",
+                d.event, d.sink
+            ),
+            _ => eprintln!(
+                "notification: {} delivered to {} (attempt {attempts})",
+                d.event, d.sink
+            ),
+        }
+    }
+}
+
+/// Sends a stored plan's events (idempotent per plan version).
+pub async fn notify_plan(
+    rules: &RuleSet,
+    plan: &Plan,
+    stored: Option<(&PlanStore, &StoredPlan)>,
+    dry_run: bool,
+) {
+    let Some(config) = &rules.notifications else {
+        return;
+    };
+    let events = notify::plan_events(plan, rules.ladder.as_ref());
+    let (store, version, url) = match stored {
+        Some((s, p)) => (Some(s), p.version, p.url.as_str()),
+        None => (None, 0, "(not stored)"),
+    };
+    let plan_ref = PlanRef {
+        pipeline: &plan.pipeline.name,
+        version,
+        url,
+        run_id: &plan.run_id,
+    };
+    let deliveries = notify::deliver(
+        config,
+        &events,
+        &plan_ref,
+        store,
+        dry_run || store.is_none(),
+    )
+    .await;
+    report(&deliveries);
+}
+
+/// Tells the `run_failed` sinks that a run failed (no plan exists to record it in).
+pub async fn notify_failure(rules: &RuleSet, pipeline: &str, as_of: &str, error: &str) {
+    let Some(config) = &rules.notifications else {
+        return;
+    };
+    let event = Event {
+        id: format!("run_failed:{pipeline}:{as_of}"),
+        kind: "run_failed",
+        level: None,
+        owners: Vec::new(),
+        title: format!("refopt run of {pipeline} (as of {as_of}) failed"),
+        text: error.to_string(),
+    };
+    let plan_ref = PlanRef {
+        pipeline,
+        version: 0,
+        url: "(no plan written)",
+        run_id: "",
+    };
+    report(&notify::deliver(config, &[event], &plan_ref, None, false).await);
+}
+
+async fn open_store(args: &PlanStoreArgs) -> anyhow::Result<(PlanStore, Vec<StoredPlan>)> {
+    let location = refopt_engine::storage::resolve(&args.plans)
+        .map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let store = PlanStore::new(location.store, location.prefix, location.display);
+    let plans = store.list(&args.pipeline).await?;
+    Ok((store, plans))
+}
+
+fn pick<'a>(
+    plans: &'a [StoredPlan],
+    which: &str,
+    args: &PlanStoreArgs,
+) -> anyhow::Result<&'a StoredPlan> {
+    let found = if which == "latest" {
+        plans.last()
+    } else {
+        let v: u64 = which
+            .trim_start_matches('v')
+            .parse()
+            .map_err(|_| anyhow!("`{which}` is not a version number or `latest`"))?;
+        plans.iter().find(|p| p.version == v)
+    };
+    found.ok_or_else(|| anyhow!("no plan {which} for {} in {}", args.pipeline, args.plans))
+}
+
+/// Why a plan cannot be approved, if it cannot.
+pub fn approval_blockers(
+    plan: &Plan,
+    stored: &StoredPlan,
+    latest: u64,
+    policy: Option<&Approvals>,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for t in plan
+        .tasks
+        .iter()
+        .filter(|t| t.status != TaskStatus::Succeeded)
+    {
+        reasons.push(format!("task `{}` did not succeed", t.id));
+    }
+    for e in plan
+        .error_handling
+        .events
+        .iter()
+        .filter(|e| e.action == "rule_skipped")
+    {
+        reasons.push(format!("rule `{}` failed: {}", e.task_id, e.error));
+    }
+    let max_age = policy.map_or(48.0, |p| p.max_data_age_hours);
+    let window_end = DateTime::parse_from_rfc3339(&format!("{}T00:00:00Z", plan.inputs.as_of)).ok();
+    let must_be_fresh = |name: &str| {
+        policy.is_none_or(|p| {
+            p.fresh_datasets.is_empty() || p.fresh_datasets.iter().any(|d| d == name)
+        })
+    };
+    for d in plan.datasets.iter().filter(|d| must_be_fresh(&d.name)) {
+        let latest_event = d
+            .checks
+            .iter()
+            .filter(|c| c.period == "current")
+            .filter_map(|c| c.latest_event_at.as_deref())
+            .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+            .max();
+        if let (Some(end), Some(at)) = (window_end, latest_event) {
+            let age = (end - at).num_minutes() as f64 / 60.0;
+            if age > max_age {
+                reasons.push(format!(
+                    "dataset `{}` was stale: latest event {} is {:.0} h before the window's end (limit {max_age} h)",
+                    d.name,
+                    at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    age
+                ));
+            }
+        }
+    }
+    if stored.version != latest {
+        reasons.push(format!(
+            "plan v{} is not the latest for its window (v{latest} is)",
+            stored.version
+        ));
+    }
+    reasons
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    refopt_engine::config_hash::sha256_hex(bytes)
+}
+
+/// Approval state of a plan from its records.
+struct Standing {
+    approvals: Vec<ApprovalRecord>,
+    rejections: Vec<ApprovalRecord>,
+    deliveries: Vec<DeliveryRecord>,
+    /// Roles whose sign-off the plan's backlog needs, and whether each has it.
+    required: Vec<(String, bool)>,
+}
+
+impl Standing {
+    fn state(&self) -> String {
+        if !self.rejections.is_empty() {
+            return "rejected".into();
+        }
+        if self.approvals.is_empty() {
+            return "draft".into();
+        }
+        let missing: Vec<&str> = self
+            .required
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(r, _)| r.as_str())
+            .collect();
+        if missing.is_empty() {
+            "approved".into()
+        } else {
+            format!("awaiting {}", missing.join(", "))
+        }
+    }
+}
+
+async fn standing(
+    store: &PlanStore,
+    plan: &Plan,
+    stored: &StoredPlan,
+    sha: &str,
+    policy: Option<&Approvals>,
+) -> anyhow::Result<Standing> {
+    let mut s = Standing {
+        approvals: Vec::new(),
+        rejections: Vec::new(),
+        deliveries: Vec::new(),
+        required: Vec::new(),
+    };
+    for (name, bytes) in store
+        .read_audit(&plan.pipeline.name, stored.version)
+        .await?
+    {
+        if name.starts_with("approval-") || name.starts_with("rejection-") {
+            let r: ApprovalRecord = serde_json::from_slice(&bytes)?;
+            if r.plan_sha256 != sha {
+                continue;
+            }
+            if r.decision == "approved" {
+                s.approvals.push(r);
+            } else {
+                s.rejections.push(r);
+            }
+        } else if name.starts_with("delivery-") {
+            s.deliveries.push(serde_json::from_slice(&bytes)?);
+        }
+    }
+    let mut roles: Vec<String> = plan
+        .backlog
+        .iter()
+        .filter_map(|b| policy.and_then(|p| p.required.get(&b.kind)).cloned())
+        .collect();
+    roles.sort();
+    roles.dedup();
+    s.required = roles
+        .into_iter()
+        .map(|r| {
+            let ok = s
+                .approvals
+                .iter()
+                .any(|a| a.role.as_deref() == Some(r.as_str()));
+            (r, ok)
+        })
+        .collect();
+    Ok(s)
+}
+
+/// `refopt plan approve` and `refopt plan reject`.
+pub async fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<()> {
+    let rules = refopt_engine::rules_source::load_rules(&args.rules)
+        .await?
+        .rules;
+    let (store, plans) = open_store(&args.store).await?;
+    let stored = pick(&plans, &args.which, &args.store)?;
+    let bytes = store.read_bytes(stored).await?;
+    let plan: Plan = serde_json::from_slice(&bytes)?;
+    let sha = sha256_hex(&bytes);
+    if approve {
+        let latest = plans.last().map_or(0, |p| p.version);
+        let blockers = approval_blockers(&plan, stored, latest, rules.approvals.as_ref());
+        if !blockers.is_empty() {
+            bail!(
+                "approval of {} refused:\n  - {}",
+                stored.url,
+                blockers.join("\n  - ")
+            );
+        }
+    }
+    let by = args.by.trim();
+    if by.is_empty() {
+        bail!("--by must name who decides");
+    }
+    let record = ApprovalRecord {
+        decision: if approve { "approved" } else { "rejected" }.into(),
+        pipeline: plan.pipeline.name.clone(),
+        plan_version: stored.version,
+        plan_url: stored.url.clone(),
+        plan_sha256: sha.clone(),
+        plan_run_id: plan.run_id.clone(),
+        by: by.to_string(),
+        role: args.role.clone(),
+        note: args.note.clone(),
+        at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+    };
+    let safe = |s: &str| {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+    };
+    let name = format!(
+        "{}-{}-{}-{}.json",
+        if approve { "approval" } else { "rejection" },
+        &sha[..12],
+        safe(by),
+        safe(args.role.as_deref().unwrap_or("any"))
+    );
+    let created = store
+        .write_audit(&plan.pipeline.name, stored.version, &name, &record)
+        .await?;
+    let verb = if approve { "approved" } else { "rejected" };
+    if created {
+        println!(
+            "plan v{} {verb} by {by}{} (sha256 {})",
+            stored.version,
+            args.role
+                .as_deref()
+                .map(|r| format!(" as {r}"))
+                .unwrap_or_default(),
+            &sha[..12]
+        );
+    } else {
+        println!(
+            "plan v{} was already {verb} by {by}{}; nothing recorded",
+            stored.version,
+            args.role
+                .as_deref()
+                .map(|r| format!(" as {r}"))
+                .unwrap_or_default()
+        );
+    }
+    let standing = standing(&store, &plan, stored, &sha, rules.approvals.as_ref()).await?;
+    let state = standing.state();
+    println!("state: {state}");
+    let event_kind = match state.as_str() {
+        "approved" => Some("plan_approved"),
+        "rejected" => Some("plan_rejected"),
+        _ => None,
+    };
+    if let (Some(kind), Some(config)) = (event_kind, &rules.notifications) {
+        let event = Event {
+            id: kind.to_string(),
+            kind,
+            level: None,
+            owners: standing
+                .approvals
+                .iter()
+                .filter_map(|a| a.role.clone())
+                .collect(),
+            title: format!("Plan v{} of {} {state}", stored.version, plan.pipeline.name),
+            text: format!(
+                "{verb} by {by}{}",
+                args.note
+                    .as_deref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            ),
+        };
+        let plan_ref = PlanRef {
+            pipeline: &plan.pipeline.name,
+            version: stored.version,
+            url: &stored.url,
+            run_id: &plan.run_id,
+        };
+        report(&notify::deliver(config, &[event], &plan_ref, Some(&store), args.dry_run).await);
+    }
+    Ok(())
+}
+
+/// `refopt plan audit`.
+pub async fn audit(
+    which: &str,
+    output: Output,
+    rules: &str,
+    args: &PlanStoreArgs,
+) -> anyhow::Result<()> {
+    let rules = refopt_engine::rules_source::load_rules(rules).await?.rules;
+    let (store, plans) = open_store(args).await?;
+    let stored = pick(&plans, which, args)?;
+    let bytes = store.read_bytes(stored).await?;
+    let plan: Plan = serde_json::from_slice(&bytes)?;
+    let sha = sha256_hex(&bytes);
+    let s = standing(&store, &plan, stored, &sha, rules.approvals.as_ref()).await?;
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "plan_version": stored.version,
+                "plan_sha256": sha,
+                "state": s.state(),
+                "required_roles": s.required.iter().map(|(r, ok)| serde_json::json!({"role": r, "signed": ok})).collect::<Vec<_>>(),
+                "approvals": s.approvals,
+                "rejections": s.rejections,
+                "deliveries": s.deliveries,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("plan v{} ({}) sha256 {}", stored.version, stored.url, sha);
+    println!("state: {}", s.state());
+    for (role, ok) in &s.required {
+        println!("  sign-off {role}: {}", if *ok { "yes" } else { "missing" });
+    }
+    for r in s.approvals.iter().chain(&s.rejections) {
+        println!(
+            "  {} {} by {}{}{}",
+            r.at,
+            r.decision,
+            r.by,
+            r.role
+                .as_deref()
+                .map(|x| format!(" as {x}"))
+                .unwrap_or_default(),
+            r.note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
+        );
+    }
+    for d in &s.deliveries {
+        println!(
+            "  notification {} -> {}: {} after {} attempt(s)",
+            d.event,
+            d.sink,
+            d.status,
+            d.attempts.len()
+        );
+    }
+    Ok(())
+}
