@@ -173,6 +173,8 @@ fn storage_faults_are_retried_recorded_or_fail_cleanly() {
     let handling = &plan["error_handling"];
     assert_eq!(handling["storage_retry_limit"], 2);
     // Faults on the plan's own write happen after it is serialized: logged, not recorded.
+    // (So would requests for notifications' audit records, made after the write; no sink is
+    // configured here, so there are none.)
     let mut expected: Vec<(String, String)> = injected
         .iter()
         .filter(|(method, path, _)| !(method == "PUT" && path.contains("/plan-v")))

@@ -133,14 +133,9 @@ pub async fn deliver(
     store: Option<&PlanStore>,
     dry_run: bool,
 ) -> Vec<Delivery> {
-    let recorded: Vec<String> = match store {
-        Some(s) => s
-            .read_audit(plan.pipeline, plan.version)
-            .await
-            .map(|r| r.into_iter().map(|(name, _)| name).collect())
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
+    // The audit trail is read only when something may be sent (no storage traffic when every
+    // routed sink is unconfigured).
+    let mut recorded: Option<Vec<String>> = None;
     let mut out = Vec::new();
     for event in events {
         for sink in config.sinks.iter().filter(|s| routes_to(s, event)) {
@@ -151,16 +146,6 @@ pub async fn deliver(
                 status: String::new(),
                 attempts: Vec::new(),
             };
-            if recorded.contains(&name) {
-                delivery.status = "already_delivered".into();
-                out.push(delivery);
-                continue;
-            }
-            if dry_run {
-                delivery.status = "dry_run".into();
-                out.push(delivery);
-                continue;
-            }
             let target = match resolve_target(sink) {
                 Ok(t) => t,
                 Err(why) => {
@@ -174,6 +159,26 @@ pub async fn deliver(
                     continue;
                 }
             };
+            if recorded.is_none() {
+                recorded = Some(match store {
+                    Some(s) => s
+                        .read_audit(plan.pipeline, plan.version)
+                        .await
+                        .map(|r| r.into_iter().map(|(name, _)| name).collect())
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                });
+            }
+            if recorded.as_ref().is_some_and(|r| r.contains(&name)) {
+                delivery.status = "already_delivered".into();
+                out.push(delivery);
+                continue;
+            }
+            if dry_run {
+                delivery.status = "dry_run".into();
+                out.push(delivery);
+                continue;
+            }
             for attempt in 1..=config.retry.limit + 1 {
                 let result = send(&target, event, plan).await;
                 delivery.attempts.push(DeliveryAttempt {

@@ -1,0 +1,60 @@
+"""Runs a refopt pipeline's SQL stages with DuckDB on the same Parquet files: the "same SQL in
+another engine" leg of bench/compare.sh. Placeholders are bound as literals; each SQL stage
+becomes a table named after it, in pipeline order. Prints per-stage and total seconds as JSON.
+
+usage: duckdb_pipeline.py DATA_ROOT PIPELINE_YAML AS_OF WINDOW_DAYS THREADS
+"""
+
+import json
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import yaml
+
+
+def main():
+    root, pipeline_file, as_of, window_days, threads = sys.argv[1:6]
+    window_days = int(window_days)
+    pipeline = yaml.safe_load(Path(pipeline_file).read_text())
+    end = date.fromisoformat(as_of)
+    start = end - timedelta(days=window_days)
+    previous = start - timedelta(days=window_days)
+    params = {
+        "$previous_start_day": f"'{previous}'",
+        "$window_start_day": f"'{start}'",
+        "$window_end_day": f"'{end}'",
+        "$previous_start": f"TIMESTAMPTZ '{previous} 00:00:00+00'",
+        "$window_start": f"TIMESTAMPTZ '{start} 00:00:00+00'",
+        "$window_end": f"TIMESTAMPTZ '{end} 00:00:00+00'",
+        "$window_days": str(window_days),
+    }
+    con = duckdb.connect()
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET TimeZone = 'UTC'")
+    for d in pipeline["datasets"]:
+        folder = Path(root) / d["path"]
+        if d.get("partitioned_by_day"):
+            source = f"read_parquet('{folder}/*/*.parquet', hive_partitioning = true, hive_types = {{'dt': VARCHAR}})"
+        else:
+            source = f"read_parquet('{folder}/*.parquet')"
+        con.execute(f"CREATE VIEW {d['name']} AS SELECT * FROM {source}")
+    timings = {}
+    total = time.perf_counter()
+    base = Path(pipeline_file).parent
+    for stage in pipeline["stages"]:
+        if stage.get("kind") == "gate":
+            continue
+        sql = stage.get("sql") or (base / stage["sql_file"]).read_text()
+        for name in sorted(params, key=len, reverse=True):
+            sql = sql.replace(name, params[name])
+        began = time.perf_counter()
+        con.execute(f"CREATE OR REPLACE TABLE {stage['id']} AS {sql}")
+        timings[stage["id"]] = round(time.perf_counter() - began, 3)
+    print(json.dumps({"total_s": round(time.perf_counter() - total, 3), "stages": timings}))
+
+
+if __name__ == "__main__":
+    main()
