@@ -17,7 +17,7 @@ window=30
 python=${REFOPT_PYTHON:-.venv/bin/python}
 [ -x "$python" ] || { echo "run tests/run.sh once to create .venv (DuckDB)"; exit 1; }
 
-cargo build --release --quiet --bin refopt --example scan_floor
+cargo build --release --quiet --workspace --bins --examples
 bin=target/release/refopt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

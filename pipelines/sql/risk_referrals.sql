@@ -4,9 +4,9 @@
 SELECT r.referral_id, r.referrer_id, r.referee_id, r.partner_id, r.channel, r.region,
        r.created_at, r.ip, r.device_id, r.email_domain, r.payment_fingerprint,
        c.signup_at, c.qualified_at, c.won_at, c.won_amount,
-       (CAST(c.won_at AS BIGINT) - CAST(r.created_at AS BIGINT)) / 60000000.0 AS minutes_to_won,
-       (CAST(c.signup_at AS BIGINT) - CAST(r.created_at AS BIGINT)) / 60000000.0 AS minutes_to_signup,
-       (CAST(c.qualified_at AS BIGINT) - CAST(r.created_at AS BIGINT)) / 60000000.0 AS minutes_to_qualified
+       (date_part('epoch', c.won_at) - date_part('epoch', r.created_at)) / 60.0 AS minutes_to_won,
+       (date_part('epoch', c.signup_at) - date_part('epoch', r.created_at)) / 60.0 AS minutes_to_signup,
+       (date_part('epoch', c.qualified_at) - date_part('epoch', r.created_at)) / 60.0 AS minutes_to_qualified
 FROM referrals r
 LEFT JOIN (
   SELECT referral_id,

@@ -90,7 +90,7 @@ fn rules_with_sinks(dir: &Path, smtp_port: u16) -> PathBuf {
              \x20 - {{id: ok, kind: webhook, format: json, url_env: HOOK_OK_URL, events: [alert_warn, alert_critical, escalation, rip_cord, plan_approved]}}\n\
              \x20 - {{id: flaky, kind: webhook, format: json, url_env: HOOK_FLAKY_URL, events: [escalation]}}\n\
              \x20 - {{id: down, kind: webhook, format: slack, url_env: HOOK_DOWN_URL, events: [escalation]}}\n\
-             \x20 - {{id: mail, kind: smtp, host: 127.0.0.1, port: {smtp_port}, username_env: MAIL_USER, password_env: MAIL_PASSWORD, from: refopt@example.com, to: [exec@example.com], events: [rip_cord], owners: [lifecycle-ops]}}\n"
+             \x20 - {{id: mail, kind: smtp, host: 127.0.0.1, port: {smtp_port}, starttls: false, username_env: MAIL_USER, password_env: MAIL_PASSWORD, from: refopt@example.com, to: [exec@example.com], events: [rip_cord], owners: [lifecycle-ops]}}\n"
         ),
     )
     .unwrap();

@@ -101,7 +101,13 @@ pub async fn notify_plan(
 }
 
 /// Tells the `run_failed` sinks that a run failed (no plan exists to record it in).
-pub async fn notify_failure(rules: &RuleSet, pipeline: &str, as_of: &str, error: &str) {
+pub async fn notify_failure(
+    rules: &RuleSet,
+    pipeline: &str,
+    as_of: &str,
+    error: &str,
+    dry_run: bool,
+) {
     let Some(config) = &rules.notifications else {
         return;
     };
@@ -119,7 +125,7 @@ pub async fn notify_failure(rules: &RuleSet, pipeline: &str, as_of: &str, error:
         url: "(no plan written)",
         run_id: "",
     };
-    report(&notify::deliver(config, &[event], &plan_ref, None, false).await);
+    report(&notify::deliver(config, &[event], &plan_ref, None, dry_run).await);
 }
 
 async fn open_store(args: &PlanStoreArgs) -> anyhow::Result<(PlanStore, Vec<StoredPlan>)> {
@@ -177,6 +183,16 @@ pub fn approval_blockers(
             p.fresh_datasets.is_empty() || p.fresh_datasets.iter().any(|d| d == name)
         })
     };
+    if let Some(p) = policy {
+        for name in &p.fresh_datasets {
+            if !plan.datasets.iter().any(|d| d.name == *name) {
+                reasons.push(format!(
+                    "{} lists fresh dataset `{name}`, which the plan did not read",
+                    p.file.display()
+                ));
+            }
+        }
+    }
     for d in plan.datasets.iter().filter(|d| must_be_fresh(&d.name)) {
         let latest_event = d
             .checks
@@ -185,6 +201,9 @@ pub fn approval_blockers(
             .filter_map(|c| c.latest_event_at.as_deref())
             .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
             .max();
+        if latest_event.is_none() && !d.checks.is_empty() {
+            reasons.push(format!("dataset `{}` had no events in the window", d.name));
+        }
         if let (Some(end), Some(at)) = (window_end, latest_event) {
             let age = (end - at).num_minutes() as f64 / 60.0;
             if age > max_age {

@@ -389,7 +389,8 @@ async fn execute(
     let outcome = refopt_engine::run(request, observer.clone()).await;
     observer.finish();
     if let Err(e) = &outcome {
-        distribute::notify_failure(&rules, &pipeline_name, &as_of, &e.to_string()).await;
+        let dry_run = plans_root.is_none();
+        distribute::notify_failure(&rules, &pipeline_name, &as_of, &e.to_string(), dry_run).await;
     }
     if let Some(gateway) = pushgateway {
         let body = metrics_push::exposition(

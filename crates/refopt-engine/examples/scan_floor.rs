@@ -11,6 +11,7 @@ use chrono::{Days, NaiveDate};
 use refopt_engine::session::{SessionOptions, new_session};
 use refopt_engine::{datasets::register_datasets, storage};
 use refopt_spec::Pipeline;
+use refopt_spec::pipeline::ColumnType;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,10 +31,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     register_datasets(&ctx, &location, &pipeline.datasets).await?;
     let mut rows = 0u64;
     for d in &pipeline.datasets {
+        // An aggregate over an expression of every value: forces decoding (a bare MIN or COUNT
+        // could be answered from Parquet statistics without reading the data).
         let columns: Vec<String> = d
             .required_columns
             .iter()
-            .map(|c| format!("MIN(\"{c}\")"))
+            .map(|c| match d.column_types.get(c) {
+                Some(ColumnType::Int64 | ColumnType::Float64) => format!("SUM(\"{c}\")"),
+                Some(ColumnType::Bool) => format!("SUM(CASE WHEN \"{c}\" THEN 1 ELSE 0 END)"),
+                Some(ColumnType::Timestamp | ColumnType::Date) => {
+                    format!("MAX(date_part('epoch', \"{c}\"))")
+                }
+                _ => format!("MAX(character_length(\"{c}\"))"),
+            })
             .collect();
         let filter = if d.partitioned_by_day {
             format!(" WHERE dt >= '{start}' AND dt < '{end}'")

@@ -58,6 +58,16 @@ pub fn series(window_days: u32, as_of: NaiveDate) -> Vec<String> {
     ]
 }
 
+/// The newest earlier plans, newest first: as many as a live run reads.
+fn recent(history: &[Plan]) -> Vec<Plan> {
+    history
+        .iter()
+        .rev()
+        .take(crate::run::PREVIOUS_PLANS)
+        .cloned()
+        .collect()
+}
+
 /// What happened to one window.
 #[derive(Debug, Clone)]
 pub struct WindowResult {
@@ -104,7 +114,8 @@ pub async fn backfill(
         let mut request = base.clone();
         request.as_of = as_of;
         request.plan_series = series(base.window.days, as_of);
-        request.history = Some(history.iter().rev().cloned().collect());
+        request.history = Some(recent(&history));
+        request.storage.attempts = Default::default();
         let outcome = match run(request, Arc::new(Quiet)).await {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -158,7 +169,8 @@ pub async fn backtest(
             request.plans_root = None;
             request.rules = rules.clone();
             request.rules_source = source.to_string();
-            request.history = Some(histories[side].iter().rev().cloned().collect());
+            request.history = Some(recent(&histories[side]));
+            request.storage.attempts = Default::default();
             let outcome = match run(request, Arc::new(Quiet)).await {
                 Ok(outcome) => outcome,
                 Err(e) => {

@@ -4,10 +4,10 @@
 //!
 //! Decision order (docs/experiments.md): a sample ratio mismatch stops everything
 //! (`investigate_srm`); below the minimum-data gate nothing is decided (`keep_running`); a
-//! treatment that significantly breaks a guardrail, or is significantly worse on the primary
-//! metric, is stopped; a treatment significantly better on the primary metric ships; a test
-//! that reached its sample size without an effect stops; anything else keeps running, with the
-//! days until its sample size.
+//! treatment significantly better on the primary metric that breaks no guardrail ships; one that
+//! significantly breaks a guardrail, or is significantly worse on the primary metric, is
+//! stopped; a test that reached its sample size without an effect stops; anything else keeps
+//! running, with the days until its sample size.
 
 use std::collections::BTreeMap;
 
@@ -173,7 +173,7 @@ fn evaluate_one(
         c.p_adjusted = p;
         c.significant = p < e.alpha;
         if let Some(limit) = c.max_relative_harm {
-            let harm = harm(&c.metric, c.relative_lift);
+            let harm = harm(&c.metric, c.relative_lift, c.absolute_lift);
             c.guardrail_violated = Some(c.significant && harm > limit);
         }
     }
@@ -221,13 +221,15 @@ fn evaluate_one(
     }
 }
 
-/// Relative move of `metric` in its harmful direction (negative when it improved).
-fn harm(metric: &str, relative_lift: Option<f64>) -> f64 {
-    let lift = relative_lift.unwrap_or(0.0);
-    if higher_is_better(metric) {
-        -lift
-    } else {
-        lift
+/// Relative move of `metric` in its harmful direction (negative when it improved). From a
+/// control at zero the relative move is undefined: any harmful absolute move counts as
+/// unbounded (fraud appearing where there was none breaks any limit).
+fn harm(metric: &str, relative_lift: Option<f64>, absolute_lift: f64) -> f64 {
+    let sign = if higher_is_better(metric) { -1.0 } else { 1.0 };
+    match relative_lift {
+        Some(lift) => sign * lift,
+        None if sign * absolute_lift > 0.0 => f64::INFINITY,
+        None => 0.0,
     }
 }
 
@@ -399,10 +401,11 @@ fn decide(
     let violating = |v: &str| violated.iter().any(|c| c.variant == v);
     let describe = |c: &Comparison| {
         format!(
-            "{} {} {} (95% CI {} to {}; p_adj = {:.2e})",
+            "{} {} {} ({:.0}% CI {} to {}; p_adj = {:.2e})",
             c.variant,
             c.metric,
             c.relative_lift.map_or("n/a".into(), pct),
+            100.0 * (1.0 - e.alpha),
             c.relative_ci.map_or("n/a".into(), |ci| pct(ci[0])),
             c.relative_ci.map_or("n/a".into(), |ci| pct(ci[1])),
             c.p_adjusted

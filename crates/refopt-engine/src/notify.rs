@@ -93,8 +93,10 @@ pub fn plan_events(plan: &Plan, ladder: Option<&Ladder>) -> Vec<Event> {
 
 /// Whether `sink` takes `event`.
 pub fn routes_to(sink: &Sink, event: &Event) -> bool {
+    // The rip-cord goes to every subscribed sink whatever the level (a fraud spike pulls it
+    // at level 1).
     sink.events.contains(event.kind)
-        && event.level.is_none_or(|l| l >= sink.min_escalation_level)
+        && (event.kind == "rip_cord" || event.level.is_none_or(|l| l >= sink.min_escalation_level))
         && (sink.owners.is_empty() || sink.owners.iter().any(|o| event.owners.contains(o)))
 }
 
@@ -161,11 +163,20 @@ pub async fn deliver(
             };
             if recorded.is_none() {
                 recorded = Some(match store {
-                    Some(s) => s
-                        .read_audit(plan.pipeline, plan.version)
-                        .await
-                        .map(|r| r.into_iter().map(|(name, _)| name).collect())
-                        .unwrap_or_default(),
+                    Some(s) => match s.read_audit(plan.pipeline, plan.version).await {
+                        Ok(r) => r.into_iter().map(|(name, _)| name).collect(),
+                        Err(e) => {
+                            // Without the trail we cannot tell what was sent: send nothing.
+                            delivery.status = "failed".into();
+                            delivery.attempts.push(DeliveryAttempt {
+                                attempt: 0,
+                                at: now(),
+                                outcome: format!("audit trail unreadable, nothing sent: {e}"),
+                            });
+                            out.push(delivery);
+                            return out;
+                        }
+                    },
                     None => Vec::new(),
                 });
             }
@@ -223,11 +234,23 @@ pub async fn deliver(
                         ),
                     )
                 };
-                if let Err(e) = store
-                    .write_audit(plan.pipeline, plan.version, &file, &record)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not record a notification delivery");
+                let mut written = false;
+                for _ in 0..=config.retry.limit {
+                    match store
+                        .write_audit(plan.pipeline, plan.version, &file, &record)
+                        .await
+                    {
+                        Ok(_) => {
+                            written = true;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not record a notification delivery; retrying")
+                        }
+                    }
+                }
+                if !written {
+                    tracing::error!(event = %event.id, sink = %sink.id, "delivery not recorded: a later run may send it again");
                 }
             }
             out.push(delivery);

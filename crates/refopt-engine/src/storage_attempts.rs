@@ -1,7 +1,9 @@
 //! Visible storage retries. object_store retries transient HTTP failures itself (5xx, 429,
 //! timeouts, resets) with exponential backoff and jitter, but silently; this module puts a
-//! recording layer under its HTTP client so every failed attempt ends up in the plan's
-//! error-handling section and in the logs.
+//! recording layer under its HTTP client so every failed request attempt ends up in the plan's
+//! error-handling section and in the logs. (A download that breaks after its headers arrived
+//! is resumed by object_store's body stream without a new request through this layer, so it is
+//! not recorded.)
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,7 +91,7 @@ impl StorageAttempts {
             method = %attempt.method,
             object = %attempt.object,
             error = %attempt.error,
-            "storage request failed; object_store retries it while the retry limit allows"
+            "storage request attempt failed"
         );
         self.0
             .lock()

@@ -101,7 +101,7 @@ struct RawSink {
     host: Option<String>,
     #[serde(default = "default_smtp_port")]
     port: u16,
-    #[serde(default)]
+    #[serde(default = "default_true")]
     starttls: bool,
     username_env: Option<String>,
     password_env: Option<String>,
@@ -128,13 +128,18 @@ pub enum SinkKind {
     Smtp {
         host: String,
         port: u16,
-        /// Upgrade the connection with STARTTLS (required by most relays).
+        /// Upgrade the connection with STARTTLS (default; required by most relays). Without it,
+        /// credentials are only accepted for a relay on this host.
         starttls: bool,
         username_env: Option<String>,
         password_env: Option<String>,
         from: String,
         to: Vec<String>,
     },
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_smtp_port() -> u16 {
@@ -238,6 +243,17 @@ impl Notifications {
                     if s.to.is_empty() {
                         missing("to");
                     }
+                    let loopback =
+                        matches!(s.host.as_deref(), Some("localhost" | "127.0.0.1" | "::1"));
+                    if !s.starttls && s.password_env.is_some() && !loopback {
+                        errors.push(SpecError::new(
+                            at(&s.kind.referenced),
+                            format!(
+                                "sink `{}`: a password over an unencrypted connection; set `starttls: true` (allowed without TLS only for a relay on this host)",
+                                s.id.value
+                            ),
+                        ));
+                    }
                     SinkKind::Smtp {
                         host: s.host.unwrap_or_default(),
                         port: s.port,
@@ -273,10 +289,11 @@ impl Notifications {
                         .chars()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
                 if !valid {
+                    // The value is not echoed: what was pasted here may be the secret itself.
                     errors.push(SpecError::new(
                         location.clone(),
                         format!(
-                            "sink `{}`: `{name}` is not an environment variable name (secrets come from the environment, e.g. REFOPT_SLACK_WEBHOOK_URL)",
+                            "sink `{}`: a secret field holds something that is not an environment variable name (value not shown); secrets come from the environment: name the variable, e.g. REFOPT_SLACK_WEBHOOK_URL",
                             s.id.value
                         ),
                     ));
@@ -330,6 +347,13 @@ mod tests {
         );
         let err = Notifications::load(&bad).unwrap_err().to_string();
         assert!(err.contains("bad.yaml:6:14: sink `hook`: unknown event `escalations` (did you mean `escalation`?)"), "{err}");
-        assert!(err.contains("is not an environment variable name"), "{err}");
+        assert!(
+            err.contains("not an environment variable name (value not shown)"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("T0/secret"),
+            "the pasted URL is not echoed: {err}"
+        );
     }
 }

@@ -308,6 +308,17 @@ impl Experiments {
                 }
             }
             for g in &e.guardrails {
+                let tested = std::iter::once(&e.primary_metric.value)
+                    .chain(e.secondary_metrics.iter().map(|m| &m.value));
+                if tested.clone().any(|m| *m == g.metric.value) {
+                    problem(
+                        &g.metric.referenced,
+                        format!(
+                            "`{}` is both a guardrail and a primary or secondary metric; a metric is tested once, so list it in one place",
+                            g.metric.value
+                        ),
+                    );
+                }
                 if g.max_relative_harm.value.is_nan() || g.max_relative_harm.value < 0.0 {
                     problem(
                         &g.max_relative_harm.referenced,

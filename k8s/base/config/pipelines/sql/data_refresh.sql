@@ -142,13 +142,13 @@ SELECT 'compliance_events' AS dataset, period, SUM(n) AS row_count, SUM(nulls) A
 FROM (SELECT period, event_id AS k, COUNT(*) AS n,
              SUM(CASE WHEN event_id IS NULL OR subject_type IS NULL OR subject_id IS NULL
                  OR check_name IS NULL OR status IS NULL
-                 OR at IS NULL THEN 1 ELSE 0 END) AS nulls,
-             MAX(at) AS latest
-      FROM (SELECT event_id, subject_type, subject_id, check_name, status, at,
-             CASE WHEN at >= $window_start THEN 'current' ELSE 'previous' END AS period
+                 OR "at" IS NULL THEN 1 ELSE 0 END) AS nulls,
+             MAX("at") AS latest
+      FROM (SELECT event_id, subject_type, subject_id, check_name, status, "at",
+             CASE WHEN "at" >= $window_start THEN 'current' ELSE 'previous' END AS period
       FROM compliance_events
       WHERE dt >= $previous_start_day AND dt < $window_end_day
-        AND at >= $previous_start AND at < $window_end) t
+        AND "at" >= $previous_start AND "at" < $window_end) t
       GROUP BY period, event_id) g
 GROUP BY period
 

@@ -27,7 +27,7 @@ kyc AS (
          COUNT(*) AS kyc_checks
   FROM compliance_events
   WHERE dt >= $window_start_day AND dt < $window_end_day
-    AND at >= $window_start AND at < $window_end
+    AND "at" >= $window_start AND "at" < $window_end
     AND subject_type = 'partner'
   GROUP BY subject_id
 ),
@@ -46,7 +46,7 @@ disclosure AS (
   FROM compliance_events e
   JOIN referrals r ON r.referral_id = e.subject_id
   WHERE e.dt >= $window_start_day AND e.dt < $window_end_day
-    AND e.at >= $window_start AND e.at < $window_end
+    AND e."at" >= $window_start AND e."at" < $window_end
     AND e.subject_type = 'referral' AND e.check_name = 'disclosure_shown'
     AND r.dt >= $window_start_day AND r.dt < $window_end_day
     AND r.partner_id IS NOT NULL
