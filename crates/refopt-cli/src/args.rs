@@ -364,8 +364,9 @@ pub struct AnalysisArgs {
     #[arg(long, env = "REFOPT_PUSHGATEWAY", value_name = "URL")]
     pub pushgateway: Option<String>,
     /// Rules folder or object-store prefix (s3://, gs://, az://) holding fraud.yaml, alerts.yaml,
-    /// ladder.yaml, partner_health.yaml, suppressions.yaml and the .rhai scripts. Rules are read
-    /// at run time: edit them without rebuilding.
+    /// ladder.yaml, partner_health.yaml, suppressions.yaml, experiments.yaml, approvals.yaml,
+    /// notifications.yaml and the .rhai scripts. Rules are read at run time: edit them without
+    /// rebuilding.
     #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
     pub rules: String,
     /// Retries of a failed object-store request (timeouts, resets, 5xx, 429) after its first
