@@ -100,6 +100,16 @@ impl RuleSet {
                     ));
                 }
             }
+            if let Some(approvals) = &set.approvals {
+                for (kind, role) in &approvals.required {
+                    if !owners.contains(&role.as_str()) {
+                        errors.push(SpecError::new(
+                            crate::error::Location::file_start(&approvals.file),
+                            format!("approvals: `{kind}` needs sign-off from `{role}`, which is neither a ladder owner nor a known agent ({})", KNOWN_AGENTS.join(", ")),
+                        ));
+                    }
+                }
+            }
             for e in set.experiments.iter().flat_map(|x| &x.experiments) {
                 if !owners.contains(&e.owner.as_str()) {
                     errors.push(SpecError::new(
