@@ -490,3 +490,19 @@ fn decide(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn harm_follows_the_metric_direction_and_a_zero_control() {
+        // Fraud flags (lower is better) up 30%: 0.3 harm; revenue (higher is better) up: no harm.
+        assert!((harm("fraud_flag_rate", Some(0.3), 0.01) - 0.3).abs() < 1e-12);
+        assert!(harm("revenue_per_unit", Some(0.1), 5.0) < 0.0);
+        // From a control with no flags at all, any increase breaks every limit.
+        assert_eq!(harm("fraud_flag_rate", None, 0.02), f64::INFINITY);
+        assert_eq!(harm("fraud_flag_rate", None, 0.0), 0.0);
+        assert_eq!(harm("referred", None, 0.02), 0.0);
+    }
+}

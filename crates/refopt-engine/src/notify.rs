@@ -436,5 +436,11 @@ mod tests {
             &event("escalation", Some(3), "exec-sponsor")
         ));
         assert!(!routes_to(&s, &event("alert_warn", None, "partner-ops")));
+        // The rip-cord reaches a subscribed sink whatever its minimum level.
+        let exec = sink(&["rip_cord"], &["exec-sponsor"], 3);
+        assert!(routes_to(
+            &exec,
+            &event("rip_cord", Some(1), "exec-sponsor")
+        ));
     }
 }
