@@ -1,9 +1,8 @@
 //! Getting a plan to people: notifications after a run, and the approval lifecycle
 //! (`refopt plan approve|reject|audit`).
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use chrono::{DateTime, SecondsFormat, Utc};
-use refopt_engine::EngineError;
 use refopt_engine::notify::{self, Delivery, Event, PlanRef};
 use refopt_plan::{ApprovalRecord, DeliveryRecord, Plan, PlanStore, StoredPlan, TaskStatus};
 use refopt_spec::RuleSet;
@@ -128,31 +127,6 @@ pub async fn notify_failure(
     report(&notify::deliver(config, &[event], &plan_ref, None, dry_run).await);
 }
 
-async fn open_store(args: &PlanStoreArgs) -> anyhow::Result<(PlanStore, Vec<StoredPlan>)> {
-    let location = refopt_engine::storage::resolve(&args.plans)
-        .map_err(|e| EngineError::Parameter(e.to_string()))?;
-    let store = PlanStore::new(location.store, location.prefix, location.display);
-    let plans = store.list(&args.pipeline).await?;
-    Ok((store, plans))
-}
-
-fn pick<'a>(
-    plans: &'a [StoredPlan],
-    which: &str,
-    args: &PlanStoreArgs,
-) -> anyhow::Result<&'a StoredPlan> {
-    let found = if which == "latest" {
-        plans.last()
-    } else {
-        let v: u64 = which
-            .trim_start_matches('v')
-            .parse()
-            .map_err(|_| anyhow!("`{which}` is not a version number or `latest`"))?;
-        plans.iter().find(|p| p.version == v)
-    };
-    found.ok_or_else(|| anyhow!("no plan {which} for {} in {}", args.pipeline, args.plans))
-}
-
 /// Why a plan cannot be approved, if it cannot.
 pub fn approval_blockers(
     plan: &Plan,
@@ -223,10 +197,6 @@ pub fn approval_blockers(
         ));
     }
     reasons
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    refopt_engine::config_hash::sha256_hex(bytes)
 }
 
 /// Approval state of a plan from its records.
@@ -316,11 +286,11 @@ pub async fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<()> {
     let rules = refopt_engine::rules_source::load_rules(&args.rules)
         .await?
         .rules;
-    let (store, plans) = open_store(&args.store).await?;
-    let stored = pick(&plans, &args.which, &args.store)?;
+    let (store, plans) = crate::plan_cmd::open(&args.store).await?;
+    let stored = crate::plan_cmd::pick(&plans, &args.which)?;
     let bytes = store.read_bytes(stored).await?;
     let plan: Plan = serde_json::from_slice(&bytes)?;
-    let sha = sha256_hex(&bytes);
+    let sha = refopt_engine::config_hash::sha256_hex(&bytes);
     if approve {
         let latest = plans.last().map_or(0, |p| p.version);
         let blockers = approval_blockers(&plan, stored, latest, rules.approvals.as_ref());
@@ -436,11 +406,11 @@ pub async fn audit(
     args: &PlanStoreArgs,
 ) -> anyhow::Result<()> {
     let rules = refopt_engine::rules_source::load_rules(rules).await?.rules;
-    let (store, plans) = open_store(args).await?;
-    let stored = pick(&plans, which, args)?;
+    let (store, plans) = crate::plan_cmd::open(args).await?;
+    let stored = crate::plan_cmd::pick(&plans, which)?;
     let bytes = store.read_bytes(stored).await?;
     let plan: Plan = serde_json::from_slice(&bytes)?;
-    let sha = sha256_hex(&bytes);
+    let sha = refopt_engine::config_hash::sha256_hex(&bytes);
     let s = standing(&store, &plan, stored, &sha, rules.approvals.as_ref()).await?;
     if output == Output::Json {
         println!(

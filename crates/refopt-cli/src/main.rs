@@ -383,7 +383,6 @@ async fn execute(
     let pipeline_name = request.pipeline.name.clone();
     let rules = request.rules.clone();
     let plans_root = request.plans_root.clone();
-    let plan_series = request.plan_series.clone();
     let as_of = request.as_of.to_string();
     let started = std::time::Instant::now();
     let outcome = refopt_engine::run(request, observer.clone()).await;
@@ -447,18 +446,10 @@ async fn execute(
         );
     }
     // Notifications for this plan version (idempotent: a rerun or retry sends nothing twice).
-    let store = match &plans_root {
-        Some(root) => {
-            let l = refopt_engine::storage::resolve(root)
-                .map_err(|e| EngineError::Parameter(e.to_string()))?;
-            Some(refopt_plan::PlanStore::new(l.store, l.prefix, l.display).with_series(plan_series))
-        }
-        None => None,
-    };
     distribute::notify_plan(
         &rules,
         &outcome.plan,
-        store.as_ref().zip(outcome.stored.as_ref()),
+        outcome.store.as_ref().zip(outcome.stored.as_ref()),
         plans_root.is_none(),
     )
     .await;

@@ -129,7 +129,8 @@ pub async fn run(command: PlanCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn open(args: &PlanStoreArgs) -> anyhow::Result<(PlanStore, Vec<StoredPlan>)> {
+/// The plan store and its plans (oldest first) for `args`.
+pub(crate) async fn open(args: &PlanStoreArgs) -> anyhow::Result<(PlanStore, Vec<StoredPlan>)> {
     let location = refopt_engine::storage::resolve(&args.plans)
         .map_err(|e| EngineError::Parameter(e.to_string()))?;
     let store = PlanStore::new(location.store, location.prefix, location.display);
@@ -153,7 +154,8 @@ async fn read(store: &PlanStore, p: &StoredPlan) -> anyhow::Result<Plan> {
     })
 }
 
-fn pick<'a>(plans: &'a [StoredPlan], version: &str) -> anyhow::Result<&'a StoredPlan> {
+/// A version number (`7`, `v7`) or `latest`.
+pub(crate) fn pick<'a>(plans: &'a [StoredPlan], version: &str) -> anyhow::Result<&'a StoredPlan> {
     let found = if version == "latest" {
         plans.last()
     } else {

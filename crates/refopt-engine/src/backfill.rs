@@ -201,6 +201,10 @@ pub async fn backtest(
     Ok(changes)
 }
 
+fn keys<T>(items: &[T], key: impl Fn(&T) -> String) -> BTreeSet<String> {
+    items.iter().map(key).collect()
+}
+
 fn gained_lost(old: BTreeSet<String>, new: BTreeSet<String>) -> (Vec<String>, Vec<String>) {
     (
         new.difference(&old).cloned().collect(),
@@ -210,13 +214,9 @@ fn gained_lost(old: BTreeSet<String>, new: BTreeSet<String>) -> (Vec<String>, Ve
 
 /// The decision-relevant differences between two plans of the same window.
 pub fn compare(as_of: NaiveDate, old: &Plan, new: &Plan) -> WindowChange {
-    let ids = |p: &Plan| {
-        p.findings
-            .iter()
-            .map(|f| f.id.clone())
-            .collect::<BTreeSet<_>>()
-    };
-    let (findings_gained, findings_lost) = gained_lost(ids(old), ids(new));
+    let id = |f: &refopt_plan::Finding| f.id.clone();
+    let (findings_gained, findings_lost) =
+        gained_lost(keys(&old.findings, id), keys(&new.findings, id));
     let findings_changed = old
         .findings
         .iter()
@@ -225,27 +225,18 @@ pub fn compare(as_of: NaiveDate, old: &Plan, new: &Plan) -> WindowChange {
             (other.detail != f.detail || other.severity != f.severity).then(|| f.id.clone())
         })
         .collect::<Vec<_>>();
-    let alerts = |p: &Plan| {
-        p.alerts
-            .iter()
-            .map(|a| format!("{} {} {} {}", a.id, a.dimension, a.value, a.level))
-            .collect::<BTreeSet<_>>()
-    };
-    let (alerts_gained, alerts_lost) = gained_lost(alerts(old), alerts(new));
-    let escalations = |p: &Plan| {
-        p.escalations
-            .iter()
-            .map(|e| format!("{} level {}", e.trigger, e.level))
-            .collect::<BTreeSet<_>>()
-    };
-    let (escalations_gained, escalations_lost) = gained_lost(escalations(old), escalations(new));
-    let backlog = |p: &Plan| {
-        p.backlog
-            .iter()
-            .map(|b| b.title.clone())
-            .collect::<BTreeSet<_>>()
-    };
-    let (backlog_gained, backlog_lost) = gained_lost(backlog(old), backlog(new));
+    let alert =
+        |a: &refopt_plan::Alert| format!("{} {} {} {}", a.id, a.dimension, a.value, a.level);
+    let (alerts_gained, alerts_lost) =
+        gained_lost(keys(&old.alerts, alert), keys(&new.alerts, alert));
+    let escalation = |e: &refopt_plan::Escalation| format!("{} level {}", e.trigger, e.level);
+    let (escalations_gained, escalations_lost) = gained_lost(
+        keys(&old.escalations, escalation),
+        keys(&new.escalations, escalation),
+    );
+    let title = |b: &refopt_plan::BacklogItem| b.title.clone();
+    let (backlog_gained, backlog_lost) =
+        gained_lost(keys(&old.backlog, title), keys(&new.backlog, title));
     let mut change = WindowChange {
         as_of: as_of.to_string(),
         changed: false,

@@ -315,7 +315,7 @@ pub fn is_transient(e: &DataFusionError) -> bool {
 }
 
 /// `base * 2^(attempt-1)`, plus up to 25% jitter.
-fn backoff(base_ms: u64, attempt: u32) -> Duration {
+pub(crate) fn backoff(base_ms: u64, attempt: u32) -> Duration {
     let exp = base_ms.saturating_mul(1u64 << (attempt - 1).min(10));
     let jitter = rand::rng().random_range(0..=exp / 4 + 1);
     Duration::from_millis(exp + jitter)

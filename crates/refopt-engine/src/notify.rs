@@ -14,12 +14,12 @@ use chrono::{SecondsFormat, Utc};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use rand::Rng;
 use refopt_plan::{DeliveryAttempt, DeliveryRecord, Plan, PlanStore, RunStatus};
 use refopt_spec::alerts::Ladder;
 use refopt_spec::distribution::{Notifications, Sink, SinkKind, WebhookFormat};
 
 use crate::config_hash::sha256_hex;
+use crate::executor::backoff;
 
 /// Something worth telling people about.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,11 +261,6 @@ pub async fn deliver(
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn backoff(base_ms: u64, attempt: u32) -> Duration {
-    let exp = base_ms.saturating_mul(1u64 << (attempt - 1).min(10));
-    Duration::from_millis(exp + rand::rng().random_range(0..=exp / 4 + 1))
 }
 
 /// A sink with its secrets read from the environment.

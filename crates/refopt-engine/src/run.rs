@@ -62,6 +62,9 @@ pub struct RunOutcome {
     /// Set when nothing ran: the latest stored plan has the same inputs fingerprint (`plan` is
     /// that stored plan).
     pub unchanged: bool,
+    /// The plan store the run used (None for a dry run), for what follows the write
+    /// (notifications, audit records).
+    pub store: Option<PlanStore>,
 }
 
 /// Runs the pipeline and writes its plan.
@@ -125,6 +128,7 @@ pub async fn run(
             execution: Execution::default(),
             fraud: None,
             unchanged: true,
+            store: plan_store.clone(),
         });
     }
     let previous: Vec<Plan> = match &request.history {
@@ -220,7 +224,7 @@ pub async fn run(
     })?;
     plan.inputs.fingerprint = fingerprint;
     plan.change_log = crate::change_log::change_log(&plan, previous.first());
-    let stored = match plan_store {
+    let stored = match &plan_store {
         Some(store) => Some(
             store
                 .write(&mut plan)
@@ -238,6 +242,7 @@ pub async fn run(
         execution,
         fraud,
         unchanged: false,
+        store: plan_store,
     })
 }
 

@@ -45,6 +45,15 @@ pub struct PlanStore {
     root_display: String,
 }
 
+impl std::fmt::Debug for PlanStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanStore")
+            .field("root", &self.root_display)
+            .field("series", &self.series)
+            .finish()
+    }
+}
+
 /// A stored plan's name and location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPlan {
