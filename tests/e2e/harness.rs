@@ -116,7 +116,7 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Every plan file under `dir` (recursively).
+/// Every plan file (`plan-*.json`) under `dir` (recursively); reports beside them are not plans.
 pub fn plan_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -124,10 +124,10 @@ pub fn plan_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 out.extend(plan_files(&p));
-            } else if p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("plan-"))
-            {
+            } else if p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("plan-") && n.ends_with(".json")
+            }) {
                 out.push(p);
             }
         }

@@ -11,6 +11,7 @@ mod harness;
 mod k8s;
 mod notifications;
 mod plan_store;
+mod report;
 mod rule_features;
 mod rules;
 mod s3;

@@ -78,6 +78,39 @@ pub enum Command {
         after_help = "Example:\n  refopt backtest optimize-referrals --root ./data --new-rules ./rules-edited --from 2026-03-01 --to 2026-06-01 --step 7d"
     )]
     Backtest(BacktestArgs),
+    /// Render the dashboard snapshot of a stored plan again: a self-contained HTML report
+    /// (charts, insights, tables; opens offline) or its Markdown summary. Earlier plans in the
+    /// same folder give the deltas vs the previous plan and the flag-rate trend.
+    #[command(
+        after_help = "Every run already writes plan-v<N>.html and plan-v<N>.md beside its plan.\n\nExamples:\n  refopt report refopt-demo/plans/optimize-referrals/plan-v000003.json\n  refopt report s3://bucket/plans/optimize-referrals/plan-v000012.json --detail full --out report.html\n  refopt report PLAN_URL --format markdown --out -      # the summary on stdout"
+    )]
+    Report(ReportArgs),
+}
+
+/// `refopt report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// URL or path of a stored plan JSON (`.../<pipeline>/plan-v<N>.json`).
+    pub plan: String,
+    /// Where to write; `-` for stdout. Default: `plan-v<N>.html` (or `.md`) in the current
+    /// folder.
+    #[arg(long, short)]
+    pub out: Option<String>,
+    /// HTML report or Markdown summary.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+    /// Level of detail; defaults to the detail the plan was run with.
+    #[arg(long, value_enum)]
+    pub detail: Option<Detail>,
+}
+
+/// Output format of `refopt report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained HTML file (inline CSS and SVG, no scripts).
+    Html,
+    /// A Markdown summary (under 4,000 characters at `--detail summary`).
+    Markdown,
 }
 
 /// The historical range of a backfill or backtest.

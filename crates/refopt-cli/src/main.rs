@@ -8,6 +8,7 @@ mod history;
 mod metrics_push;
 mod plan_cmd;
 mod progress;
+mod report;
 mod summary;
 
 use std::path::{Path, PathBuf};
@@ -161,6 +162,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Backtest(args) => history::run_backtest(args).await,
         Command::Test(args) => check::run_tests(args).await,
         Command::Plan(command) => plan_cmd::run(command).await,
+        Command::Report(args) => report::run(args).await,
         Command::Schema { approval } => {
             let schema = if approval {
                 refopt_plan::approval_json_schema()
@@ -445,6 +447,7 @@ async fn execute(
             outcome.plan.escalations.len()
         );
     }
+    report::announce(outcome.report.as_ref());
     // Notifications for this plan version (idempotent: a rerun or retry sends nothing twice).
     distribute::notify_plan(
         &rules,

@@ -68,6 +68,9 @@ pub struct Cluster {
     pub referrals: u64,
     pub referrers: u64,
     pub devices: Vec<String>,
+    /// Up to five IP addresses used by the cluster's flagged referrals (context for review:
+    /// IPs do not link clusters, offices share them).
+    pub ips: Vec<String>,
     pub payment_fingerprints: u64,
     pub rule_ids: Vec<String>,
 }
@@ -526,11 +529,13 @@ fn summarize_clusters(
     let referrers = string_column(referrals, "referrer_id")?;
     let devices = string_column(referrals, "device_id")?;
     let cards = string_column(referrals, "payment_fingerprint")?;
+    let ips = string_column(referrals, "ip")?;
     #[derive(Default)]
     struct Acc {
         n: u64,
         referrers: BTreeSet<String>,
         devices: BTreeSet<String>,
+        ips: BTreeSet<String>,
         cards: BTreeSet<String>,
         rules: BTreeSet<String>,
     }
@@ -540,6 +545,7 @@ fn summarize_clusters(
         a.n += 1;
         a.referrers.extend(referrers[*i].clone());
         a.devices.extend(devices[*i].clone());
+        a.ips.extend(ips[*i].clone());
         a.cards.extend(cards[*i].clone());
         a.rules.extend(hits[i].iter().map(|(r, _)| r.clone()));
     }
@@ -550,6 +556,7 @@ fn summarize_clusters(
             referrals: a.n,
             referrers: a.referrers.len() as u64,
             devices: a.devices.into_iter().take(5).collect(),
+            ips: a.ips.into_iter().take(5).collect(),
             payment_fingerprints: a.cards.len() as u64,
             rule_ids: a.rules.into_iter().collect(),
         })

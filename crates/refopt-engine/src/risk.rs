@@ -1,7 +1,7 @@
 //! The plan's risk section from a fraud review: flag rates, payouts at risk, agreement with the
 //! program's existing fraud flags, rule outcomes and cohorts.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::AsArray;
@@ -21,6 +21,40 @@ use crate::fraud::{FraudReview, flagged_batch};
 
 /// Number of cohorts kept in the plan.
 const TOP_COHORTS: usize = 10;
+
+/// Payout dollars (pending, held or paid) of the window's flagged referrals per cluster.
+async fn cluster_payouts(
+    ctx: &SessionContext,
+    params: &ParamValues,
+) -> Result<HashMap<String, f64>, EngineError> {
+    let batches = ctx
+        .sql(
+            "SELECT f.cluster_id, SUM(p.amount) AS amount \
+             FROM payouts p \
+             JOIN refopt_flagged_referrals f ON p.referral_id = f.referral_id \
+             WHERE p.dt >= $window_start_day AND p.dt < $window_end_day \
+               AND p.created_at >= $window_start AND p.created_at < $window_end \
+               AND f.cluster_id IS NOT NULL AND p.status IN ('pending', 'held', 'paid') \
+             GROUP BY f.cluster_id",
+        )
+        .await?
+        .with_param_values(params.clone())?
+        .collect()
+        .await?;
+    let mut out = HashMap::new();
+    for b in &batches {
+        let ids = cast(b.column(0), &DataType::Utf8)?;
+        let amounts = cast(b.column(1), &DataType::Float64)?;
+        let (ids, amounts) = (
+            ids.as_string::<i32>(),
+            amounts.as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            out.insert(ids.value(i).to_string(), amounts.value(i));
+        }
+    }
+    Ok(out)
+}
 
 /// Builds the risk section. `payouts` / `fraud_flags` are the dataset tables, read for the window.
 pub async fn risk_section(
@@ -89,6 +123,7 @@ pub async fn risk_section(
             }
         }
     }
+    let cluster_payouts = cluster_payouts(ctx, params).await?;
     let existing = ctx
         .sql(
             "SELECT DISTINCT referral_id FROM fraud_flags \
@@ -172,8 +207,12 @@ pub async fn risk_section(
                 referrals: c.referrals,
                 referrers: c.referrers,
                 devices: c.devices.clone(),
+                ips: c.ips.clone(),
                 payment_fingerprints: c.payment_fingerprints,
                 rule_ids: c.rule_ids.clone(),
+                payouts_at_risk: round_cents(
+                    cluster_payouts.get(&c.cluster_id).copied().unwrap_or(0.0),
+                ),
             })
             .collect(),
         suppressions: review

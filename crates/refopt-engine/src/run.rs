@@ -65,6 +65,48 @@ pub struct RunOutcome {
     /// The plan store the run used (None for a dry run), for what follows the write
     /// (notifications, audit records).
     pub store: Option<PlanStore>,
+    /// The HTML report and Markdown summary written beside the plan, or why they could not be
+    /// (the plan stands either way; `refopt report` renders them again). None when no plan was
+    /// written.
+    pub report: Option<Result<StoredReport, String>>,
+}
+
+/// The dashboard snapshot written beside a plan.
+#[derive(Debug, Clone)]
+pub struct StoredReport {
+    pub html_url: String,
+    pub markdown_url: String,
+    /// The Markdown summary itself (for chat notifications).
+    pub markdown: String,
+}
+
+/// Renders the plan's report and writes it beside the plan (`plan-v<N>.html`, `.md`).
+async fn write_report(
+    store: &PlanStore,
+    plan: &Plan,
+    history: &[Plan],
+    detail: Detail,
+) -> Result<StoredReport, String> {
+    let report = refopt_report::render(plan, history, detail).map_err(|e| e.to_string())?;
+    let (html_name, markdown_name) = refopt_report::file_names(plan.version);
+    let pipeline = &plan.pipeline.name;
+    let html_url = store
+        .write_artifact(pipeline, &html_name, report.html.into_bytes().into())
+        .await
+        .map_err(|e| e.to_string())?;
+    let markdown_url = store
+        .write_artifact(
+            pipeline,
+            &markdown_name,
+            report.markdown.clone().into_bytes().into(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(StoredReport {
+        html_url,
+        markdown_url,
+        markdown: report.markdown,
+    })
 }
 
 /// Runs the pipeline and writes its plan.
@@ -129,6 +171,7 @@ pub async fn run(
             fraud: None,
             unchanged: true,
             store: plan_store.clone(),
+            report: None,
         });
     }
     let previous: Vec<Plan> = match &request.history {
@@ -236,6 +279,10 @@ pub async fn run(
         ),
         None => None,
     };
+    let report = match &plan_store {
+        Some(store) => Some(write_report(store, &plan, &previous, request.detail).await),
+        None => None,
+    };
     Ok(RunOutcome {
         plan,
         stored,
@@ -243,6 +290,7 @@ pub async fn run(
         fraud,
         unchanged: false,
         store: plan_store,
+        report,
     })
 }
 

@@ -490,8 +490,14 @@ pub struct Cohort {
     pub referrers: u64,
     /// Up to five shared devices.
     pub devices: Vec<String>,
+    /// Up to five IP addresses the cluster's flagged referrals came from.
+    #[serde(default)]
+    pub ips: Vec<String>,
     pub payment_fingerprints: u64,
     pub rule_ids: Vec<String>,
+    /// Payout dollars (pending, held or paid) of the cluster's referrals in the window.
+    #[serde(default)]
+    pub payouts_at_risk: f64,
 }
 
 /// Partner health: scores from the partner health script, top/bottom partners, at-risk
