@@ -6,7 +6,6 @@ use plotters::prelude::*;
 
 use crate::ReportError;
 
-const WIDTH: u32 = 960;
 const CURRENT: RGBColor = RGBColor(37, 99, 235);
 const PREVIOUS: RGBColor = RGBColor(170, 178, 189);
 const ALERT: RGBColor = RGBColor(220, 38, 38);
@@ -32,15 +31,16 @@ fn segments(
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Draws into a fresh SVG of `height` pixels and returns its text.
+/// Draws into a fresh SVG of `width` x `height` pixels and returns its text.
 fn svg(
     chart: &str,
+    width: u32,
     height: u32,
     draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
 ) -> Result<String, ReportError> {
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (WIDTH, height)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
         let failed = |e: &dyn std::fmt::Display| ReportError::Chart {
             chart: chart.to_string(),
             message: e.to_string(),
@@ -63,6 +63,7 @@ pub struct BarSeries<'a> {
 /// value axis on a log scale (funnel counts span orders of magnitude).
 pub fn bars(
     chart: &str,
+    width: u32,
     labels: &[String],
     series: &[BarSeries<'_>],
     log: bool,
@@ -82,7 +83,7 @@ pub fn bars(
         .clamp(4, 28) as u32
         * 7
         + 12;
-    svg(chart, height, |root| {
+    svg(chart, width, height, |root| {
         let mut builder = ChartBuilder::on(root);
         builder
             .margin(10)
@@ -183,12 +184,13 @@ pub fn bars(
 /// A value over time (one point per as-of date), e.g. the flag rate across plans.
 pub fn trend(
     chart: &str,
+    width: u32,
     points: &[(String, f64)],
     format: fn(f64) -> String,
 ) -> Result<String, ReportError> {
     let n = points.len().max(1);
     let max = points.iter().fold(0.0f64, |m, (_, v)| m.max(*v));
-    svg(chart, 240, |root| {
+    svg(chart, width, 240, |root| {
         let mut c = ChartBuilder::on(root)
             .margin(10)
             .x_label_area_size(28)
@@ -236,7 +238,11 @@ pub struct PartnerPoint {
 
 /// Health score against revenue, split into quadrants at the medians: high revenue with low
 /// health (bottom right) needs attention first.
-pub fn partner_quadrant(chart: &str, partners: &[PartnerPoint]) -> Result<String, ReportError> {
+pub fn partner_quadrant(
+    chart: &str,
+    width: u32,
+    partners: &[PartnerPoint],
+) -> Result<String, ReportError> {
     let max_revenue = partners.iter().fold(0.0f64, |m, p| m.max(p.revenue));
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -244,7 +250,7 @@ pub fn partner_quadrant(chart: &str, partners: &[PartnerPoint]) -> Result<String
     };
     let mid_revenue = median(partners.iter().map(|p| p.revenue).collect());
     let mid_score = median(partners.iter().map(|p| p.score).collect());
-    svg(chart, 360, |root| {
+    svg(chart, width, 360, |root| {
         let mut c = ChartBuilder::on(root)
             .margin(10)
             .x_label_area_size(36)
@@ -287,6 +293,7 @@ pub struct ForestRow {
 /// Estimates with confidence intervals against a zero line (experiment lifts).
 pub fn forest(
     chart: &str,
+    width: u32,
     rows: &[ForestRow],
     format: fn(f64) -> String,
 ) -> Result<String, ReportError> {
@@ -306,7 +313,7 @@ pub fn forest(
         .clamp(4, 36) as u32
         * 7
         + 12;
-    svg(chart, 50 + 30 * n as u32, |root| {
+    svg(chart, width, 50 + 30 * n as u32, |root| {
         let mut c = ChartBuilder::on(root)
             .margin(10)
             .x_label_area_size(28)
@@ -349,7 +356,11 @@ pub fn forest(
 }
 
 /// Lines of referrals flagged against the threshold factor, one per rule.
-pub fn sweep(chart: &str, lines: &[(String, Vec<(f64, f64)>)]) -> Result<String, ReportError> {
+pub fn sweep(
+    chart: &str,
+    width: u32,
+    lines: &[(String, Vec<(f64, f64)>)],
+) -> Result<String, ReportError> {
     let max = lines
         .iter()
         .flat_map(|(_, pts)| pts.iter().map(|p| p.1))
@@ -358,7 +369,7 @@ pub fn sweep(chart: &str, lines: &[(String, Vec<(f64, f64)>)]) -> Result<String,
         .iter()
         .flat_map(|(_, pts)| pts.iter().map(|p| p.0))
         .fold((1.0f64, 1.0f64), |(a, b), f| (a.min(f), b.max(f)));
-    svg(chart, 300, |root| {
+    svg(chart, width, 300, |root| {
         let mut c = ChartBuilder::on(root)
             .margin(10)
             .x_label_area_size(36)
@@ -400,6 +411,7 @@ mod tests {
     fn labels_from_data_are_escaped_in_the_svg() {
         let svg = bars(
             "t",
+            720,
             &["<script>alert(1)</script>".to_string(), "b & c".to_string()],
             &[BarSeries {
                 name: "now",
@@ -419,9 +431,9 @@ mod tests {
 
     #[test]
     fn empty_inputs_still_draw() {
-        assert!(trend("t", &[], crate::format::pct).is_ok());
-        assert!(forest("f", &[], crate::format::signed_pct).is_ok());
-        assert!(partner_quadrant("p", &[]).is_ok());
-        assert!(sweep("s", &[]).is_ok());
+        assert!(trend("t", 720, &[], crate::format::pct).is_ok());
+        assert!(forest("f", 720, &[], crate::format::signed_pct).is_ok());
+        assert!(partner_quadrant("p", 720, &[]).is_ok());
+        assert!(sweep("s", 720, &[]).is_ok());
     }
 }

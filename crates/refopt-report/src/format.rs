@@ -66,6 +66,15 @@ pub fn number(value: f64) -> String {
     }
 }
 
+/// A p-value: three decimals, `<0.001` below that.
+pub fn p_value(value: f64) -> String {
+    if value < 0.001 {
+        "<0.001".to_string()
+    } else {
+        format!("{value:.3}")
+    }
+}
+
 /// Relative change from `previous` to `current`; `None` when there is no previous value or it
 /// is zero.
 pub fn relative_change(current: f64, previous: f64) -> Option<f64> {

@@ -103,6 +103,8 @@ pub fn build<'a>(
     report_file: String,
 ) -> Result<ReportView<'a>, ReportError> {
     let full = detail == Detail::Full;
+    // Full reports stack charts in one column; summaries lay them out two to a row.
+    let width = if full { 960 } else { 560 };
     let previous = history.iter().find(|p| {
         p.inputs.window_days == plan.inputs.window_days && p.inputs.as_of <= plan.inputs.as_of
     });
@@ -116,21 +118,21 @@ pub fn build<'a>(
         }),
         tiles: tiles(plan, previous),
         funnel: FunnelView {
-            chart: funnel_chart(plan)?,
+            chart: funnel_chart(width, plan)?,
             insight: insights::funnel_overall(plan),
         },
-        dimensions: dimensions(plan)?,
+        dimensions: dimensions(width, plan)?,
         risk: RiskView {
-            trend_chart: charts::trend("flag rate trend", &trend, pct)?,
+            trend_chart: charts::trend("flag rate trend", width, &trend, pct)?,
             trend_insight: insights::flag_rate(plan, &trend),
-            rules_chart: rules_chart(plan)?,
+            rules_chart: rules_chart(width, plan)?,
             rules_insight: insights::rule_hits(plan),
             clusters_insight: insights::clusters(plan),
-            sweep_chart: sweep_chart(plan)?,
+            sweep_chart: sweep_chart(width, plan)?,
             sweep_insight: insights::sensitivity(plan),
         },
         partners: PartnersView {
-            chart: partner_chart(plan)?,
+            chart: partner_chart(width, plan)?,
             insight: insights::partners(plan),
         },
         experiments: plan
@@ -139,7 +141,7 @@ pub fn build<'a>(
             .map(|e| {
                 Ok(ExperimentView {
                     result: e,
-                    chart: forest_chart(e)?,
+                    chart: forest_chart(width, e)?,
                     insight: insights::experiment(e),
                 })
             })
@@ -297,9 +299,9 @@ fn flag_rate_trend(plan: &Plan, history: &[Plan]) -> Vec<(String, f64)> {
     points
 }
 
-fn funnel_chart(plan: &Plan) -> Result<String, ReportError> {
+fn funnel_chart(width: u32, plan: &Plan) -> Result<String, ReportError> {
     let Some(overall) = plan.metrics.funnel.first() else {
-        return charts::bars("funnel", &[], &[], true, count);
+        return charts::bars("funnel", width, &[], &[], true, count);
     };
     let steps = |c: refopt_plan::FunnelCounts| {
         [
@@ -335,10 +337,10 @@ fn funnel_chart(plan: &Plan) -> Result<String, ReportError> {
             previous: true,
         });
     }
-    charts::bars("funnel", &labels, &series, true, count)
+    charts::bars("funnel", width, &labels, &series, true, count)
 }
 
-fn dimensions(plan: &Plan) -> Result<Vec<DimensionView<'_>>, ReportError> {
+fn dimensions(width: u32, plan: &Plan) -> Result<Vec<DimensionView<'_>>, ReportError> {
     let mut out = Vec::new();
     for name in &plan.inputs.dimensions {
         let rows: Vec<&FunnelRow> = plan
@@ -369,7 +371,7 @@ fn dimensions(plan: &Plan) -> Result<Vec<DimensionView<'_>>, ReportError> {
         }
         out.push(DimensionView {
             name: name.clone(),
-            chart: charts::bars(name, &labels, &series, false, pct)?,
+            chart: charts::bars(name, width, &labels, &series, false, pct)?,
             insight: insights::funnel_dimension(plan, name),
             rows,
         });
@@ -377,7 +379,7 @@ fn dimensions(plan: &Plan) -> Result<Vec<DimensionView<'_>>, ReportError> {
     Ok(out)
 }
 
-fn rules_chart(plan: &Plan) -> Result<Option<String>, ReportError> {
+fn rules_chart(width: u32, plan: &Plan) -> Result<Option<String>, ReportError> {
     if plan.risk.rules.is_empty() {
         return Ok(None);
     }
@@ -392,10 +394,10 @@ fn rules_chart(plan: &Plan) -> Result<Option<String>, ReportError> {
             .collect(),
         previous: false,
     }];
-    charts::bars("rule hits", &labels, &series, false, count).map(Some)
+    charts::bars("rule hits", width, &labels, &series, false, count).map(Some)
 }
 
-fn sweep_chart(plan: &Plan) -> Result<Option<String>, ReportError> {
+fn sweep_chart(width: u32, plan: &Plan) -> Result<Option<String>, ReportError> {
     if plan.risk.sensitivity.is_empty() {
         return Ok(None);
     }
@@ -424,10 +426,10 @@ fn sweep_chart(plan: &Plan) -> Result<Option<String>, ReportError> {
             (r.rule_id.clone(), pts)
         })
         .collect();
-    charts::sweep("sensitivity sweep", &lines).map(Some)
+    charts::sweep("sensitivity sweep", width, &lines).map(Some)
 }
 
-fn partner_chart(plan: &Plan) -> Result<Option<String>, ReportError> {
+fn partner_chart(width: u32, plan: &Plan) -> Result<Option<String>, ReportError> {
     let h = &plan.partner_health;
     let at_risk: std::collections::HashSet<&str> =
         h.at_risk.iter().map(|p| p.partner_id.as_str()).collect();
@@ -448,10 +450,13 @@ fn partner_chart(plan: &Plan) -> Result<Option<String>, ReportError> {
     if points.is_empty() {
         return Ok(None);
     }
-    charts::partner_quadrant("partner health", &points).map(Some)
+    charts::partner_quadrant("partner health", width, &points).map(Some)
 }
 
-fn forest_chart(e: &refopt_plan::ExperimentResult) -> Result<Option<String>, ReportError> {
+fn forest_chart(
+    width: u32,
+    e: &refopt_plan::ExperimentResult,
+) -> Result<Option<String>, ReportError> {
     let rows: Vec<ForestRow> = e
         .comparisons
         .iter()
@@ -469,5 +474,5 @@ fn forest_chart(e: &refopt_plan::ExperimentResult) -> Result<Option<String>, Rep
     if rows.is_empty() {
         return Ok(None);
     }
-    charts::forest(&e.id, &rows, signed_pct).map(Some)
+    charts::forest(&e.id, width, &rows, signed_pct).map(Some)
 }
