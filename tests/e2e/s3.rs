@@ -60,7 +60,16 @@ fn s3_run_matches_local_run() {
         .lines()
         .filter(|k| k.starts_with("plans/optimize-referrals/plan-"))
         .collect();
-    assert_eq!(plan_keys.len(), 1, "{keys}");
+    // The plan and its report and summary beside it.
+    assert_eq!(
+        plan_keys,
+        [
+            "plans/optimize-referrals/plan-v000001.html",
+            "plans/optimize-referrals/plan-v000001.json",
+            "plans/optimize-referrals/plan-v000001.md"
+        ],
+        "{keys}"
+    );
 }
 
 #[test]

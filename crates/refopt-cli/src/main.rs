@@ -409,6 +409,7 @@ async fn execute(
         }
     }
     let outcome = outcome?;
+    report::announce(outcome.report.as_ref());
     let plan_url = outcome
         .stored
         .as_ref()
@@ -447,7 +448,6 @@ async fn execute(
             outcome.plan.escalations.len()
         );
     }
-    report::announce(outcome.report.as_ref());
     // Notifications for this plan version (idempotent: a rerun or retry sends nothing twice).
     distribute::notify_plan(
         &rules,

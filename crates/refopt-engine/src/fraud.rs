@@ -529,7 +529,12 @@ fn summarize_clusters(
     let referrers = string_column(referrals, "referrer_id")?;
     let devices = string_column(referrals, "device_id")?;
     let cards = string_column(referrals, "payment_fingerprint")?;
-    let ips = string_column(referrals, "ip")?;
+    // IPs are context for reviewers, not a link: a referrals table without them is fine.
+    let ips = if referrals.iter().all(|b| b.column_by_name("ip").is_some()) {
+        string_column(referrals, "ip")?
+    } else {
+        vec![None; referrers.len()]
+    };
     #[derive(Default)]
     struct Acc {
         n: u64,
