@@ -131,7 +131,28 @@ pub async fn review(
     // Keys of the referrals per key column set, computed once and shared by the rules.
     let mut key_cache = HashMap::new();
     for rule in &rules.rules {
-        let matched = match flag(ctx, rule, &referrals, &mut key_cache).await {
+        let referral_keys = match cached_keys(&referrals, &rule.key, &mut key_cache) {
+            Ok(keys) => keys,
+            Err(message) => {
+                outcomes.push(failed(rule, message));
+                continue;
+            }
+        };
+        // The rule and its scaled copies (the sensitivity sweep) are evaluated concurrently.
+        let scaled: Vec<(f64, FraudRule)> = if rule.has_numeric_thresholds() {
+            options
+                .sweep_factors
+                .iter()
+                .map(|&factor| (factor, rule.scaled(factor)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (base, swept) = futures::join!(
+            flag(ctx, rule, &referral_keys),
+            futures::future::join_all(scaled.iter().map(|(_, r)| flag(ctx, r, &referral_keys)))
+        );
+        let matched = match base {
             Ok((rows_selected, matched)) => {
                 let matched = suppressions.filter(rule, matched, true);
                 outcomes.push(RuleOutcome {
@@ -154,19 +175,14 @@ pub async fn review(
                 .or_default()
                 .push((rule.id.clone(), rule.score));
         }
-        if rule.has_numeric_thresholds() {
-            for &factor in options.sweep_factors {
-                let scaled = rule.scaled(factor);
-                let flagged = match flag(ctx, &scaled, &referrals, &mut key_cache).await {
-                    Ok((_, m)) => Some(suppressions.filter(rule, m, false).len() as u64),
-                    Err(_) => None,
-                };
-                sweep.push(SweepPoint {
-                    rule_id: rule.id.clone(),
-                    factor,
-                    referrals_flagged: flagged,
-                });
-            }
+        for ((factor, _), result) in scaled.iter().zip(swept) {
+            sweep.push(SweepPoint {
+                rule_id: rule.id.clone(),
+                factor: *factor,
+                referrals_flagged: result
+                    .ok()
+                    .map(|(_, m)| suppressions.filter(rule, m, false).len() as u64),
+            });
         }
     }
 
@@ -199,26 +215,31 @@ pub async fn review(
     })
 }
 
+/// The referrals' keys for a rule's key columns, computed once per key and shared by the rules.
+fn cached_keys(
+    referrals: &[RecordBatch],
+    key: &[String],
+    cache: &mut HashMap<Vec<String>, Arc<Vec<Option<String>>>>,
+) -> Result<Arc<Vec<Option<String>>>, String> {
+    if let Some(keys) = cache.get(key) {
+        return Ok(keys.clone());
+    }
+    let keys = Arc::new(
+        referral_keys(referrals, key)
+            .map_err(|e| format!("referrals table lacks the rule's key: {e}"))?,
+    );
+    cache.insert(key.to_vec(), keys.clone());
+    Ok(keys)
+}
+
 /// Rows the rule selects in its feature table, and the indices of the referrals sharing their
 /// key.
 async fn flag(
     ctx: &SessionContext,
     rule: &FraudRule,
-    referrals: &[RecordBatch],
-    key_cache: &mut HashMap<Vec<String>, Arc<Vec<Option<String>>>>,
+    referral_keys: &[Option<String>],
 ) -> Result<(u64, Vec<usize>), String> {
     let (rows_selected, keys) = evaluate(ctx, rule).await?;
-    let referral_keys = match key_cache.get(&rule.key) {
-        Some(k) => k.clone(),
-        None => {
-            let k = Arc::new(
-                referral_keys(referrals, &rule.key)
-                    .map_err(|e| format!("referrals table lacks the rule's key: {e}"))?,
-            );
-            key_cache.insert(rule.key.clone(), k.clone());
-            k
-        }
-    };
     let matched = referral_keys
         .iter()
         .enumerate()
@@ -332,45 +353,85 @@ async fn evaluate(
         df = df.filter(condition_expr(c)).map_err(|e| e.to_string())?;
     }
     let batches = df.collect().await.map_err(|e| e.to_string())?;
-    let mut keys = HashSet::new();
-    let mut selected = 0u64;
-    let engine = rule.expression.as_ref().map(|_| sandbox::engine());
-    // Rows carry only the columns the expression reads (unless it uses `row` as a whole).
-    let fields: Option<std::collections::BTreeSet<String>> =
-        rule.expression.as_ref().and_then(|e| {
-            let usage = sandbox::usage(&e.ast);
-            (!usage.row_whole).then(|| usage.row_fields.into_keys().collect())
-        });
-    let params = rule.params_map();
-    for batch in &batches {
-        let key_values = key_strings(batch, &rule.key).map_err(|e| e.to_string())?;
-        let rows = RowReader::new(batch, fields.as_ref());
-        for (row, key) in key_values.into_iter().enumerate() {
-            let keep = match (&rule.expression, &engine) {
-                (Some(expr), Some(engine)) => {
-                    let mut scope = Scope::new();
-                    scope.push("row", rows.map(row));
-                    scope.push("params", params.clone());
-                    match engine.eval_ast_with_scope::<bool>(&mut scope, &expr.ast) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            return Err(format!(
-                                "expression failed on row {row} of `{}`: {}",
-                                rule.table,
-                                sandbox::describe(&e)
-                            ));
-                        }
-                    }
-                }
-                _ => true,
-            };
-            if keep {
+    let Some(expression) = &rule.expression else {
+        // Threshold conditions only: every row the filters kept is selected.
+        let mut keys = HashSet::new();
+        let mut selected = 0u64;
+        for batch in &batches {
+            for key in key_strings(batch, &rule.key).map_err(|e| e.to_string())? {
                 selected += 1;
-                if let Some(k) = key {
-                    keys.insert(k);
-                }
+                keys.extend(key);
             }
         }
+        return Ok((selected, keys));
+    };
+    // Rows carry only the columns the expression reads (unless it uses `row` as a whole).
+    let usage = sandbox::usage(&expression.ast);
+    let fields: Option<std::collections::BTreeSet<String>> =
+        (!usage.row_whole).then(|| usage.row_fields.into_keys().collect());
+    let engine = sandbox::engine();
+    let params = rule.params_map();
+    // The batches are split across the cores: each worker evaluates whole batches with one
+    // scope (`params` pushed once as a constant, `row` replaced per row).
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batches.len())
+        .max(1);
+    let chunk = batches.len().div_ceil(workers).max(1);
+    let results: Vec<Result<(u64, HashSet<String>), String>> = std::thread::scope(|threads| {
+        let handles: Vec<_> = batches
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, part)| {
+                let (engine, params, fields) = (&engine, &params, fields.as_ref());
+                threads.spawn(move || {
+                    let mut scope = Scope::new();
+                    scope.push_constant("params", params.clone());
+                    let base = scope.len();
+                    let mut keys = HashSet::new();
+                    let mut selected = 0u64;
+                    for (b, batch) in part.iter().enumerate() {
+                        let key_values =
+                            key_strings(batch, &rule.key).map_err(|e| e.to_string())?;
+                        let rows = RowReader::new(batch, fields);
+                        for (row, key) in key_values.into_iter().enumerate() {
+                            scope.rewind(base);
+                            scope.push("row", rows.map(row));
+                            let keep = engine
+                                .eval_ast_with_scope::<bool>(&mut scope, &expression.ast)
+                                .map_err(|e| {
+                                    format!(
+                                        "expression failed on row {row} of batch {} of `{}`: {}",
+                                        n * chunk + b,
+                                        rule.table,
+                                        sandbox::describe(&e)
+                                    )
+                                })?;
+                            if keep {
+                                selected += 1;
+                                keys.extend(key);
+                            }
+                        }
+                    }
+                    Ok((selected, keys))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("rule evaluation panicked".to_string()))
+            })
+            .collect()
+    });
+    let mut keys = HashSet::new();
+    let mut selected = 0u64;
+    // In batch order: the first failing batch's error is the one reported.
+    for result in results {
+        let (n, k) = result?;
+        selected += n;
+        keys.extend(k);
     }
     Ok((selected, keys))
 }

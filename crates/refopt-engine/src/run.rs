@@ -210,6 +210,7 @@ pub async fn run(
         });
     }
 
+    let rules_started = std::time::Instant::now();
     let fraud = match &request.rules.fraud {
         Some(rules) => {
             let sweep_factors: &[f64] = match request.detail {
@@ -226,6 +227,7 @@ pub async fn run(
         None => None,
     };
 
+    let review_ms = rules_started.elapsed().as_millis() as u64;
     let created_at = Utc::now();
     let run_id = run_id(created_at);
     let mut risk = match &fraud {
@@ -254,6 +256,7 @@ pub async fn run(
             })?;
         risk.flagged_referrals_url = Some(url);
     }
+    let risk_ms = rules_started.elapsed().as_millis() as u64 - review_ms;
     let mut plan = assemble(&PlanContext {
         request: &request,
         run_id,
@@ -267,6 +270,13 @@ pub async fn run(
     })?;
     plan.inputs.fingerprint = fingerprint;
     plan.change_log = crate::change_log::change_log(&plan, previous.first());
+    // Where the time after the stages goes (JSON logs), for performance work.
+    tracing::info!(
+        fraud_review_ms = review_ms,
+        risk_section_ms = risk_ms,
+        assemble_ms = rules_started.elapsed().as_millis() as u64 - review_ms - risk_ms,
+        "rules phase finished"
+    );
     let stored = match &plan_store {
         Some(store) => Some(
             store

@@ -42,6 +42,20 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
+    // Under a memory limit, plans that spill instead of failing: no hash repartitioning
+    // (DataFusion 55's RepartitionExec can stall when it spills, apache/datafusion#24883; scans
+    // still read file groups in parallel and aggregates finish in one partition) and sort-merge
+    // joins.
+    let config = if options.memory_limit.is_some() {
+        config
+            .set_bool("datafusion.optimizer.repartition_aggregations", false)
+            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)
+            .set_bool("datafusion.optimizer.repartition_windows", false)
+            // Sort-merge joins: their sorts spill, a hash join's build side cannot.
+            .set_bool("datafusion.optimizer.prefer_hash_join", false)
+    } else {
+        config
+    };
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {
         runtime = runtime

@@ -6,13 +6,7 @@
 -- metrics give the per-unit mean and sample variance (for Welch's test).
 -- Publishes: experiments (see docs/experiments.md for the column contract).
 WITH assignment AS (
-  SELECT experiment_id, unit_id,
-         MIN(assigned_at) AS assigned_at,
-         MIN(variant) AS variant,
-         MAX(variant) AS other_variant
-  FROM experiment_assignments
-  WHERE dt < $window_end_day AND assigned_at < $window_end
-  GROUP BY experiment_id, unit_id
+  SELECT experiment_id, unit_id, assigned_at, variant, other_variant FROM experiment_units
 ),
 exposure AS (
   SELECT experiment_id,
@@ -26,50 +20,70 @@ units AS (
   FROM assignment
   WHERE variant = other_variant
 ),
-unit_referrals AS (
-  SELECT u.experiment_id, u.unit_id, r.referral_id
-  FROM units u
-  JOIN referrals r ON r.referrer_id = u.unit_id
-  WHERE r.dt >= $window_start_day AND r.dt < $window_end_day
-    AND r.created_at >= $window_start AND r.created_at < $window_end
-    AND r.created_at >= u.assigned_at
-),
-referral_outcomes AS (
+-- The window's referrals with their outcomes, attached by grouping the event streams on
+-- referral_id (one spillable aggregate instead of three joins).
+window_referrals AS (
   SELECT referral_id,
-         MAX(CASE WHEN stage IN ('qualified', 'opportunity', 'won') THEN 1 ELSE 0 END) AS qualified,
-         MAX(CASE WHEN stage = 'won' THEN 1 ELSE 0 END) AS won,
-         SUM(CASE WHEN stage = 'won' THEN COALESCE(amount, 0.0) ELSE 0.0 END) AS revenue
-  FROM conversions
-  WHERE dt >= $window_start_day AND dt < $window_end_day AND occurred_at < $window_end
+         MAX(is_referral) AS is_referral,
+         MAX(referrer_id) AS referrer_id,
+         MAX(created_at) AS created_at,
+         MAX(qualified) AS qualified,
+         MAX(won) AS won,
+         SUM(revenue) AS revenue,
+         SUM(payout) AS payout,
+         MAX(flagged) AS flagged
+  FROM (
+    SELECT referral_id, 1 AS is_referral, referrer_id, created_at,
+           0 AS qualified, 0 AS won, 0.0 AS revenue, 0.0 AS payout, 0 AS flagged
+    FROM referrals
+    WHERE dt >= $window_start_day AND dt < $window_end_day
+      AND created_at >= $window_start AND created_at < $window_end
+    UNION ALL
+    SELECT referral_id, 0, NULL, NULL,
+           CASE WHEN stage IN ('qualified', 'opportunity', 'won') THEN 1 ELSE 0 END,
+           CASE WHEN stage = 'won' THEN 1 ELSE 0 END,
+           CASE WHEN stage = 'won' THEN COALESCE(amount, 0.0) ELSE 0.0 END,
+           0.0, 0
+    FROM conversions
+    WHERE dt >= $window_start_day AND dt < $window_end_day AND occurred_at < $window_end
+    UNION ALL
+    SELECT referral_id, 0, NULL, NULL, 0, 0, 0.0, amount, 0
+    FROM payouts
+    WHERE dt >= $window_start_day AND dt < $window_end_day AND created_at < $window_end
+      AND recipient_type = 'referrer' AND status <> 'reversed'
+    UNION ALL
+    SELECT referral_id, 0, NULL, NULL, 0, 0, 0.0, 0.0, 1
+    FROM fraud_flags
+    WHERE dt >= $window_start_day AND dt < $window_end_day AND flagged_at < $window_end
+  ) events
   GROUP BY referral_id
 ),
-referral_payouts AS (
-  SELECT referral_id, SUM(amount) AS payout
-  FROM payouts
-  WHERE dt >= $window_start_day AND dt < $window_end_day AND created_at < $window_end
-    AND recipient_type = 'referrer' AND status <> 'reversed'
-  GROUP BY referral_id
-),
-referral_flags AS (
-  SELECT referral_id, 1 AS flagged
-  FROM fraud_flags
-  WHERE dt >= $window_start_day AND dt < $window_end_day AND flagged_at < $window_end
-  GROUP BY referral_id
-),
-unit_outcomes AS (
-  SELECT u.experiment_id, u.unit_id, u.variant,
-         COUNT(ur.referral_id) AS referrals,
-         CAST(COALESCE(SUM(o.qualified), 0) AS DOUBLE) AS qualified,
-         COALESCE(SUM(o.won), 0) AS won,
-         COALESCE(SUM(o.revenue), 0.0) AS revenue,
-         COALESCE(SUM(p.payout), 0.0) AS payout,
-         COALESCE(SUM(f.flagged), 0) AS flagged
+unit_referrals AS (
+  SELECT u.experiment_id, u.unit_id, w.referral_id, w.qualified, w.won, w.revenue, w.payout,
+         w.flagged
   FROM units u
-  LEFT JOIN unit_referrals ur ON ur.experiment_id = u.experiment_id AND ur.unit_id = u.unit_id
-  LEFT JOIN referral_outcomes o ON o.referral_id = ur.referral_id
-  LEFT JOIN referral_payouts p ON p.referral_id = ur.referral_id
-  LEFT JOIN referral_flags f ON f.referral_id = ur.referral_id
-  GROUP BY u.experiment_id, u.unit_id, u.variant
+  JOIN window_referrals w ON w.referrer_id = u.unit_id
+  WHERE w.is_referral = 1 AND w.created_at >= u.assigned_at
+),
+-- Every unit with its referrals' outcomes; units without referrals count with zeros (a
+-- grouped union instead of a left join, for the same reason as above).
+unit_outcomes AS (
+  SELECT experiment_id, unit_id, MAX(variant) AS variant,
+         SUM(referrals) AS referrals,
+         CAST(SUM(qualified) AS DOUBLE) AS qualified,
+         SUM(won) AS won,
+         SUM(revenue) AS revenue,
+         SUM(payout) AS payout,
+         SUM(flagged) AS flagged
+  FROM (
+    SELECT experiment_id, unit_id, variant, 0 AS referrals, 0 AS qualified, 0 AS won,
+           0.0 AS revenue, 0.0 AS payout, 0 AS flagged
+    FROM units
+    UNION ALL
+    SELECT experiment_id, unit_id, NULL, 1, qualified, won, revenue, payout, flagged
+    FROM unit_referrals
+  ) unit_rows
+  GROUP BY experiment_id, unit_id
 )
 SELECT o.experiment_id,
        o.variant,

@@ -16,44 +16,59 @@ cohort AS (
   WHERE r.dt >= $previous_start_day AND r.dt < $window_end_day
     AND r.created_at >= $previous_start AND r.created_at < $window_end
 ),
-steps AS (
-  SELECT referral_id, period,
-         MAX(CASE WHEN stage = 'signup' THEN 1 ELSE 0 END) AS signed_up,
-         MAX(CASE WHEN stage = 'qualified' THEN 1 ELSE 0 END) AS qualified,
-         MAX(CASE WHEN stage = 'opportunity' THEN 1 ELSE 0 END) AS opportunity,
-         MAX(CASE WHEN stage = 'won' THEN 1 ELSE 0 END) AS won,
-         SUM(CASE WHEN stage = 'won' THEN COALESCE(amount, 0.0) ELSE 0.0 END) AS revenue
-  FROM (SELECT referral_id, stage, amount,
-               CASE WHEN occurred_at >= $window_start THEN 'current' ELSE 'previous' END AS period
-        FROM conversions
-        WHERE dt >= $previous_start_day AND dt < $window_end_day
-          AND occurred_at >= $previous_start AND occurred_at < $window_end) c
-  GROUP BY referral_id, period
+-- A referral's conversions and payouts are attached by grouping the three event streams on
+-- (referral_id, period) instead of joining them: a grouped aggregate can spill to disk under
+-- --memory-limit, a hash join's build side cannot (DataFusion 55).
+referral_events AS (
+  SELECT referral_id, period, 1 AS is_referral, channel, persona, region, partner_tier,
+         0 AS signed_up, 0 AS qualified, 0 AS opportunity, 0 AS won,
+         0.0 AS revenue, 0.0 AS payout_cost
+  FROM cohort
+  UNION ALL
+  SELECT referral_id,
+         CASE WHEN occurred_at >= $window_start THEN 'current' ELSE 'previous' END AS period,
+         0, NULL, NULL, NULL, NULL,
+         CASE WHEN stage = 'signup' THEN 1 ELSE 0 END,
+         CASE WHEN stage = 'qualified' THEN 1 ELSE 0 END,
+         CASE WHEN stage = 'opportunity' THEN 1 ELSE 0 END,
+         CASE WHEN stage = 'won' THEN 1 ELSE 0 END,
+         CASE WHEN stage = 'won' THEN COALESCE(amount, 0.0) ELSE 0.0 END,
+         0.0
+  FROM conversions
+  WHERE dt >= $previous_start_day AND dt < $window_end_day
+    AND occurred_at >= $previous_start AND occurred_at < $window_end
+  UNION ALL
+  SELECT referral_id,
+         CASE WHEN created_at >= $window_start THEN 'current' ELSE 'previous' END AS period,
+         0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0.0, amount
+  FROM payouts
+  WHERE dt >= $previous_start_day AND dt < $window_end_day
+    AND created_at >= $previous_start AND created_at < $window_end
+    AND status <> 'reversed'
 ),
-paid AS (
-  SELECT referral_id, period, SUM(amount) AS payout_cost
-  FROM (SELECT referral_id, amount,
-               CASE WHEN created_at >= $window_start THEN 'current' ELSE 'previous' END AS period
-        FROM payouts
-        WHERE dt >= $previous_start_day AND dt < $window_end_day
-          AND created_at >= $previous_start AND created_at < $window_end
-          AND status <> 'reversed') p
+per_referral AS (
+  SELECT referral_id, period, MAX(is_referral) AS is_referral,
+         MAX(channel) AS channel, MAX(persona) AS persona, MAX(region) AS region,
+         MAX(partner_tier) AS partner_tier,
+         MAX(signed_up) AS signed_up, MAX(qualified) AS qualified,
+         MAX(opportunity) AS opportunity, MAX(won) AS won,
+         SUM(revenue) AS revenue, SUM(payout_cost) AS payout_cost
+  FROM referral_events
   GROUP BY referral_id, period
 ),
 referral_cube AS (
-  SELECT c.period, c.channel, c.persona, c.region, c.partner_tier,
+  SELECT period, channel, persona, region, partner_tier,
          CAST(0 AS BIGINT) AS invites,
          COUNT(*) AS referrals,
-         CAST(SUM(COALESCE(s.signed_up, 0)) AS BIGINT) AS signups,
-         CAST(SUM(COALESCE(s.qualified, 0)) AS BIGINT) AS qualified,
-         CAST(SUM(COALESCE(s.opportunity, 0)) AS BIGINT) AS opportunities,
-         CAST(SUM(COALESCE(s.won, 0)) AS BIGINT) AS won,
-         SUM(COALESCE(s.revenue, 0.0)) AS revenue,
-         SUM(COALESCE(p.payout_cost, 0.0)) AS payout_cost
-  FROM cohort c
-  LEFT JOIN steps s ON s.referral_id = c.referral_id AND s.period = c.period
-  LEFT JOIN paid p ON p.referral_id = c.referral_id AND p.period = c.period
-  GROUP BY c.period, c.channel, c.persona, c.region, c.partner_tier
+         CAST(SUM(signed_up) AS BIGINT) AS signups,
+         CAST(SUM(qualified) AS BIGINT) AS qualified,
+         CAST(SUM(opportunity) AS BIGINT) AS opportunities,
+         CAST(SUM(won) AS BIGINT) AS won,
+         SUM(revenue) AS revenue,
+         SUM(payout_cost) AS payout_cost
+  FROM per_referral
+  WHERE is_referral = 1
+  GROUP BY period, channel, persona, region, partner_tier
 ),
 invite_cube AS (
   SELECT period, channel, persona, region, partner_tier,

@@ -1,31 +1,29 @@
 -- Per referrer, device and payment fingerprint: referrals whose referee used that device and
 -- that card. Several referees of one referrer on one device *and* one card is a self-referral
 -- signal; a family sharing a tablet shares the device but not the card.
--- Distinct counts from de-duplicated rows (see risk_devices.sql for why).
+-- Distinct counts from de-duplicated rows (see risk_devices.sql for why), combined by one
+-- grouped aggregate over the three row sets instead of joining three aggregates (an aggregate
+-- spills under --memory-limit; a hash join's build side cannot).
 WITH identities AS (
   SELECT referrer_id, device_id, payment_fingerprint, referee_id, email_domain
   FROM risk_referrals WHERE payment_fingerprint IS NOT NULL
-),
-referees AS (
-  SELECT referrer_id, device_id, payment_fingerprint, COUNT(referee_id) AS referees
-  FROM (SELECT DISTINCT referrer_id, device_id, payment_fingerprint, referee_id FROM identities)
-  GROUP BY referrer_id, device_id, payment_fingerprint
-),
-domains AS (
-  SELECT referrer_id, device_id, payment_fingerprint, COUNT(email_domain) AS email_domains
-  FROM (SELECT DISTINCT referrer_id, device_id, payment_fingerprint, email_domain FROM identities)
-  GROUP BY referrer_id, device_id, payment_fingerprint
-),
-base AS (
-  SELECT referrer_id, device_id, payment_fingerprint, COUNT(*) AS referrals
-  FROM identities GROUP BY referrer_id, device_id, payment_fingerprint
 )
-SELECT b.referrer_id, b.device_id, b.payment_fingerprint, b.referrals,
-       r.referees, d.email_domains
-FROM base b
-JOIN referees r ON (r.referrer_id IS NOT DISTINCT FROM b.referrer_id)
-  AND (r.device_id IS NOT DISTINCT FROM b.device_id)
-  AND (r.payment_fingerprint = b.payment_fingerprint)
-JOIN domains d ON (d.referrer_id IS NOT DISTINCT FROM b.referrer_id)
-  AND (d.device_id IS NOT DISTINCT FROM b.device_id)
-  AND (d.payment_fingerprint = b.payment_fingerprint)
+SELECT referrer_id, device_id, payment_fingerprint,
+       SUM(referrals) AS referrals,
+       SUM(referees) AS referees,
+       SUM(email_domains) AS email_domains
+FROM (
+  SELECT referrer_id, device_id, payment_fingerprint,
+         COUNT(*) AS referrals, 0 AS referees, 0 AS email_domains
+  FROM identities
+  GROUP BY referrer_id, device_id, payment_fingerprint
+  UNION ALL
+  SELECT referrer_id, device_id, payment_fingerprint, 0, 1, 0
+  FROM (SELECT DISTINCT referrer_id, device_id, payment_fingerprint, referee_id
+        FROM identities WHERE referee_id IS NOT NULL)
+  UNION ALL
+  SELECT referrer_id, device_id, payment_fingerprint, 0, 0, 1
+  FROM (SELECT DISTINCT referrer_id, device_id, payment_fingerprint, email_domain
+        FROM identities WHERE email_domain IS NOT NULL)
+) counted
+GROUP BY referrer_id, device_id, payment_fingerprint
