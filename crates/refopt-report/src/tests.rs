@@ -243,3 +243,14 @@ fn markdown_summary_stays_under_4000_characters_with_long_lists() {
     );
     assert!(md.contains("…and more in the report"));
 }
+
+#[test]
+fn an_empty_plan_renders_at_both_details() {
+    // A pipeline without rules, dimensions, experiments or a funnel stage still gets a report.
+    for detail in [Detail::Summary, Detail::Full] {
+        let report = rendered(&Plan::default(), &[], detail);
+        assert!(report.html.contains("<section id=\"funnel\""));
+        assert!(report.html.contains("No experiments were evaluated"));
+        assert!(report.markdown.starts_with("### refopt"));
+    }
+}
