@@ -145,6 +145,14 @@ fn delivered(
                 .to_string();
             let event = body["event"].as_str().map(String::from).unwrap_or_default();
             let version = body["plan_version"].as_u64().unwrap_or(0);
+            // A run's messages link the report written beside its plan.
+            if version > 0 && !event.starts_with("plan_") {
+                let report = body["report_url"].as_str().unwrap_or_default();
+                assert!(
+                    report.ends_with(&format!("plan-v{version:06}.html")),
+                    "{event}: report_url {report:?}"
+                );
+            }
             (kind, format!("v{version} {event}"))
         };
         *out.entry((kind, event)).or_insert(0) += 1;

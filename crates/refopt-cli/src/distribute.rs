@@ -72,6 +72,7 @@ pub async fn notify_plan(
     rules: &RuleSet,
     plan: &Plan,
     stored: Option<(&PlanStore, &StoredPlan)>,
+    report_url: Option<&str>,
     dry_run: bool,
 ) {
     let Some(config) = &rules.notifications else {
@@ -87,6 +88,7 @@ pub async fn notify_plan(
         version,
         url,
         run_id: &plan.run_id,
+        report_url,
     };
     let deliveries = notify::deliver(
         config,
@@ -123,6 +125,7 @@ pub async fn notify_failure(
         version: 0,
         url: "(no plan written)",
         run_id: "",
+        report_url: None,
     };
     report(&notify::deliver(config, &[event], &plan_ref, None, dry_run).await);
 }
@@ -392,6 +395,7 @@ pub async fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<()> {
             version: stored.version,
             url: &stored.url,
             run_id: &plan.run_id,
+            report_url: None,
         };
         report(&notify::deliver(config, &[event], &plan_ref, Some(&store), args.dry_run).await);
     }

@@ -453,6 +453,11 @@ async fn execute(
         &rules,
         &outcome.plan,
         outcome.store.as_ref().zip(outcome.stored.as_ref()),
+        outcome
+            .report
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .map(|r| r.html_url.as_str()),
         plans_root.is_none(),
     )
     .await;

@@ -107,6 +107,8 @@ pub struct PlanRef<'a> {
     pub version: u64,
     pub url: &'a str,
     pub run_id: &'a str,
+    /// The HTML report written beside the plan by this run, if any.
+    pub report_url: Option<&'a str>,
 }
 
 /// What happened to one (event, sink) pair.
@@ -334,9 +336,17 @@ pub fn webhook_body(format: WebhookFormat, event: &Event, plan: &PlanRef<'_>) ->
             "pipeline": plan.pipeline,
             "plan_version": plan.version,
             "plan_url": plan.url,
+            "report_url": plan.report_url,
         }),
         WebhookFormat::Slack => serde_json::json!({
-            "text": format!("*{}*\n{}\n<{}|plan v{}>", event.title, event.text, plan.url, plan.version),
+            "text": format!(
+                "*{}*\n{}\n<{}|plan v{}>{}",
+                event.title,
+                event.text,
+                plan.url,
+                plan.version,
+                plan.report_url.map(|r| format!(" · <{r}|report>")).unwrap_or_default()
+            ),
         }),
     }
 }
@@ -375,8 +385,13 @@ async fn send(target: &Target, event: &Event, plan: &PlanRef<'_>) -> Result<(), 
             }
             let message = message
                 .body(format!(
-                    "{}\n\nPlan: {} (v{})\n",
-                    event.text, plan.url, plan.version
+                    "{}\n\nPlan: {} (v{})\n{}",
+                    event.text,
+                    plan.url,
+                    plan.version,
+                    plan.report_url
+                        .map(|r| format!("Report: {r}\n"))
+                        .unwrap_or_default()
                 ))
                 .map_err(|e| format!("email: {e}"))?;
             transport
