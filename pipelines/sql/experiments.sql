@@ -21,7 +21,8 @@ units AS (
   WHERE variant = other_variant
 ),
 -- The window's referrals with their outcomes, attached by grouping the event streams on
--- referral_id (one spillable aggregate instead of three joins).
+-- referral_id (one spillable aggregate instead of three joins). Rows without a referral id are
+-- left out (a unit's referrals were always counted by id).
 window_referrals AS (
   SELECT referral_id,
          MAX(is_referral) AS is_referral,
@@ -37,7 +38,7 @@ window_referrals AS (
            0 AS qualified, 0 AS won, 0.0 AS revenue, 0.0 AS payout, 0 AS flagged
     FROM referrals
     WHERE dt >= $window_start_day AND dt < $window_end_day
-      AND created_at >= $window_start AND created_at < $window_end
+      AND created_at >= $window_start AND created_at < $window_end AND referral_id IS NOT NULL
     UNION ALL
     SELECT referral_id, 0, NULL, NULL,
            CASE WHEN stage IN ('qualified', 'opportunity', 'won') THEN 1 ELSE 0 END,
@@ -46,15 +47,17 @@ window_referrals AS (
            0.0, 0
     FROM conversions
     WHERE dt >= $window_start_day AND dt < $window_end_day AND occurred_at < $window_end
+      AND referral_id IS NOT NULL
     UNION ALL
     SELECT referral_id, 0, NULL, NULL, 0, 0, 0.0, amount, 0
     FROM payouts
     WHERE dt >= $window_start_day AND dt < $window_end_day AND created_at < $window_end
-      AND recipient_type = 'referrer' AND status <> 'reversed'
+      AND recipient_type = 'referrer' AND status <> 'reversed' AND referral_id IS NOT NULL
     UNION ALL
     SELECT referral_id, 0, NULL, NULL, 0, 0, 0.0, 0.0, 1
     FROM fraud_flags
     WHERE dt >= $window_start_day AND dt < $window_end_day AND flagged_at < $window_end
+      AND referral_id IS NOT NULL
   ) events
   GROUP BY referral_id
 ),

@@ -18,12 +18,14 @@ cohort AS (
 ),
 -- A referral's conversions and payouts are attached by grouping the three event streams on
 -- (referral_id, period) instead of joining them: a grouped aggregate can spill to disk under
--- --memory-limit, a hash join's build side cannot (DataFusion 55).
+-- --memory-limit, a hash join's build side cannot (DataFusion 55). Referrals without an id
+-- (data_refresh reports them) count as referrals with no outcomes; a duplicated id counts once.
 referral_events AS (
   SELECT referral_id, period, 1 AS is_referral, channel, persona, region, partner_tier,
          0 AS signed_up, 0 AS qualified, 0 AS opportunity, 0 AS won,
          0.0 AS revenue, 0.0 AS payout_cost
   FROM cohort
+  WHERE referral_id IS NOT NULL
   UNION ALL
   SELECT referral_id,
          CASE WHEN occurred_at >= $window_start THEN 'current' ELSE 'previous' END AS period,
@@ -37,6 +39,7 @@ referral_events AS (
   FROM conversions
   WHERE dt >= $previous_start_day AND dt < $window_end_day
     AND occurred_at >= $previous_start AND occurred_at < $window_end
+    AND referral_id IS NOT NULL
   UNION ALL
   SELECT referral_id,
          CASE WHEN created_at >= $window_start THEN 'current' ELSE 'previous' END AS period,
@@ -44,7 +47,7 @@ referral_events AS (
   FROM payouts
   WHERE dt >= $previous_start_day AND dt < $window_end_day
     AND created_at >= $previous_start AND created_at < $window_end
-    AND status <> 'reversed'
+    AND status <> 'reversed' AND referral_id IS NOT NULL
 ),
 per_referral AS (
   SELECT referral_id, period, MAX(is_referral) AS is_referral,
@@ -68,6 +71,13 @@ referral_cube AS (
          SUM(payout_cost) AS payout_cost
   FROM per_referral
   WHERE is_referral = 1
+  GROUP BY period, channel, persona, region, partner_tier
+  UNION ALL
+  SELECT period, channel, persona, region, partner_tier, CAST(0 AS BIGINT), COUNT(*),
+         CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT),
+         CAST(0.0 AS DOUBLE), CAST(0.0 AS DOUBLE)
+  FROM cohort
+  WHERE referral_id IS NULL
   GROUP BY period, channel, persona, region, partner_tier
 ),
 invite_cube AS (

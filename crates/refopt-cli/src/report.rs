@@ -8,8 +8,8 @@ use refopt_plan::{Detail, Plan, PlanStore};
 use crate::args::{self, ReportArgs, ReportFormat};
 use crate::progress;
 
-/// Earlier plans read for the deltas and the trend.
-const HISTORY: usize = 12;
+/// Earlier plans read for the deltas and the trend (as many as a run reads).
+const HISTORY: usize = 8;
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     let (root, series, file) = split_plan_url(&args.plan)?;

@@ -138,21 +138,7 @@ pub async fn review(
                 continue;
             }
         };
-        // The rule and its scaled copies (the sensitivity sweep) are evaluated concurrently.
-        let scaled: Vec<(f64, FraudRule)> = if rule.has_numeric_thresholds() {
-            options
-                .sweep_factors
-                .iter()
-                .map(|&factor| (factor, rule.scaled(factor)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let (base, swept) = futures::join!(
-            flag(ctx, rule, &referral_keys),
-            futures::future::join_all(scaled.iter().map(|(_, r)| flag(ctx, r, &referral_keys)))
-        );
-        let matched = match base {
+        let matched = match flag(ctx, rule, &referral_keys).await {
             Ok((rows_selected, matched)) => {
                 let matched = suppressions.filter(rule, matched, true);
                 outcomes.push(RuleOutcome {
@@ -175,14 +161,18 @@ pub async fn review(
                 .or_default()
                 .push((rule.id.clone(), rule.score));
         }
-        for ((factor, _), result) in scaled.iter().zip(swept) {
-            sweep.push(SweepPoint {
-                rule_id: rule.id.clone(),
-                factor: *factor,
-                referrals_flagged: result
-                    .ok()
-                    .map(|(_, m)| suppressions.filter(rule, m, false).len() as u64),
-            });
+        // The sensitivity sweep, one factor at a time (each collects its own feature rows).
+        if rule.has_numeric_thresholds() {
+            for &factor in options.sweep_factors {
+                let scaled = rule.scaled(factor);
+                let flagged = flag(ctx, &scaled, &referral_keys).await.ok();
+                sweep.push(SweepPoint {
+                    rule_id: rule.id.clone(),
+                    factor,
+                    referrals_flagged: flagged
+                        .map(|(_, m)| suppressions.filter(rule, m, false).len() as u64),
+                });
+            }
         }
     }
 
@@ -371,10 +361,13 @@ async fn evaluate(
         (!usage.row_whole).then(|| usage.row_fields.into_keys().collect());
     let engine = sandbox::engine();
     let params = rule.params_map();
-    // The batches are split across the cores: each worker evaluates whole batches with one
-    // scope (`params` pushed once as a constant, `row` replaced per row).
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+    // The batches are split across the session's threads (`--threads`); each worker reuses
+    // one scope, and every row gets fresh `params` and `row` values as before (a script may
+    // modify its copies).
+    let workers = ctx
+        .state()
+        .config()
+        .target_partitions()
         .min(batches.len())
         .max(1);
     let chunk = batches.len().div_ceil(workers).max(1);
@@ -386,8 +379,6 @@ async fn evaluate(
                 let (engine, params, fields) = (&engine, &params, fields.as_ref());
                 threads.spawn(move || {
                     let mut scope = Scope::new();
-                    scope.push_constant("params", params.clone());
-                    let base = scope.len();
                     let mut keys = HashSet::new();
                     let mut selected = 0u64;
                     for (b, batch) in part.iter().enumerate() {
@@ -395,7 +386,8 @@ async fn evaluate(
                             key_strings(batch, &rule.key).map_err(|e| e.to_string())?;
                         let rows = RowReader::new(batch, fields);
                         for (row, key) in key_values.into_iter().enumerate() {
-                            scope.rewind(base);
+                            scope.rewind(0);
+                            scope.push("params", params.clone());
                             scope.push("row", rows.map(row));
                             let keep = engine
                                 .eval_ast_with_scope::<bool>(&mut scope, &expression.ast)

@@ -42,10 +42,11 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
-    // Under a memory limit, plans that spill instead of failing: no hash repartitioning
-    // (DataFusion 55's RepartitionExec can stall when it spills, apache/datafusion#24883; scans
-    // still read file groups in parallel and aggregates finish in one partition) and sort-merge
-    // joins.
+    // Under a memory limit, plans that spill instead of failing: aggregates and window
+    // functions are not hash-repartitioned (fewer RepartitionExecs, which can stall when they
+    // spill in DataFusion 55, apache/datafusion#24883; scans still read file groups in parallel
+    // and aggregates finish in one partition), and joins are sort-merge joins (their sorts
+    // spill; their inputs are still hash-repartitioned, so the stall remains possible there).
     let config = if options.memory_limit.is_some() {
         config
             .set_bool("datafusion.optimizer.repartition_aggregations", false)

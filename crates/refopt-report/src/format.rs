@@ -66,6 +66,11 @@ pub fn number(value: f64) -> String {
     }
 }
 
+/// A difference of two rates in percentage points, signed: `0.012` -> `+1.20 pts`.
+pub fn signed_points(value: f64) -> String {
+    format!("{:+.2} pts", value * 100.0)
+}
+
 /// A p-value: three decimals, `<0.001` below that.
 pub fn p_value(value: f64) -> String {
     if value < 0.001 {
@@ -97,6 +102,11 @@ pub fn markdown_text(value: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
+            // No @mentions or #references in PR/issue comments: a zero-width space breaks them.
+            '@' | '#' => {
+                out.push(c);
+                out.push('\u{200b}');
+            }
             '\n' | '\r' => out.push(' '),
             c => out.push(c),
         }
@@ -177,6 +187,11 @@ mod tests {
         assert_eq!(markdown_clip("a<b", 5), "a&lt…".replace("&lt…", "…"));
         assert_eq!(markdown_clip("a<b", 6), "a&lt;b");
         assert!(markdown_clip(&"&".repeat(100), 50).chars().count() <= 50);
+        assert_eq!(
+            markdown_text("@org/team #12"),
+            "@\u{200b}org/team #\u{200b}12"
+        );
+        assert_eq!(signed_points(-0.0123), "-1.23 pts");
         assert_eq!(clip("abc", 4), "abc");
     }
 }

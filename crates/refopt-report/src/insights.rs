@@ -86,7 +86,7 @@ fn won_change_share(plan: &Plan) -> Option<String> {
         .iter()
         .skip(1)
         .filter_map(|r| Some((r, r.current.won as f64 - r.previous?.won as f64)))
-        .filter(|(_, c)| c.signum() == total.signum())
+        .filter(|(_, c)| *c != 0.0 && c.signum() == total.signum())
         .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))?;
     let direction = if total < 0.0 { "fell" } else { "rose" };
     Some(if change.abs() <= total.abs() {
@@ -174,6 +174,7 @@ pub fn funnel_dimension(plan: &Plan, dimension: &str) -> Option<String> {
     let own = row.previous.map(|p| row.current.won as f64 - p.won as f64);
     if let (Some(total), Some(own)) = (total, own)
         && total != 0.0
+        && own != 0.0
         && own.signum() == total.signum()
         && own.abs() <= total.abs()
     {
@@ -246,15 +247,28 @@ pub fn rule_hits(plan: &Plan) -> Option<String> {
     Some(text)
 }
 
-/// The biggest cluster of linked accounts.
+/// Clusters the plan lists (it keeps the largest ones only).
+const LISTED_CLUSTERS: usize = 10;
+/// Devices listed per cluster.
+const LISTED_DEVICES: usize = 5;
+
+/// The biggest cluster of linked accounts. The plan lists at most 10 clusters and 5 devices
+/// per cluster, so those counts are stated as lower bounds when they hit the cap.
 pub fn clusters(plan: &Plan) -> Option<String> {
     let c = plan.risk.cohorts.first()?;
+    let at_least = |n: usize, cap: usize| {
+        if n >= cap {
+            format!("at least {n}")
+        } else {
+            n.to_string()
+        }
+    };
     Some(format!(
-        "{} clusters of linked accounts; the largest joins {} referrals from {} referrer(s) over {} device(s) and {} card(s), with {} of payouts.",
-        plan.risk.cohorts.len(),
+        "{} cluster(s) of linked accounts; the largest joins {} referrals from {} referrer(s) over {} device(s) and {} card(s), with {} of payouts.",
+        at_least(plan.risk.cohorts.len(), LISTED_CLUSTERS),
         count(c.referrals as f64),
         count(c.referrers as f64),
-        c.devices.len(),
+        at_least(c.devices.len(), LISTED_DEVICES),
         c.payment_fingerprints,
         money(c.payouts_at_risk)
     ))

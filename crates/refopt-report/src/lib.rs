@@ -90,6 +90,9 @@ fn environment() -> Environment<'static> {
         or_dash(v, format::signed_pct)
     });
     env.add_filter("number", move |v: Option<f64>| or_dash(v, format::number));
+    env.add_filter("signed_pts", move |v: Option<f64>| {
+        or_dash(v, format::signed_points)
+    });
     env.add_filter("pvalue", move |v: Option<f64>| or_dash(v, format::p_value));
     env.add_filter("md", |v: &str| format::markdown_text(v));
     env.add_filter("clip", |v: &str, max: usize| format::clip(v, max));
