@@ -144,7 +144,7 @@ pub(crate) async fn open(args: &PlanStoreArgs) -> anyhow::Result<(PlanStore, Vec
     Ok((store, plans))
 }
 
-async fn read(store: &PlanStore, p: &StoredPlan) -> anyhow::Result<Plan> {
+pub(crate) async fn read(store: &PlanStore, p: &StoredPlan) -> anyhow::Result<Plan> {
     store.read(p).await.map_err(|e| {
         EngineError::Storage {
             location: p.url.clone(),

@@ -3,46 +3,40 @@
 
 use anyhow::{Context, anyhow};
 use refopt_engine::{EngineError, StoredReport};
-use refopt_plan::{Detail, Plan, PlanStore};
+use refopt_plan::{Detail, Plan};
 
-use crate::args::{self, ReportArgs, ReportFormat};
+use crate::args::{self, PlanStoreArgs, ReportArgs, ReportFormat};
+use crate::plan_cmd;
 use crate::progress;
-
-/// Earlier plans read for the deltas and the trend (as many as a run reads).
-const HISTORY: usize = 8;
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     let (root, series, file) = split_plan_url(&args.plan)?;
-    let version: u64 = file
-        .strip_prefix("plan-v")
-        .and_then(|f| f.strip_suffix(".json"))
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| {
-            EngineError::Parameter(format!(
-                "{}: not a stored plan (expected a file named plan-v<N>.json)",
-                args.plan
-            ))
-        })?;
-    let location =
-        refopt_engine::storage::resolve(root).map_err(|e| EngineError::Parameter(e.to_string()))?;
-    let store = PlanStore::new(location.store, location.prefix, location.display);
-    let storage = |e: refopt_plan::PlanStoreError| EngineError::Storage {
-        location: args.plan.clone(),
-        message: e.to_string(),
-    };
-    let listed = store.list(series).await.map_err(storage)?;
+    let version = refopt_plan::plan_version(file).ok_or_else(|| {
+        EngineError::Parameter(format!(
+            "{}: not a stored plan (expected a file named plan-v<N>.json)",
+            args.plan
+        ))
+    })?;
+    // The plan's folder is a plan series: its root and folder name are a plans root and a
+    // "pipeline" to `refopt plan`.
+    let (store, listed) = plan_cmd::open(&PlanStoreArgs {
+        plans: root.to_string(),
+        pipeline: series.to_string(),
+    })
+    .await?;
     let stored = listed
         .iter()
         .find(|p| p.version == version)
         .ok_or_else(|| EngineError::Parameter(format!("{}: no such plan", args.plan)))?;
-    let plan = store.read(stored).await.map_err(storage)?;
-    // Earlier versions of the same series, newest first; unreadable ones are skipped.
+    let plan = plan_cmd::read(&store, stored).await?;
+    // Earlier versions of the same series, newest first, as many as a run reads; unreadable
+    // ones are skipped.
     let mut history: Vec<Plan> = Vec::new();
     for earlier in listed
         .iter()
         .rev()
         .filter(|p| p.version < version)
-        .take(HISTORY)
+        .take(refopt_engine::PREVIOUS_PLANS)
     {
         if let Ok(p) = store.read(earlier).await {
             history.push(p);

@@ -39,12 +39,7 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
     }
     let summary = i.detail == Detail::Summary;
     for dim in &i.dimensions {
-        let rows: Vec<&FunnelRow> = plan
-            .metrics
-            .funnel
-            .iter()
-            .filter(|r| &r.dimension == dim)
-            .collect();
+        let rows: Vec<&FunnelRow> = plan.metrics.funnel_rows(dim).collect();
         if rows.is_empty() {
             continue;
         }

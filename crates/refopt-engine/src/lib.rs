@@ -35,5 +35,5 @@ pub mod validate;
 
 pub use error::{EngineError, ErrorClass};
 pub use executor::{Quiet, StageObserver, StageRecord, StageStatus};
-pub use run::{RunOutcome, RunRequest, StoredReport, run};
+pub use run::{PREVIOUS_PLANS, RunOutcome, RunRequest, StoredReport, run};
 pub use session::SessionOptions;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::ParamValues;
@@ -21,40 +21,6 @@ use crate::fraud::{FraudReview, flagged_batch};
 
 /// Number of cohorts kept in the plan.
 const TOP_COHORTS: usize = 10;
-
-/// Payout dollars (pending, held or paid) of the window's flagged referrals per cluster.
-async fn cluster_payouts(
-    ctx: &SessionContext,
-    params: &ParamValues,
-) -> Result<HashMap<String, f64>, EngineError> {
-    let batches = ctx
-        .sql(
-            "SELECT f.cluster_id, SUM(p.amount) AS amount \
-             FROM payouts p \
-             JOIN refopt_flagged_referrals f ON p.referral_id = f.referral_id \
-             WHERE p.dt >= $window_start_day AND p.dt < $window_end_day \
-               AND p.created_at >= $window_start AND p.created_at < $window_end \
-               AND f.cluster_id IS NOT NULL AND p.status IN ('pending', 'held', 'paid') \
-             GROUP BY f.cluster_id",
-        )
-        .await?
-        .with_param_values(params.clone())?
-        .collect()
-        .await?;
-    let mut out = HashMap::new();
-    for b in &batches {
-        let ids = cast(b.column(0), &DataType::Utf8)?;
-        let amounts = cast(b.column(1), &DataType::Float64)?;
-        let (ids, amounts) = (
-            ids.as_string::<i32>(),
-            amounts.as_primitive::<Float64Type>(),
-        );
-        for i in 0..b.num_rows() {
-            out.insert(ids.value(i).to_string(), amounts.value(i));
-        }
-    }
-    Ok(out)
-}
 
 /// Builds the risk section. `payouts` / `fraud_flags` are the dataset tables, read for the window.
 pub async fn risk_section(
@@ -88,12 +54,15 @@ pub async fn risk_section(
     ctx.register_table("refopt_flagged_referrals", Arc::new(table))?;
     let payouts = ctx
         .sql(
-            "SELECT p.status, SUM(p.amount) AS amount, COUNT(DISTINCT p.referral_id) AS referrals \
+            // Per cluster too (one scan serves both): a referral is in at most one cluster, so
+            // the distinct referrals per status add up across clusters.
+            "SELECT p.status, f.cluster_id, SUM(p.amount) AS amount, \
+                    COUNT(DISTINCT p.referral_id) AS referrals \
              FROM payouts p \
              JOIN refopt_flagged_referrals f ON p.referral_id = f.referral_id \
              WHERE p.dt >= $window_start_day AND p.dt < $window_end_day \
                AND p.created_at >= $window_start AND p.created_at < $window_end \
-             GROUP BY p.status",
+             GROUP BY p.status, f.cluster_id",
         )
         .await?
         .with_param_values(params.clone())?
@@ -101,16 +70,25 @@ pub async fn risk_section(
         .await?;
     let mut at_risk = PayoutsAtRisk::default();
     let mut unpaid_referrals = 0u64;
+    // Pending, held or paid dollars of each cluster's referrals.
+    let mut cluster_payouts: HashMap<String, f64> = HashMap::new();
     for b in &payouts {
         let status = cast(b.column(0), &DataType::Utf8)?;
-        let amount = cast(b.column(1), &DataType::Float64)?;
-        let referrals = cast(b.column(2), &DataType::Int64)?;
-        let (status, amount, referrals) = (
+        let cluster = cast(b.column(1), &DataType::Utf8)?;
+        let amount = cast(b.column(2), &DataType::Float64)?;
+        let referrals = cast(b.column(3), &DataType::Int64)?;
+        let (status, cluster, amount, referrals) = (
             status.as_string::<i32>(),
+            cluster.as_string::<i32>(),
             amount.as_primitive::<Float64Type>(),
             referrals.as_primitive::<datafusion::arrow::datatypes::Int64Type>(),
         );
         for i in 0..b.num_rows() {
+            if cluster.is_valid(i) && matches!(status.value(i), "pending" | "held" | "paid") {
+                *cluster_payouts
+                    .entry(cluster.value(i).to_string())
+                    .or_default() += amount.value(i);
+            }
             match status.value(i) {
                 "pending" | "held" => {
                     at_risk.unpaid += amount.value(i);
@@ -123,7 +101,6 @@ pub async fn risk_section(
             }
         }
     }
-    let cluster_payouts = cluster_payouts(ctx, params).await?;
     let existing = ctx
         .sql(
             "SELECT DISTINCT referral_id FROM fraud_flags \

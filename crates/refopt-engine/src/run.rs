@@ -334,7 +334,7 @@ fn fingerprint(request: &RunRequest, datasets: &[crate::datasets::RegisteredData
 const SWEEP_FACTORS: [f64; 2] = [0.8, 1.25];
 
 /// How many earlier plans are read for cross-run triggers.
-pub(crate) const PREVIOUS_PLANS: usize = 8;
+pub const PREVIOUS_PLANS: usize = 8;
 
 /// The pipeline's most recent plans, newest first (unreadable objects are skipped).
 #[derive(Debug, Default)]

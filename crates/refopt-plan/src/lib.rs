@@ -6,7 +6,7 @@ pub mod store;
 
 pub use audit::{ApprovalRecord, DeliveryAttempt, DeliveryRecord, approval_json_schema};
 pub use plan::*;
-pub use store::{PlanStore, PlanStoreError, StoredPlan};
+pub use store::{PlanStore, PlanStoreError, StoredPlan, plan_version};
 
 /// The JSON Schema (draft 2020-12) of plan JSON v1, as committed in `docs/plan.schema.json`.
 pub fn plan_json_schema() -> serde_json::Value {

@@ -246,6 +246,13 @@ pub struct Metrics {
     pub kpis: Vec<Kpi>,
 }
 
+impl Metrics {
+    /// The funnel rows of one dimension, in plan order.
+    pub fn funnel_rows<'a>(&'a self, dimension: &'a str) -> impl Iterator<Item = &'a FunnelRow> {
+        self.funnel.iter().filter(move |r| r.dimension == dimension)
+    }
+}
+
 /// A KPI for the current window with its previous-window value.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -373,7 +373,13 @@ fn backoff(initial: Duration, retry: u32) -> Duration {
 
 /// The version in a `plan-v<N>.json` name.
 fn version_of(path: &Path) -> Option<u64> {
-    path.filename()?
+    plan_version(path.filename()?)
+}
+
+/// The version of a stored plan's file name (`plan-v000007.json` -> 7); `None` for any other
+/// name.
+pub fn plan_version(file_name: &str) -> Option<u64> {
+    file_name
         .strip_prefix("plan-v")?
         .strip_suffix(".json")?
         .parse()

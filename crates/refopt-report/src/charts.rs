@@ -114,71 +114,68 @@ pub fn bars(
             }
         };
         if log {
-            let mut c = builder
-                .build_cartesian_2d((1f64..(max * 1.5).max(10.0)).log_scale(), segments(n))?;
-            c.configure_mesh()
-                .disable_y_mesh()
-                .light_line_style(GRID)
-                .y_label_formatter(&label_of)
-                .x_label_formatter(&|v| format(*v))
-                .label_style((FONT, 12))
-                .draw()?;
-            for (k, s) in series.iter().enumerate() {
-                let color = if s.previous { PREVIOUS } else { CURRENT };
-                c.draw_series(s.values.iter().enumerate().filter_map(|(i, v)| {
-                    let v = (*v)?;
-                    let (lo, hi) = slot(i, k);
-                    let mut r = Rectangle::new([(1.0, lo), (v.max(1.0), hi)], color.filled());
-                    r.set_margin(2, 2, 0, 0);
-                    Some(r)
-                }))?
-                .label(s.name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-            }
-            if series.len() > 1 {
-                c.configure_series_labels()
-                    .border_style(GRID)
-                    .background_style(WHITE)
-                    .label_font((FONT, 12))
-                    .position(SeriesLabelPosition::LowerRight)
-                    .draw()?;
-            }
+            let x = (1f64..(max * 1.5).max(10.0)).log_scale();
+            let mut c = builder.build_cartesian_2d(x, segments(n))?;
+            draw_bars(&mut c, 1.0, series, &slot, &label_of, format)
         } else {
-            let mut c = builder.build_cartesian_2d(0f64..(max * 1.15).max(1e-9), segments(n))?;
-            c.configure_mesh()
-                .disable_y_mesh()
-                .light_line_style(GRID)
-                .y_label_formatter(&label_of)
-                .x_label_formatter(&|v| format(*v))
-                .label_style((FONT, 12))
-                .draw()?;
-            for (k, s) in series.iter().enumerate() {
-                let color = if s.previous { PREVIOUS } else { CURRENT };
-                c.draw_series(s.values.iter().enumerate().filter_map(|(i, v)| {
-                    let v = (*v)?;
-                    let (lo, hi) = slot(i, k);
-                    let mut r = Rectangle::new([(0.0, lo), (v, hi)], color.filled());
-                    r.set_margin(2, 2, 0, 0);
-                    Some(r)
-                }))?
-                .label(s.name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-            }
-            if series.len() > 1 {
-                c.configure_series_labels()
-                    .border_style(GRID)
-                    .background_style(WHITE)
-                    .label_font((FONT, 12))
-                    .position(SeriesLabelPosition::LowerRight)
-                    .draw()?;
-            }
+            let x = 0f64..(max * 1.15).max(1e-9);
+            let mut c = builder.build_cartesian_2d(x, segments(n))?;
+            draw_bars(&mut c, 0.0, series, &slot, &label_of, format)
         }
-        Ok(())
     })
+}
+
+/// A horizontal bar chart's drawing area: values across, one segment per label down.
+type BarChart<'a, X> = ChartContext<
+    'a,
+    SVGBackend<'a>,
+    Cartesian2d<
+        X,
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
+    >,
+>;
+
+/// The mesh, the bars (from `base`: 1 on a log axis, 0 on a linear one) and the legend of
+/// [`bars`], whatever the value axis.
+fn draw_bars<X>(
+    c: &mut BarChart<'_, X>,
+    base: f64,
+    series: &[BarSeries<'_>],
+    slot: &dyn Fn(usize, usize) -> (SegmentValue<usize>, SegmentValue<usize>),
+    label_of: &dyn Fn(&SegmentValue<usize>) -> String,
+    format: fn(f64) -> String,
+) -> DrawResult
+where
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    c.configure_mesh()
+        .disable_y_mesh()
+        .light_line_style(GRID)
+        .y_label_formatter(label_of)
+        .x_label_formatter(&|v| format(*v))
+        .label_style((FONT, 12))
+        .draw()?;
+    for (k, s) in series.iter().enumerate() {
+        let color = if s.previous { PREVIOUS } else { CURRENT };
+        c.draw_series(s.values.iter().enumerate().filter_map(|(i, v)| {
+            let v = (*v)?;
+            let (lo, hi) = slot(i, k);
+            let mut r = Rectangle::new([(base, lo), (v.max(base), hi)], color.filled());
+            r.set_margin(2, 2, 0, 0);
+            Some(r)
+        }))?
+        .label(s.name)
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    if series.len() > 1 {
+        c.configure_series_labels()
+            .border_style(GRID)
+            .background_style(WHITE)
+            .label_font((FONT, 12))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()?;
+    }
+    Ok(())
 }
 
 /// A value over time (one point per as-of date), e.g. the flag rate across plans.

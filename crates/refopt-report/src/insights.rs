@@ -1,13 +1,18 @@
 //! One-line insights under each chart, computed from the plan's numbers (never invented): each
 //! function returns `None` when the numbers cannot support a statement.
 
-use refopt_plan::{ExperimentResult, FunnelRates, FunnelRow, Plan};
+use refopt_plan::{ExperimentResult, FunnelCounts, FunnelRates, FunnelRow, Plan};
 
 use crate::format::{count, money, pct, signed_pct};
 
 /// Smallest referrals in a dimension value (both windows) for its conversion change to be
 /// worth a sentence.
 const MIN_REFERRALS: u64 = 30;
+
+/// won / referrals of one period's counts; `None` without referrals.
+pub fn referral_to_won(c: &FunnelCounts) -> Option<f64> {
+    (c.referrals > 0).then(|| c.won as f64 / c.referrals as f64)
+}
 
 /// The step rates of the funnel, in order, with readable names.
 pub(crate) fn step_rates(r: &FunnelRates) -> [(&'static str, Option<f64>); 5] {
@@ -34,9 +39,7 @@ pub fn funnel_overall(plan: &Plan) -> Option<String> {
         text.push_str(&format!(" ({} referral → won", pct(rate)));
         if let (Some(delta), Some(prev)) = (
             overall.rate_deltas.referral_to_won,
-            overall
-                .previous
-                .and_then(|p| (p.referrals > 0).then(|| p.won as f64 / p.referrals as f64)),
+            overall.previous.as_ref().and_then(referral_to_won),
         ) && prev > 0.0
         {
             text.push_str(&format!(
@@ -111,19 +114,14 @@ fn won_change_share(plan: &Plan) -> Option<String> {
 /// One dimension: the value whose referral → won conversion changed most, and its share of the
 /// change in won deals.
 pub fn funnel_dimension(plan: &Plan, dimension: &str) -> Option<String> {
-    let rows: Vec<&FunnelRow> = plan
-        .metrics
-        .funnel
-        .iter()
-        .filter(|r| r.dimension == dimension)
-        .collect();
+    let rows: Vec<&FunnelRow> = plan.metrics.funnel_rows(dimension).collect();
     let overall = plan.metrics.funnel.first()?;
     let change_of = |r: &FunnelRow| {
         let previous = r.previous?;
         if r.current.referrals < MIN_REFERRALS || previous.referrals < MIN_REFERRALS {
             return None;
         }
-        let prev_rate = previous.won as f64 / previous.referrals as f64;
+        let prev_rate = referral_to_won(&previous)?;
         let rate = r.rates.referral_to_won?;
         (prev_rate > 0.0).then(|| rate / prev_rate - 1.0)
     };
@@ -352,35 +350,17 @@ pub fn experiment(e: &ExperimentResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use refopt_plan::{FunnelCounts, FunnelRow, Plan, RuleSummary};
+    use crate::tests::{counts, funnel_row};
+    use refopt_plan::{FunnelRow, Plan, RuleSummary};
 
+    /// A row from (referrals, won) of the current and previous window.
     fn row(dimension: &str, value: &str, cur: (u64, u64), prev: (u64, u64)) -> FunnelRow {
-        let rate = |(r, w): (u64, u64)| (r > 0).then(|| w as f64 / r as f64);
-        FunnelRow {
-            dimension: dimension.into(),
-            value: value.into(),
-            current: FunnelCounts {
-                referrals: cur.0,
-                won: cur.1,
-                invites: cur.0 * 5,
-                ..Default::default()
-            },
-            previous: Some(FunnelCounts {
-                referrals: prev.0,
-                won: prev.1,
-                invites: prev.0 * 5,
-                ..Default::default()
-            }),
-            rates: FunnelRates {
-                referral_to_won: rate(cur),
-                ..Default::default()
-            },
-            rate_deltas: FunnelRates {
-                referral_to_won: Some(rate(cur).unwrap() - rate(prev).unwrap()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        funnel_row(
+            dimension,
+            value,
+            counts(cur.0 * 5, cur.0, cur.1),
+            counts(prev.0 * 5, prev.0, prev.1),
+        )
     }
 
     fn plan_with(rows: Vec<FunnelRow>) -> Plan {

@@ -1,4 +1,5 @@
-//! Rendering tests: escaping of user data, detail levels, the Markdown size bound.
+//! Rendering tests: escaping of user data, detail levels, the Markdown size bound; and the
+//! plan-building helpers the other modules' tests share.
 
 use refopt_plan::*;
 
@@ -6,7 +7,7 @@ use crate::{Report, render};
 
 const XSS: &str = "<script>alert(1)</script>";
 
-fn counts(invites: u64, referrals: u64, won: u64) -> FunnelCounts {
+pub(crate) fn counts(invites: u64, referrals: u64, won: u64) -> FunnelCounts {
     FunnelCounts {
         invites,
         referrals,
@@ -19,8 +20,13 @@ fn counts(invites: u64, referrals: u64, won: u64) -> FunnelCounts {
     }
 }
 
-fn funnel_row(dimension: &str, value: &str, cur: FunnelCounts, prev: FunnelCounts) -> FunnelRow {
-    let rate = |c: FunnelCounts| Some(c.won as f64 / c.referrals as f64);
+pub(crate) fn funnel_row(
+    dimension: &str,
+    value: &str,
+    cur: FunnelCounts,
+    prev: FunnelCounts,
+) -> FunnelRow {
+    let rate = |c: FunnelCounts| crate::insights::referral_to_won(&c);
     FunnelRow {
         dimension: dimension.into(),
         value: value.into(),

@@ -169,9 +169,8 @@ fn headline(plan: &Plan) -> Vec<Headline> {
     let cur = overall.map(|r| r.current);
     let prev = overall.and_then(|r| r.previous);
     let nps = plan.metrics.kpis.iter().find(|k| k.metric == "partner_nps");
-    let rate = |c: Option<refopt_plan::FunnelCounts>| {
-        c.and_then(|c| (c.referrals > 0).then(|| c.won as f64 / c.referrals as f64))
-    };
+    let rate =
+        |c: Option<refopt_plan::FunnelCounts>| c.as_ref().and_then(insights::referral_to_won);
     let counted = |key, label, f: fn(refopt_plan::FunnelCounts) -> f64, format| Headline {
         key,
         label,
@@ -343,12 +342,7 @@ fn funnel_chart(width: u32, plan: &Plan) -> Result<String, ReportError> {
 fn dimensions(width: u32, plan: &Plan) -> Result<Vec<DimensionView<'_>>, ReportError> {
     let mut out = Vec::new();
     for name in &plan.inputs.dimensions {
-        let rows: Vec<&FunnelRow> = plan
-            .metrics
-            .funnel
-            .iter()
-            .filter(|r| &r.dimension == name)
-            .collect();
+        let rows: Vec<&FunnelRow> = plan.metrics.funnel_rows(name).collect();
         let labels: Vec<String> = rows.iter().map(|r| r.value.clone()).collect();
         let mut series = vec![BarSeries {
             name: "this window",
@@ -360,11 +354,7 @@ fn dimensions(width: u32, plan: &Plan) -> Result<Vec<DimensionView<'_>>, ReportE
                 name: "previous window",
                 values: rows
                     .iter()
-                    .map(|r| {
-                        r.previous.and_then(|p| {
-                            (p.referrals > 0).then(|| p.won as f64 / p.referrals as f64)
-                        })
-                    })
+                    .map(|r| r.previous.as_ref().and_then(insights::referral_to_won))
                     .collect(),
                 previous: true,
             });
