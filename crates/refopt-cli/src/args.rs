@@ -145,6 +145,13 @@ pub struct BackfillArgs {
     /// Rewrite windows whose stored plan has the same inputs.
     #[arg(long)]
     pub force: bool,
+    /// Windows analyzed at the same time (stages and rules); plans are still written oldest
+    /// first. They share --memory-limit and --threads, and each extra window holds its own
+    /// stage outputs in memory: worth raising only when one window leaves cores idle (see
+    /// docs/performance.md).
+    #[arg(long, env = "REFOPT_CONCURRENT_WINDOWS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrent_windows: u16,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
 }

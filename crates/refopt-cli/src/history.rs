@@ -136,7 +136,13 @@ pub async fn run_backfill(args: BackfillArgs) -> anyhow::Result<()> {
     request.force = args.force;
     let progress = WindowProgress::new(dates.len(), "backfill");
     let started = std::time::Instant::now();
-    let results = backfill::backfill(&request, &dates, &progress).await;
+    let results = backfill::backfill(
+        &request,
+        &dates,
+        usize::from(args.concurrent_windows),
+        &progress,
+    )
+    .await;
     progress.finish();
     let results = results?;
     let written = results.iter().filter(|r| !r.unchanged).count();

@@ -284,6 +284,7 @@ async fn build_request(
         session: SessionOptions {
             threads: a.threads,
             memory_limit: a.memory_limit,
+            shared_runtime: None,
         },
         storage,
         plan_series: Vec::new(),

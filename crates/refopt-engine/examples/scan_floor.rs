@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = end - Days::new(2 * window_days.parse::<u64>()?);
     let ctx = new_session(&SessionOptions {
         threads: Some(threads.parse()?),
-        memory_limit: None,
+        ..Default::default()
     })?;
     let location = storage::resolve(root)?;
     let began = Instant::now();

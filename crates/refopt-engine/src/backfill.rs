@@ -8,7 +8,7 @@
 //! runs two rule sets over the same windows without writing anything and reports, per window,
 //! what the new rules would have changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{Days, NaiveDate};
@@ -17,7 +17,7 @@ use refopt_spec::RuleSet;
 
 use crate::error::EngineError;
 use crate::executor::Quiet;
-use crate::run::{RunOutcome, RunRequest, run};
+use crate::run::{AnalyzedRun, Prepared, RunOutcome, RunRequest, prepare};
 
 /// The as-of dates from `from` to `to` (both included) every `step_days`.
 pub fn as_of_dates(
@@ -99,36 +99,84 @@ fn result_of(as_of: NaiveDate, outcome: &RunOutcome) -> WindowResult {
     }
 }
 
-/// Runs `base` once per date, oldest first, each window in its own plan series with the
-/// earlier windows' plans as history. Stops at the first failing window (earlier windows'
-/// plans stay; a rerun skips them).
+/// What a window's task hands back to the backfill: a plan that already existed, or an
+/// analysis waiting for its history.
+enum WindowWork {
+    Unchanged(Box<RunOutcome>),
+    Analyzed(Box<AnalyzedRun>),
+}
+
+/// Prepares and analyzes one window (stages and rules; nothing written).
+async fn analyze_window(request: RunRequest) -> Result<WindowWork, EngineError> {
+    Ok(match prepare(request).await? {
+        Prepared::Unchanged(outcome) => WindowWork::Unchanged(outcome),
+        Prepared::Ready(ready) => {
+            WindowWork::Analyzed(Box::new(ready.analyze(Arc::new(Quiet)).await?))
+        }
+    })
+}
+
+/// Runs `base` once per date, each window in its own plan series. Up to `concurrent_windows`
+/// windows are analyzed at once (stages and rules, sharing one memory pool when memory is
+/// limited); plans are assembled and written oldest first, each with the earlier windows'
+/// plans as history, so cross-run triggers follow the backfill's chronology. Stops at the
+/// first failing window: earlier windows' plans stay (a rerun skips them), later windows'
+/// analyses are dropped unwritten.
 pub async fn backfill(
     base: &RunRequest,
     dates: &[NaiveDate],
+    concurrent_windows: usize,
     observer: &dyn WindowObserver,
 ) -> Result<Vec<WindowResult>, EngineError> {
-    let mut history: Vec<Plan> = Vec::new();
-    let mut results = Vec::new();
-    for (i, &as_of) in dates.iter().enumerate() {
-        observer.window_started(as_of, i, dates.len());
+    let mut base = base.clone();
+    base.session = base.session.shared()?;
+    let window_request = |as_of: NaiveDate| {
         let mut request = base.clone();
         request.as_of = as_of;
         request.plan_series = series(base.window.days, as_of);
-        request.history = Some(recent(&history));
         request.storage.attempts = Default::default();
-        let outcome = match run(request, Arc::new(Quiet)).await {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                observer.window_failed(as_of, &e);
-                return Err(e);
-            }
+        request
+    };
+    let mut in_flight = VecDeque::new();
+    let mut upcoming = dates.iter().copied().enumerate();
+    let mut history: Vec<Plan> = Vec::new();
+    let mut results = Vec::new();
+    loop {
+        while in_flight.len() < concurrent_windows.max(1)
+            && let Some((i, as_of)) = upcoming.next()
+        {
+            observer.window_started(as_of, i, dates.len());
+            let task = tokio::spawn(analyze_window(window_request(as_of)));
+            in_flight.push_back((i, as_of, AbortOnDrop(task)));
+        }
+        let Some((i, as_of, mut task)) = in_flight.pop_front() else {
+            break;
         };
+        let work = match (&mut task.0).await {
+            Ok(work) => work,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        };
+        let outcome = match work {
+            Ok(WindowWork::Unchanged(outcome)) => Ok(*outcome),
+            Ok(WindowWork::Analyzed(analyzed)) => analyzed.finish(Some(recent(&history))).await,
+            Err(e) => Err(e),
+        };
+        let outcome = outcome.inspect_err(|e| observer.window_failed(as_of, e))?;
         let result = result_of(as_of, &outcome);
         observer.window_finished(&result, i, dates.len());
         history.push(outcome.plan);
         results.push(result);
     }
     Ok(results)
+}
+
+/// A spawned window analysis that is cancelled when the backfill stops early.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What the new rules change in one window.
@@ -149,6 +197,26 @@ pub struct WindowChange {
     pub flagged_referrals: [u64; 2],
 }
 
+/// The old and new plans of one backtest window: the stages run once, each rule set over
+/// their outputs, each plan with its own history.
+async fn backtest_window(
+    old: RunRequest,
+    new: (&RuleSet, &str),
+    histories: &[Vec<Plan>; 2],
+) -> Result<[Plan; 2], EngineError> {
+    let old = RunRequest { force: true, ..old };
+    let Prepared::Ready(old) = prepare(old).await? else {
+        unreachable!("a forced run is never skipped as unchanged");
+    };
+    let execution = old.execute_stages(Arc::new(Quiet)).await?;
+    let new = old.with_rules(new.0.clone(), new.1.to_string());
+    let old_plan = old.apply_rules(execution.clone()).await?;
+    let old_plan = old_plan.finish(Some(recent(&histories[0]))).await?.plan;
+    let new_plan = new.apply_rules(execution).await?;
+    let new_plan = new_plan.finish(Some(recent(&histories[1]))).await?.plan;
+    Ok([old_plan, new_plan])
+}
+
 /// Runs `old` and `new` rules over the same windows (nothing written), each with its own
 /// chronological history, and compares the plans per window.
 pub async fn backtest(
@@ -162,24 +230,19 @@ pub async fn backtest(
     let mut changes = Vec::new();
     for (i, &as_of) in dates.iter().enumerate() {
         observer.window_started(as_of, i, dates.len());
-        let mut plans = Vec::new();
-        for (side, (rules, source)) in [old, new].into_iter().enumerate() {
-            let mut request = base.clone();
-            request.as_of = as_of;
-            request.plans_root = None;
-            request.rules = rules.clone();
-            request.rules_source = source.to_string();
-            request.history = Some(recent(&histories[side]));
-            request.storage.attempts = Default::default();
-            let outcome = match run(request, Arc::new(Quiet)).await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    observer.window_failed(as_of, &e);
-                    return Err(e);
-                }
-            };
-            plans.push(outcome.plan);
-        }
+        let mut request = base.clone();
+        request.as_of = as_of;
+        request.plans_root = None;
+        request.rules = old.0.clone();
+        request.rules_source = old.1.to_string();
+        request.storage.attempts = Default::default();
+        let plans = match backtest_window(request, new, &histories).await {
+            Ok(plans) => plans,
+            Err(e) => {
+                observer.window_failed(as_of, &e);
+                return Err(e);
+            }
+        };
         let change = compare(as_of, &plans[0], &plans[1]);
         observer.window_finished(
             &WindowResult {
@@ -194,7 +257,7 @@ pub async fn backtest(
             dates.len(),
         );
         changes.push(change);
-        let [a, b]: [Plan; 2] = plans.try_into().expect("two plans");
+        let [a, b] = plans;
         histories[0].push(a);
         histories[1].push(b);
     }

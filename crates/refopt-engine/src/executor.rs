@@ -50,7 +50,7 @@ pub struct AttemptFailure {
 }
 
 /// Everything the executor did.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Execution {
     /// Stage records in pipeline order.
     pub stages: Vec<StageRecord>,

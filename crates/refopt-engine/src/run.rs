@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::common::ParamValues;
+use datafusion::prelude::SessionContext;
 use rand::Rng;
 use refopt_plan::{Detail, Plan, PlanStore, Risk, StoredPlan};
 use refopt_spec::{Pipeline, RuleSet, Window, WindowRange};
 
 use crate::assemble::{PlanContext, assemble};
-use crate::datasets::register_datasets;
+use crate::datasets::{RegisteredDataset, register_datasets};
 use crate::error::EngineError;
 use crate::executor::{Execution, StageObserver, StageStatus, execute};
 use crate::fraud::{FraudReview, ReviewOptions, review};
@@ -109,11 +111,57 @@ async fn write_report(
     })
 }
 
-/// Runs the pipeline and writes its plan.
+/// Runs the pipeline and writes its plan: [`prepare`], [`ReadyRun::analyze`],
+/// [`AnalyzedRun::finish`] in a row.
 pub async fn run(
     request: RunRequest,
     observer: Arc<dyn StageObserver>,
 ) -> Result<RunOutcome, EngineError> {
+    match prepare(request).await? {
+        Prepared::Unchanged(outcome) => Ok(*outcome),
+        Prepared::Ready(ready) => ready.analyze(observer).await?.finish(None).await,
+    }
+}
+
+/// A run after [`prepare`]: either nothing to do, or ready to analyze.
+pub enum Prepared {
+    /// The latest stored plan has the same inputs fingerprint (the outcome carries it).
+    Unchanged(Box<RunOutcome>),
+    Ready(Box<ReadyRun>),
+}
+
+/// A run whose inputs are resolved: stores opened, datasets registered, earlier plans read.
+pub struct ReadyRun {
+    request: RunRequest,
+    plan_store: Option<PlanStore>,
+    ctx: SessionContext,
+    data_root_display: String,
+    datasets: Vec<RegisteredDataset>,
+    range: WindowRange,
+    params: ParamValues,
+    fingerprint: String,
+    /// The series' earlier plans as stored, newest first.
+    stored_previous: Vec<Plan>,
+}
+
+/// A run whose stages and rules have run: everything of the plan but what depends on earlier
+/// plans (escalations, change log, report trend). Windows of a backfill are analyzed
+/// concurrently and finished in chronological order.
+pub struct AnalyzedRun {
+    ready: ReadyRun,
+    execution: Execution,
+    fraud: Option<FraudReview>,
+    risk: Risk,
+    run_id: String,
+    created_at: DateTime<Utc>,
+    review_ms: u64,
+    risk_ms: u64,
+}
+
+/// Checks the parameters, opens the stores, registers the datasets and reads the series'
+/// earlier plans; returns [`Prepared::Unchanged`] when the latest plan has the same inputs
+/// (unless `force`).
+pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
     let pipeline = &request.pipeline;
     pipeline
         .check_dimensions(&request.dimensions)
@@ -154,7 +202,7 @@ pub async fn run(
     crate::assemble::selected_experiments(&request, &range)?;
     let params = crate::params::bind(&range, request.window.days);
     let fingerprint = fingerprint(&request, &datasets);
-    // The pipeline's earlier plans, read once: the latest decides whether this run is a
+    // The series' earlier plans, read once: the latest decides whether this run is a
     // duplicate, and all of them feed cross-run triggers (escalations) and the change log.
     let previous = match &plan_store {
         Some(store) => previous_plans(store, &pipeline.name, &request).await?,
@@ -164,7 +212,7 @@ pub async fn run(
         && let Some((stored, plan)) = previous.latest()
         && plan.inputs.fingerprint == fingerprint
     {
-        return Ok(RunOutcome {
+        return Ok(Prepared::Unchanged(Box::new(RunOutcome {
             plan: plan.clone(),
             stored: Some(stored.clone()),
             execution: Execution::default(),
@@ -172,136 +220,225 @@ pub async fn run(
             unchanged: true,
             store: plan_store.clone(),
             report: None,
-        });
+        })));
     }
-    let previous: Vec<Plan> = match &request.history {
-        Some(history) => history.clone(),
-        None => previous.plans.into_iter().map(|(_, p)| p).collect(),
-    };
-    let execution = execute(
-        &ctx,
-        pipeline,
-        &params,
-        request.session.max_parallel_stages(),
-        observer,
-    )
-    .await;
+    Ok(Prepared::Ready(Box::new(ReadyRun {
+        plan_store,
+        ctx,
+        data_root_display: data.display,
+        datasets,
+        range,
+        params,
+        fingerprint,
+        stored_previous: previous.plans.into_iter().map(|(_, p)| p).collect(),
+        request,
+    })))
+}
 
-    if !execution.succeeded() {
-        let failed: Vec<_> = execution
-            .stages
-            .iter()
-            .filter(|s| s.status == StageStatus::Failed)
-            .collect();
-        let first = failed
-            .first()
-            .map(|s| {
-                format!(
-                    "stage `{}` after {} attempt(s): {}",
-                    s.id,
-                    s.attempts,
-                    s.error.as_deref().unwrap_or("unknown error")
-                )
-            })
-            .unwrap_or_else(|| "a stage did not run".to_string());
-        return Err(EngineError::StagesFailed {
-            failed: failed.len(),
-            first,
-        });
+impl ReadyRun {
+    /// Runs the stage DAG and the rules (fraud review, risk section). Writes nothing; fails
+    /// when a stage fails.
+    pub async fn analyze(
+        self,
+        observer: Arc<dyn StageObserver>,
+    ) -> Result<AnalyzedRun, EngineError> {
+        let execution = self.execute_stages(observer).await?;
+        self.apply_rules(execution).await
     }
 
-    let rules_started = std::time::Instant::now();
-    let fraud = match &request.rules.fraud {
-        Some(rules) => {
-            let sweep_factors: &[f64] = match request.detail {
-                Detail::Full => &SWEEP_FACTORS,
-                Detail::Summary => &[],
-            };
-            let options = ReviewOptions {
-                suppressions: request.rules.suppressions.as_ref(),
-                as_of: request.as_of,
-                sweep_factors,
-            };
-            Some(review(&ctx, rules, options).await?)
+    /// Runs the stage DAG; its outputs become tables of this run's session.
+    pub async fn execute_stages(
+        &self,
+        observer: Arc<dyn StageObserver>,
+    ) -> Result<Execution, EngineError> {
+        let execution = execute(
+            &self.ctx,
+            &self.request.pipeline,
+            &self.params,
+            self.request.session.max_parallel_stages(),
+            observer,
+        )
+        .await;
+        if !execution.succeeded() {
+            return Err(stages_failed(&execution));
         }
-        None => None,
-    };
-
-    let review_ms = rules_started.elapsed().as_millis() as u64;
-    let created_at = Utc::now();
-    let run_id = run_id(created_at);
-    let mut risk = match &fraud {
-        Some(review) => {
-            let limits = request
-                .rules
-                .fraud
-                .as_ref()
-                .and_then(|f| f.payout_concentration.as_ref());
-            crate::risk::risk_section(&ctx, review, &params, limits).await?
-        }
-        None => Risk::default(),
-    };
-    // Flagged referrals can be many: they go to a Parquet file beside the plan.
-    if let (Some(store), Some(review)) = (&plan_store, &fraud)
-        && !review.flagged.is_empty()
-    {
-        let bytes = crate::fraud::flagged_parquet(&review.flagged)?;
-        let name = format!("flagged-referrals/{run_id}.parquet");
-        let url = store
-            .write_artifact(&pipeline.name, &name, bytes)
-            .await
-            .map_err(|e| EngineError::Storage {
-                location: request.plans_root.clone().unwrap_or_default(),
-                message: e.to_string(),
-            })?;
-        risk.flagged_referrals_url = Some(url);
+        Ok(execution)
     }
-    let risk_ms = rules_started.elapsed().as_millis() as u64 - review_ms;
-    let mut plan = assemble(&PlanContext {
-        request: &request,
-        run_id,
-        created_at,
-        range: &range,
-        data_root_display: &data.display,
-        datasets: &datasets,
-        execution: &execution,
-        risk,
-        previous: &previous,
-    })?;
-    plan.inputs.fingerprint = fingerprint;
-    plan.change_log = crate::change_log::change_log(&plan, previous.first());
-    // Where the time after the stages goes (JSON logs), for performance work.
-    tracing::info!(
-        fraud_review_ms = review_ms,
-        risk_section_ms = risk_ms,
-        assemble_ms = rules_started.elapsed().as_millis() as u64 - review_ms - risk_ms,
-        "rules phase finished"
-    );
-    let stored = match &plan_store {
-        Some(store) => Some(
-            store
-                .write(&mut plan)
+
+    /// The same run with other rules, sharing this run's session and stage outputs (a backtest
+    /// executes the stages once per window for both rule sets).
+    pub fn with_rules(&self, rules: RuleSet, rules_source: String) -> ReadyRun {
+        let mut request = self.request.clone();
+        request.rules = rules;
+        request.rules_source = rules_source;
+        ReadyRun {
+            fingerprint: fingerprint(&request, &self.datasets),
+            request,
+            plan_store: self.plan_store.clone(),
+            ctx: self.ctx.clone(),
+            data_root_display: self.data_root_display.clone(),
+            datasets: self.datasets.clone(),
+            range: self.range.clone(),
+            params: self.params.clone(),
+            stored_previous: self.stored_previous.clone(),
+        }
+    }
+
+    /// Runs the rules (fraud review, risk section) over the stage outputs of `execution`.
+    pub async fn apply_rules(self, execution: Execution) -> Result<AnalyzedRun, EngineError> {
+        let request = &self.request;
+        let rules_started = std::time::Instant::now();
+        let fraud = match &request.rules.fraud {
+            Some(rules) => {
+                let sweep_factors: &[f64] = match request.detail {
+                    Detail::Full => &SWEEP_FACTORS,
+                    Detail::Summary => &[],
+                };
+                let options = ReviewOptions {
+                    suppressions: request.rules.suppressions.as_ref(),
+                    as_of: request.as_of,
+                    sweep_factors,
+                };
+                Some(review(&self.ctx, rules, options).await?)
+            }
+            None => None,
+        };
+
+        let review_ms = rules_started.elapsed().as_millis() as u64;
+        let created_at = Utc::now();
+        let run_id = run_id(created_at);
+        let risk = match &fraud {
+            Some(review) => {
+                let limits = request
+                    .rules
+                    .fraud
+                    .as_ref()
+                    .and_then(|f| f.payout_concentration.as_ref());
+                crate::risk::risk_section(&self.ctx, review, &self.params, limits).await?
+            }
+            None => Risk::default(),
+        };
+        let risk_ms = rules_started.elapsed().as_millis() as u64 - review_ms;
+        Ok(AnalyzedRun {
+            ready: self,
+            execution,
+            fraud,
+            risk,
+            run_id,
+            created_at,
+            review_ms,
+            risk_ms,
+        })
+    }
+
+    fn storage_error(&self, e: impl std::fmt::Display) -> EngineError {
+        EngineError::Storage {
+            location: self.request.plans_root.clone().unwrap_or_default(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl AnalyzedRun {
+    /// Assembles the plan with its earlier plans (newest first; `None`: the request's
+    /// `history`, else the plans stored in the series) and writes the flagged-referrals file,
+    /// the plan and its report.
+    pub async fn finish(self, previous: Option<Vec<Plan>>) -> Result<RunOutcome, EngineError> {
+        let AnalyzedRun {
+            ready,
+            execution,
+            fraud,
+            risk,
+            run_id,
+            created_at,
+            review_ms,
+            risk_ms,
+        } = self;
+        let request = &ready.request;
+        let mut risk = risk;
+        // Flagged referrals can be many: they go to a Parquet file beside the plan.
+        if let (Some(store), Some(review)) = (&ready.plan_store, &fraud)
+            && !review.flagged.is_empty()
+        {
+            let bytes = crate::fraud::flagged_parquet(&review.flagged)?;
+            let name = format!("flagged-referrals/{run_id}.parquet");
+            let url = store
+                .write_artifact(&request.pipeline.name, &name, bytes)
                 .await
-                .map_err(|e| EngineError::Storage {
-                    location: request.plans_root.clone().unwrap_or_default(),
-                    message: e.to_string(),
-                })?,
-        ),
-        None => None,
-    };
-    let report = match &plan_store {
-        Some(store) => Some(write_report(store, &plan, &previous, request.detail).await),
-        None => None,
-    };
-    Ok(RunOutcome {
-        plan,
-        stored,
-        execution,
-        fraud,
-        unchanged: false,
-        store: plan_store,
-        report,
-    })
+                .map_err(|e| ready.storage_error(e))?;
+            risk.flagged_referrals_url = Some(url);
+        }
+        let assembling = std::time::Instant::now();
+        let previous = previous
+            .or_else(|| request.history.clone())
+            .unwrap_or_else(|| ready.stored_previous.clone());
+        let mut plan = assemble(&PlanContext {
+            request,
+            run_id,
+            created_at,
+            range: &ready.range,
+            data_root_display: &ready.data_root_display,
+            datasets: &ready.datasets,
+            execution: &execution,
+            risk,
+            previous: &previous,
+        })?;
+        plan.inputs.fingerprint = ready.fingerprint.clone();
+        plan.change_log = crate::change_log::change_log(&plan, previous.first());
+        // Where the time after the stages goes (JSON logs), for performance work.
+        tracing::info!(
+            fraud_review_ms = review_ms,
+            risk_section_ms = risk_ms,
+            assemble_ms = assembling.elapsed().as_millis() as u64,
+            "rules phase finished"
+        );
+        let stored = match &ready.plan_store {
+            Some(store) => Some(
+                store
+                    .write(&mut plan)
+                    .await
+                    .map_err(|e| ready.storage_error(e))?,
+            ),
+            None => None,
+        };
+        let report = match &ready.plan_store {
+            Some(store) => Some(write_report(store, &plan, &previous, request.detail).await),
+            None => None,
+        };
+        Ok(RunOutcome {
+            plan,
+            stored,
+            execution,
+            fraud,
+            unchanged: false,
+            store: ready.plan_store,
+            report,
+        })
+    }
+}
+
+/// The error of a run whose stages did not all succeed: how many failed and the first one.
+fn stages_failed(execution: &Execution) -> EngineError {
+    let failed: Vec<_> = execution
+        .stages
+        .iter()
+        .filter(|s| s.status == StageStatus::Failed)
+        .collect();
+    let first = failed
+        .first()
+        .map(|s| {
+            format!(
+                "stage `{}` after {} attempt(s): {}",
+                s.id,
+                s.attempts,
+                s.error.as_deref().unwrap_or("unknown error")
+            )
+        })
+        .unwrap_or_else(|| "a stage did not run".to_string());
+    EngineError::StagesFailed {
+        failed: failed.len(),
+        first,
+    }
 }
 
 /// SHA-256 over the data files, the configuration and the parameters of a run.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::EngineError;
@@ -17,6 +17,9 @@ pub struct SessionOptions {
     pub threads: Option<usize>,
     /// Memory pool limit in bytes; operators spill to a temp dir beyond it.
     pub memory_limit: Option<usize>,
+    /// One memory pool and spill directory for every session made from these options (the
+    /// concurrent windows of a backfill share `memory_limit`); see [`SessionOptions::shared`].
+    pub shared_runtime: Option<Arc<RuntimeEnv>>,
 }
 
 impl SessionOptions {
@@ -30,6 +33,31 @@ impl SessionOptions {
             usize::MAX
         }
     }
+
+    /// These options with their runtime (memory pool, spill directory) built once, so that
+    /// all sessions made from them draw on one `memory_limit`.
+    pub fn shared(&self) -> Result<SessionOptions, EngineError> {
+        Ok(SessionOptions {
+            shared_runtime: Some(runtime(self)?),
+            ..self.clone()
+        })
+    }
+}
+
+/// The runtime of a session: the memory pool (with spilling) when memory is limited.
+fn runtime(options: &SessionOptions) -> Result<Arc<RuntimeEnv>, EngineError> {
+    if let Some(shared) = &options.shared_runtime {
+        return Ok(shared.clone());
+    }
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = options.memory_limit {
+        runtime = runtime
+            .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
+            );
+    }
+    Ok(runtime.build_arc()?)
 }
 
 /// Builds a session context.
@@ -57,14 +85,8 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
     } else {
         config
     };
-    let mut runtime = RuntimeEnvBuilder::new();
-    if let Some(limit) = options.memory_limit {
-        runtime = runtime
-            .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
-            );
-    }
-    let runtime = runtime.build_arc()?;
-    Ok(SessionContext::new_with_config_rt(config, runtime))
+    Ok(SessionContext::new_with_config_rt(
+        config,
+        runtime(options)?,
+    ))
 }
