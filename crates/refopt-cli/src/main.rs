@@ -289,6 +289,7 @@ async fn build_request(
         storage,
         plan_series: Vec::new(),
         history: None,
+        shared_stages: None,
     })
 }
 

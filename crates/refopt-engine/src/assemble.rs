@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use datafusion::arrow::array::RecordBatch;
 use refopt_plan::*;
-use refopt_spec::{Role, StageKind, WindowRange};
+use refopt_spec::{Role, StageKind, StageScope, WindowRange};
 
 use crate::datasets::RegisteredDataset;
 use crate::error::EngineError;
@@ -165,6 +165,19 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
             duration_ms: s.duration.map(|d| d.as_millis() as u64),
             output_rows: s.output_rows,
             error: s.error.clone(),
+            range: pipeline
+                .stage(&s.id)
+                .filter(|p| p.scope == StageScope::Range)
+                .map(|_| {
+                    let (start, end) = ctx.request.shared_stages.as_ref().map_or(
+                        (
+                            ctx.range.previous_start.date_naive(),
+                            ctx.range.end.date_naive(),
+                        ),
+                        |shared| shared.range,
+                    );
+                    format!("{start}..{end}")
+                }),
         })
         .collect();
 

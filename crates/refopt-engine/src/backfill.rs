@@ -8,16 +8,20 @@
 //! runs two rule sets over the same windows without writing anything and reports, per window,
 //! what the new rules would have changed.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{Days, NaiveDate};
 use refopt_plan::Plan;
-use refopt_spec::RuleSet;
+use refopt_spec::{Pipeline, RuleSet, Stage, StageScope, WindowRange};
+use tokio::sync::OnceCell;
 
+use crate::datasets::register_datasets;
 use crate::error::EngineError;
-use crate::executor::Quiet;
-use crate::run::{AnalyzedRun, Prepared, RunOutcome, RunRequest, prepare};
+use crate::executor::{Quiet, SharedOutput, SharedStages, execute};
+use crate::run::{AnalyzedRun, Prepared, RunOutcome, RunRequest, prepare, stages_failed};
+use crate::session::new_session;
+use crate::storage;
 
 /// The as-of dates from `from` to `to` (both included) every `step_days`.
 pub fn as_of_dates(
@@ -106,14 +110,95 @@ enum WindowWork {
     Analyzed(Box<AnalyzedRun>),
 }
 
+/// The backfill's `scope: range` stages, computed by the first window that needs them (a
+/// resumed backfill whose windows all exist computes nothing).
+type SharedCell = Arc<OnceCell<Option<Arc<SharedStages>>>>;
+
 /// Prepares and analyzes one window (stages and rules; nothing written).
-async fn analyze_window(request: RunRequest) -> Result<WindowWork, EngineError> {
-    Ok(match prepare(request).await? {
+async fn analyze_window(
+    request: RunRequest,
+    shared: SharedCell,
+    dates: (NaiveDate, NaiveDate),
+) -> Result<WindowWork, EngineError> {
+    Ok(match prepare(request.clone()).await? {
         Prepared::Unchanged(outcome) => WindowWork::Unchanged(outcome),
-        Prepared::Ready(ready) => {
+        Prepared::Ready(mut ready) => {
+            let shared = shared
+                .get_or_try_init(|| shared_stages(&request, dates.0, dates.1))
+                .await?;
+            if let Some(shared) = shared {
+                ready.share_stages(shared.clone());
+            }
             WindowWork::Analyzed(Box::new(ready.analyze(Arc::new(Quiet)).await?))
         }
     })
+}
+
+/// Computes the pipeline's `scope: range` stages once over the days of every window from
+/// `first` to `last` as-of (None when the pipeline has none).
+pub async fn shared_stages(
+    base: &RunRequest,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Result<Option<Arc<SharedStages>>, EngineError> {
+    let stages: Vec<Stage> = base
+        .pipeline
+        .stages
+        .iter()
+        .filter(|s| s.scope == StageScope::Range)
+        .cloned()
+        .collect();
+    if stages.is_empty() {
+        return Ok(None);
+    }
+    let start = WindowRange::new(base.window, first).previous_start;
+    let end = WindowRange::new(base.window, last).end;
+    let started = std::time::Instant::now();
+    let data = storage::resolve_with(&base.data_root, &base.storage)
+        .map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let ctx = new_session(&base.session)?;
+    register_datasets(&ctx, &data, &base.pipeline.datasets).await?;
+    let pipeline = Pipeline {
+        stages,
+        ..base.pipeline.clone()
+    };
+    let execution = execute(
+        &ctx,
+        &pipeline,
+        &crate::params::bind_range(start, end),
+        base.session.max_parallel_stages(),
+        Arc::new(Quiet),
+        None,
+    )
+    .await;
+    if !execution.succeeded() {
+        return Err(stages_failed(&execution));
+    }
+    let mut outputs = BTreeMap::new();
+    for record in execution.stages {
+        let id = record.id.clone();
+        let schema = Arc::new(ctx.table(id.as_str()).await?.schema().as_arrow().clone());
+        let batches = execution.outputs.get(&id).cloned().unwrap_or_default();
+        outputs.insert(
+            id,
+            SharedOutput {
+                record,
+                schema,
+                batches,
+            },
+        );
+    }
+    tracing::info!(
+        stages = outputs.len(),
+        from = %start.date_naive(),
+        to = %end.date_naive(),
+        seconds = started.elapsed().as_secs_f64(),
+        "range stages computed once for the backfill"
+    );
+    Ok(Some(Arc::new(SharedStages {
+        range: (start.date_naive(), end.date_naive()),
+        outputs,
+    })))
 }
 
 /// Runs `base` once per date, each window in its own plan series. Up to `concurrent_windows`
@@ -137,6 +222,11 @@ pub async fn backfill(
         request.storage.attempts = Default::default();
         request
     };
+    let shared: SharedCell = Arc::default();
+    let span = (
+        dates.first().copied().unwrap_or_default(),
+        dates.last().copied().unwrap_or_default(),
+    );
     let mut in_flight = VecDeque::new();
     let mut upcoming = dates.iter().copied().enumerate();
     let mut history: Vec<Plan> = Vec::new();
@@ -146,7 +236,7 @@ pub async fn backfill(
             && let Some((i, as_of)) = upcoming.next()
         {
             observer.window_started(as_of, i, dates.len());
-            let task = tokio::spawn(analyze_window(window_request(as_of)));
+            let task = tokio::spawn(analyze_window(window_request(as_of), shared.clone(), span));
             in_flight.push_back((i, as_of, AbortOnDrop(task)));
         }
         let Some((i, as_of, mut task)) = in_flight.pop_front() else {
@@ -228,9 +318,14 @@ pub async fn backtest(
 ) -> Result<Vec<WindowChange>, EngineError> {
     let mut histories: [Vec<Plan>; 2] = [Vec::new(), Vec::new()];
     let mut changes = Vec::new();
+    let shared = match (dates.first(), dates.last()) {
+        (Some(&first), Some(&last)) => shared_stages(base, first, last).await?,
+        _ => None,
+    };
     for (i, &as_of) in dates.iter().enumerate() {
         observer.window_started(as_of, i, dates.len());
         let mut request = base.clone();
+        request.shared_stages = shared.clone();
         request.as_of = as_of;
         request.plans_root = None;
         request.rules = old.0.clone();

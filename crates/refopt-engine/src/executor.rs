@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -86,13 +87,32 @@ struct Finished {
     batches: Vec<RecordBatch>,
 }
 
-/// Runs the pipeline's stages on `ctx` with `params` bound.
+/// Outputs of `scope: range` stages computed once, before the windows of a backfill: each
+/// window's execution registers them as tables instead of running those stages.
+#[derive(Debug, Clone)]
+pub struct SharedStages {
+    /// First and last day (exclusive) the stages computed over.
+    pub range: (NaiveDate, NaiveDate),
+    pub outputs: BTreeMap<String, SharedOutput>,
+}
+
+/// One shared stage: how it ran, and its result.
+#[derive(Debug, Clone)]
+pub struct SharedOutput {
+    pub record: StageRecord,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Runs the pipeline's stages on `ctx` with `params` bound. Stages in `shared` are not run:
+/// their outputs are registered as tables and their records copied.
 pub async fn execute(
     ctx: &SessionContext,
     pipeline: &Pipeline,
     params: &ParamValues,
     max_parallel_stages: usize,
     observer: Arc<dyn StageObserver>,
+    shared: Option<&SharedStages>,
 ) -> Execution {
     let max_parallel_stages = max_parallel_stages.max(1);
     let mut execution = Execution::default();
@@ -102,6 +122,18 @@ pub async fn execute(
     let mut task_stage: std::collections::HashMap<tokio::task::Id, String> =
         std::collections::HashMap::new();
     let mut waiting: Vec<&Stage> = pipeline.stages.iter().collect();
+    for (id, output) in shared.map(|s| &s.outputs).into_iter().flatten() {
+        let mut record = output.record.clone();
+        if let Err(e) = register_output(ctx, id, output.schema.clone(), output.batches.clone()) {
+            record.status = StageStatus::Failed;
+            record.error = Some(format!("cannot register the shared output: {e}"));
+        } else {
+            execution.outputs.insert(id.clone(), output.batches.clone());
+        }
+        observer.finished(&record);
+        records.insert(id.clone(), record);
+        waiting.retain(|s| &s.id != id);
+    }
 
     loop {
         // Start or skip whatever is decidable now.
@@ -287,10 +319,21 @@ async fn run_sql(
     let batches = df.collect().await?;
     // Executed batches may differ from the logical schema in nullability; trust the data.
     let schema = batches.first().map_or(planned_schema, |b| b.schema());
-    let table = MemTable::try_new(schema, vec![batches.clone()])?;
+    register_output(ctx, id, schema, batches.clone())?;
+    Ok(batches)
+}
+
+/// Registers a stage's output as an in-memory table named after the stage.
+fn register_output(
+    ctx: &SessionContext,
+    id: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(), DataFusionError> {
+    let table = MemTable::try_new(schema, vec![batches])?;
     ctx.deregister_table(id)?;
     ctx.register_table(id, Arc::new(table))?;
-    Ok(batches)
+    Ok(())
 }
 
 /// Errors worth re-running a stage for: I/O hiccups and memory pressure, not SQL or schema
@@ -349,6 +392,7 @@ mod tests {
             &ParamValues::List(vec![]),
             usize::MAX,
             Arc::new(Quiet),
+            None,
         )
         .await;
         assert!(run.succeeded(), "{:?}", run.stages);
@@ -380,6 +424,7 @@ mod tests {
             &ParamValues::List(vec![]),
             usize::MAX,
             Arc::new(Quiet),
+            None,
         )
         .await;
         let status: Vec<_> = run

@@ -13,7 +13,7 @@ use refopt_spec::{Pipeline, RuleSet, Window, WindowRange};
 use crate::assemble::{PlanContext, assemble};
 use crate::datasets::{RegisteredDataset, register_datasets};
 use crate::error::EngineError;
-use crate::executor::{Execution, StageObserver, StageStatus, execute};
+use crate::executor::{Execution, SharedStages, StageObserver, StageStatus, execute};
 use crate::fraud::{FraudReview, ReviewOptions, review};
 use crate::session::{SessionOptions, new_session};
 use crate::storage::{self, StoragePolicy};
@@ -50,6 +50,9 @@ pub struct RunRequest {
     /// Earlier plans (newest first) for cross-run triggers and the change log, when the caller
     /// keeps its own chronology (backfills, backtests); `None` reads them from the series.
     pub history: Option<Vec<Plan>>,
+    /// Outputs of the `scope: range` stages, computed once for all windows of a backfill;
+    /// `None`: the run computes them over its own window's days.
+    pub shared_stages: Option<Arc<SharedStages>>,
 }
 
 /// What a run produced.
@@ -257,12 +260,18 @@ impl ReadyRun {
             &self.params,
             self.request.session.max_parallel_stages(),
             observer,
+            self.request.shared_stages.as_deref(),
         )
         .await;
         if !execution.succeeded() {
             return Err(stages_failed(&execution));
         }
         Ok(execution)
+    }
+
+    /// Reads the `scope: range` stages from `shared` instead of computing them.
+    pub fn share_stages(&mut self, shared: Arc<SharedStages>) {
+        self.request.shared_stages = Some(shared);
     }
 
     /// The same run with other rules, sharing this run's session and stage outputs (a backtest
@@ -418,7 +427,7 @@ impl AnalyzedRun {
 }
 
 /// The error of a run whose stages did not all succeed: how many failed and the first one.
-fn stages_failed(execution: &Execution) -> EngineError {
+pub(crate) fn stages_failed(execution: &Execution) -> EngineError {
     let failed: Vec<_> = execution
         .stages
         .iter()

@@ -144,6 +144,11 @@ pub struct Task {
     pub duration_ms: Option<u64>,
     pub output_rows: Option<u64>,
     pub error: Option<String>,
+    /// For a `scope: range` stage, the days it computed over (`start..end`, end exclusive).
+    /// A backfill computes such a stage once over all its windows' days and every window's
+    /// plan records that shared computation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
 }
 
 /// Outcome of one task.

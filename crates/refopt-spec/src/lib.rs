@@ -21,7 +21,9 @@ pub mod yaml;
 pub use alerts::{AlertRule, Alerts, Direction, Ladder};
 pub use error::{Location, SpecError, SpecErrors};
 pub use fraud::{FraudRule, FraudRules, Severity};
-pub use pipeline::{ColumnType, Dataset, Dimension, Pipeline, RetryPolicy, Role, Stage, StageKind};
+pub use pipeline::{
+    ColumnType, Dataset, Dimension, Pipeline, RetryPolicy, Role, Stage, StageKind, StageScope,
+};
 pub use ruleset::RuleSet;
 pub use suppressions::{Suppression, Suppressions};
 pub use window::{Window, WindowRange};

@@ -85,7 +85,28 @@ struct RawStage {
     retry: Option<RetryPolicy>,
     #[serde(default)]
     publishes: Option<Role>,
+    #[serde(default)]
+    scope: StageScope,
 }
+
+/// Which dates a stage computes over.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageScope {
+    /// The run's window (current and previous period): the `$window_*`/`$previous_*`
+    /// placeholders.
+    #[default]
+    Window,
+    /// The whole date range of the run: `$range_start`..`$range_end` (and `_day` forms). A run
+    /// computes it over its own window's range; a backfill computes it **once** over the union
+    /// of its windows' ranges and every window reads the same output. Such a stage must
+    /// produce per-day rows that window stages roll up (and so must not use window
+    /// placeholders, depend on window stages or publish a role).
+    Range,
+}
+
+/// Placeholders that change with the window; a range-scoped stage must not use them.
+pub const WINDOW_PLACEHOLDERS: [&str; 2] = ["$window_", "$previous_"];
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -227,6 +248,7 @@ pub struct Stage {
     pub depends_on: Vec<String>,
     pub retry: RetryPolicy,
     pub publishes: Option<Role>,
+    pub scope: StageScope,
     pub location: Location,
 }
 
@@ -503,6 +525,9 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
                 StageKind::Gate
             }
         };
+        if s.scope == StageScope::Range {
+            errors.extend(range_scope_problems(&id, &location, &kind, s.publishes));
+        }
         stages.push(Stage {
             id,
             description: s.description,
@@ -510,6 +535,7 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
             depends_on: s.depends_on.into_iter().map(|d| d.value).collect(),
             retry: s.retry.unwrap_or(default_retry),
             publishes: s.publishes,
+            scope: s.scope,
             location,
         });
     }
@@ -518,6 +544,21 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
             Location::file_start(file),
             "the pipeline has no stages",
         ));
+    }
+    let scopes: BTreeMap<&str, StageScope> =
+        stages.iter().map(|s| (s.id.as_str(), s.scope)).collect();
+    for stage in stages.iter().filter(|s| s.scope == StageScope::Range) {
+        for dep in &stage.depends_on {
+            if scopes.get(dep.as_str()) == Some(&StageScope::Window) {
+                errors.push(SpecError::new(
+                    stage.location.clone(),
+                    format!(
+                        "stage `{}` has `scope: range` but depends on `{dep}`, a window stage: a range stage is computed once for all windows of a backfill, so it may depend on range stages only",
+                        stage.id
+                    ),
+                ));
+            }
+        }
     }
     if !errors.is_empty() {
         return Err(SpecErrors(errors));
@@ -546,6 +587,41 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
         dimensions,
         stages,
     })
+}
+
+/// What keeps a `scope: range` stage from being shared by the windows of a backfill.
+fn range_scope_problems(
+    id: &str,
+    location: &Location,
+    kind: &StageKind,
+    publishes: Option<Role>,
+) -> Vec<SpecError> {
+    let mut problems = Vec::new();
+    match kind {
+        StageKind::Gate => problems.push(SpecError::new(
+            location.clone(),
+            format!("stage `{id}`: a gate has no output to share; drop `scope: range`"),
+        )),
+        StageKind::Sql { sql, .. } => {
+            if let Some(p) = WINDOW_PLACEHOLDERS.iter().find(|p| sql.contains(*p)) {
+                problems.push(SpecError::new(
+                    location.clone(),
+                    format!(
+                        "stage `{id}` has `scope: range` but its SQL uses `{p}...`, which changes with the window; use $range_start, $range_end, $range_start_day, $range_end_day and let window stages filter by day"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(role) = publishes {
+        problems.push(SpecError::new(
+            location.clone(),
+            format!(
+                "stage `{id}` has `scope: range` and publishes {role:?}: roles describe one window; publish from a window stage that rolls the range stage up"
+            ),
+        ));
+    }
+    problems
 }
 
 /// A plain SQL identifier: ASCII letter or `_` first, then letters, digits or `_`.
@@ -588,6 +664,30 @@ mod tests {
 
     const HEAD: &str =
         "version: 1\nname: t\ndatasets:\n  - name: a\n    path: a\n    required_columns: [x]\n";
+
+    #[test]
+    fn range_stages_are_shared_only_when_window_free() {
+        let ok = parse(&format!(
+            "{HEAD}stages:\n  - id: days\n    scope: range\n    sql: select 1 where $range_start < $range_end\n  - id: w\n    sql: select * from days where $window_start > $range_start\n    depends_on: [days]\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.stage("days").unwrap().scope, StageScope::Range);
+        assert_eq!(ok.stage("w").unwrap().scope, StageScope::Window);
+
+        let bad = parse(&format!(
+            "{HEAD}stages:\n  - id: w\n    sql: select 1\n  - id: days\n    scope: range\n    publishes: funnel\n    depends_on: [w]\n    sql: select 1 where $previous_start_day < '2026'\n  - id: g\n    kind: gate\n    scope: range\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("p.yaml:10:"), "{bad}");
+        assert!(bad.contains("uses `$previous_...`"), "{bad}");
+        assert!(bad.contains("publishes Funnel"), "{bad}");
+        assert!(bad.contains("depends on `w`, a window stage"), "{bad}");
+        assert!(
+            bad.contains("stage `g`: a gate has no output to share"),
+            "{bad}"
+        );
+    }
 
     #[test]
     fn orders_stages_by_dependency() {
