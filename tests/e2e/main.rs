@@ -4,6 +4,7 @@
 
 mod backfill;
 mod bad_input;
+mod data_refresh;
 mod docs_examples;
 mod experiments;
 mod funnel_vs_duckdb;

@@ -15,7 +15,8 @@ use crate::progress::{json_logs, window_bar};
 struct WindowProgress {
     bar: Option<ProgressBar>,
     verb: &'static str,
-    lines: Mutex<()>,
+    /// Rows scanned by the finished windows (shown on the bar).
+    rows: Mutex<u64>,
 }
 
 impl WindowProgress {
@@ -27,7 +28,7 @@ impl WindowProgress {
                 window_bar(total as u64)
             },
             verb,
-            lines: Mutex::new(()),
+            rows: Mutex::new(0),
         }
     }
 
@@ -41,12 +42,17 @@ impl WindowProgress {
 impl WindowObserver for WindowProgress {
     fn window_started(&self, as_of: NaiveDate, _index: usize, _total: usize) {
         if let Some(b) = &self.bar {
-            b.set_message(format!("as_of {as_of}"));
+            let rows = *self.rows.lock().unwrap_or_else(|e| e.into_inner());
+            b.set_message(format!(
+                "rows scanned {} | as_of {as_of}",
+                refopt_report::format::count(rows as f64)
+            ));
         }
     }
 
     fn window_finished(&self, r: &WindowResult, index: usize, total: usize) {
-        let _guard = self.lines.lock();
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        *rows += r.rows_scanned;
         let state = if r.unchanged {
             match self.verb {
                 "backtest" => "no change",
@@ -62,12 +68,13 @@ impl WindowObserver for WindowProgress {
             tracing::info!(
                 as_of = %r.as_of, window = index + 1, total, state,
                 version = r.version, findings = r.findings, escalations = r.escalations,
+                rows_scanned = r.rows_scanned, rows_scanned_total = *rows,
                 plan = r.url.as_deref().unwrap_or_default(), "window finished"
             );
             return;
         }
         let line = format!(
-            "window {}/{} as_of {}: {state}{}; {} findings, {} escalations",
+            "window {}/{} as_of {}: {state}{}; {} findings, {} escalations, {} rows",
             index + 1,
             total,
             r.as_of,
@@ -76,7 +83,8 @@ impl WindowObserver for WindowProgress {
                 .map(|u| format!(" v{} {u}", r.version))
                 .unwrap_or_default(),
             r.findings,
-            r.escalations
+            r.escalations,
+            refopt_report::format::count(r.rows_scanned as f64)
         );
         match &self.bar {
             Some(b) => {

@@ -83,6 +83,9 @@ pub struct WindowResult {
     pub version: u64,
     pub findings: usize,
     pub escalations: usize,
+    /// Rows of the datasets in the window's days (current and previous period), from the
+    /// plan's data-refresh checks.
+    pub rows_scanned: u64,
 }
 
 /// Progress of a backfill or backtest.
@@ -100,7 +103,17 @@ fn result_of(as_of: NaiveDate, outcome: &RunOutcome) -> WindowResult {
         version: outcome.stored.as_ref().map_or(0, |s| s.version),
         findings: outcome.plan.findings.len(),
         escalations: outcome.plan.escalations.len(),
+        rows_scanned: rows_scanned(&outcome.plan),
     }
+}
+
+/// Rows of the datasets in a plan's window (both periods).
+fn rows_scanned(plan: &Plan) -> u64 {
+    plan.datasets
+        .iter()
+        .flat_map(|d| &d.checks)
+        .map(|c| c.rows)
+        .sum()
 }
 
 /// What a window's task hands back to the backfill: a plan that already existed, or an
@@ -347,6 +360,7 @@ pub async fn backtest(
                 version: 0,
                 findings: plans[1].findings.len(),
                 escalations: plans[1].escalations.len(),
+                rows_scanned: rows_scanned(&plans[1]),
             },
             i,
             dates.len(),

@@ -2,8 +2,9 @@
 --
 -- Cohort semantics: a referral belongs to the period (current / previous window) in which it
 -- was created; its conversions and payouts count when they happen before that period ends
--- (both windows are measured at the same maturity). Invites count in the period they were sent.
--- Each event table is scanned once over [previous_start, window_end).
+-- (both windows are measured at the same maturity). Invites count in the period they were sent:
+-- they are rolled up from the per-day `invite_days` stage (a backfill computes that once).
+-- Each other event table is scanned once over [previous_start, window_end).
 WITH tiers AS (
   SELECT partner_id, tier FROM partners
 ),
@@ -82,17 +83,15 @@ referral_cube AS (
 ),
 invite_cube AS (
   SELECT period, channel, persona, region, partner_tier,
-         COUNT(*) AS invites,
+         CAST(SUM(invites) AS BIGINT) AS invites,
          CAST(0 AS BIGINT) AS referrals, CAST(0 AS BIGINT) AS signups,
          CAST(0 AS BIGINT) AS qualified, CAST(0 AS BIGINT) AS opportunities,
          CAST(0 AS BIGINT) AS won, CAST(0.0 AS DOUBLE) AS revenue, CAST(0.0 AS DOUBLE) AS payout_cost
-  FROM (SELECT i.channel, i.persona, i.region,
-               CASE WHEN i.partner_id IS NULL THEN 'none' ELSE COALESCE(t.tier, 'unknown') END AS partner_tier,
-               CASE WHEN i.sent_at >= $window_start THEN 'current' ELSE 'previous' END AS period
-        FROM invites i
-        LEFT JOIN tiers t ON i.partner_id = t.partner_id
-        WHERE i.dt >= $previous_start_day AND i.dt < $window_end_day
-          AND i.sent_at >= $previous_start AND i.sent_at < $window_end) i
+  FROM (SELECT channel, persona, region, partner_tier, invites,
+               CASE WHEN day >= $window_start THEN 'current' ELSE 'previous' END AS period
+        FROM invite_days
+        WHERE dt >= $previous_start_day AND dt < $window_end_day
+          AND day >= $previous_start AND day < $window_end) i
   GROUP BY period, channel, persona, region, partner_tier
 )
 SELECT period, channel, persona, region, partner_tier,

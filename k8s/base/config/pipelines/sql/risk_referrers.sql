@@ -3,8 +3,8 @@
 -- (self-referral signals). Distinct counts come from the de-duplicated pairs below rather than
 -- COUNT(DISTINCT) (see risk_devices.sql for why).
 WITH per_hour AS (
-  SELECT referrer_id, date_trunc('hour', created_at) AS hour, COUNT(*) AS n
-  FROM risk_referrals GROUP BY referrer_id, date_trunc('hour', created_at)
+  SELECT referrer_id, date_bin(INTERVAL '1 hour', created_at) AS hour, COUNT(*) AS n
+  FROM risk_referrals GROUP BY referrer_id, date_bin(INTERVAL '1 hour', created_at)
 ),
 per_device AS (
   SELECT referrer_id, device_id, COUNT(*) AS n FROM risk_referrals GROUP BY referrer_id, device_id
