@@ -10,13 +10,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use refopt_spec::fraud::{Condition, ConditionValue, Op};
 use refopt_spec::{FraudRule, FraudRules, Suppression, Suppressions, sandbox};
 use rhai::Scope;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::rhai_rows::RowReader;
 
@@ -51,8 +52,10 @@ pub struct FraudReview {
     pub outcomes: Vec<RuleOutcome>,
     /// Referrals of the window the rules looked at.
     pub referrals_reviewed: u64,
-    /// Referral ids of the window with their channel (for flag rates per dimension).
-    pub channel_of: HashMap<String, String>,
+    /// The table of the window's referrals the rules looked at.
+    pub referrals_table: String,
+    /// Per channel: the window's referrals (distinct ids) and how many of them are flagged.
+    pub by_channel: BTreeMap<String, (u64, u64)>,
     /// Cluster summaries (largest first).
     pub clusters: Vec<Cluster>,
     /// What each suppression did (expired ones included).
@@ -128,10 +131,10 @@ pub async fn review(
     let mut hits: BTreeMap<usize, Vec<(String, f64)>> = BTreeMap::new();
     let mut outcomes = Vec::new();
     let mut sweep = Vec::new();
-    // Keys of the referrals per key column set, computed once and shared by the rules.
+    // The referrals indexed by each key column set, built once and shared by the rules.
     let mut key_cache = HashMap::new();
     for rule in &rules.rules {
-        let referral_keys = match cached_keys(&referrals, &rule.key, &mut key_cache) {
+        let referral_keys = match cached_index(&referrals, &rule.key, &mut key_cache) {
             Ok(keys) => keys,
             Err(message) => {
                 outcomes.push(failed(rule, message));
@@ -180,7 +183,7 @@ pub async fn review(
     let mut flagged: Vec<FlaggedReferral> = hits
         .iter()
         .map(|(&i, fired)| FlaggedReferral {
-            referral_id: referral_ids[i].clone().unwrap_or_default(),
+            referral_id: referral_ids.get(i).unwrap_or_default().to_string(),
             rule_ids: fired.iter().map(|(id, _)| id.clone()).collect(),
             score: 1.0 - fired.iter().map(|(_, s)| 1.0 - s).product::<f64>(),
             cluster_id: clusters_of.get(&i).cloned(),
@@ -188,54 +191,141 @@ pub async fn review(
         .collect();
     flagged.sort_by(|a, b| a.referral_id.cmp(&b.referral_id));
     let clusters = summarize_clusters(&referrals, &hits, &clusters_of)?;
-    let channels = string_column(&referrals, "channel").unwrap_or_default();
-    let channel_of = referral_ids
-        .iter()
-        .zip(channels.iter().chain(std::iter::repeat(&None)))
-        .filter_map(|(id, ch)| Some((id.clone()?, ch.clone().unwrap_or_default())))
-        .collect();
+    let by_channel = flag_counts_by_channel(&referrals, &referral_ids, &flagged)?;
     Ok(FraudReview {
         flagged,
         outcomes,
         referrals_reviewed: referral_ids.len() as u64,
-        channel_of,
+        referrals_table: rules.referrals_table.clone(),
+        by_channel,
         clusters,
         suppressions: suppressions.outcomes(),
         sweep,
     })
 }
 
-/// The referrals' keys for a rule's key columns, computed once per key and shared by the rules.
-fn cached_keys(
+/// Per channel, the window's distinct referral ids and those of them flagged (a referral
+/// without a channel counts under ``; the first row of a repeated id decides its channel).
+fn flag_counts_by_channel(
+    referrals: &[RecordBatch],
+    referral_ids: &StringColumn,
+    flagged: &[FlaggedReferral],
+) -> Result<BTreeMap<String, (u64, u64)>, datafusion::error::DataFusionError> {
+    let channels = string_column(referrals, "channel").ok();
+    let flagged: FxHashSet<&str> = flagged.iter().map(|f| f.referral_id.as_str()).collect();
+    let mut seen: FxHashSet<&str> = FxHashSet::default();
+    let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (i, id) in referral_ids.iter().enumerate() {
+        let Some(id) = id else { continue };
+        if !seen.insert(id) {
+            continue;
+        }
+        let channel = channels.as_ref().and_then(|c| c.get(i)).unwrap_or_default();
+        let entry = match counts.get_mut(channel) {
+            Some(entry) => entry,
+            None => counts.entry(channel.to_string()).or_default(),
+        };
+        entry.0 += 1;
+        entry.1 += u64::from(flagged.contains(id));
+    }
+    Ok(counts)
+}
+
+/// The referrals' index for a rule's key columns, built once per key and shared by the rules.
+fn cached_index(
     referrals: &[RecordBatch],
     key: &[String],
-    cache: &mut HashMap<Vec<String>, Arc<Vec<Option<String>>>>,
-) -> Result<Arc<Vec<Option<String>>>, String> {
-    if let Some(keys) = cache.get(key) {
-        return Ok(keys.clone());
+    cache: &mut HashMap<Vec<String>, Arc<KeyIndex>>,
+) -> Result<Arc<KeyIndex>, String> {
+    if let Some(index) = cache.get(key) {
+        return Ok(index.clone());
     }
-    let keys = Arc::new(
-        referral_keys(referrals, key)
+    let index = Arc::new(
+        KeyIndex::build(referrals, key)
             .map_err(|e| format!("referrals table lacks the rule's key: {e}"))?,
     );
-    cache.insert(key.to_vec(), keys.clone());
-    Ok(keys)
+    cache.insert(key.to_vec(), index.clone());
+    Ok(index)
+}
+
+/// The window's referrals by key value: a rule looks up the keys it selected instead of
+/// testing every referral. Rows are hashed in place (no per-row key strings).
+struct KeyIndex {
+    columns: Vec<StringColumn>,
+    /// Key hash -> the last referral with it; `earlier` chains to the ones before (a chain may
+    /// hold other keys with the same hash, so lookups compare the values).
+    last: FxHashMap<u64, usize>,
+    earlier: Vec<usize>,
+}
+
+impl KeyIndex {
+    const END: usize = usize::MAX;
+
+    fn build(
+        referrals: &[RecordBatch],
+        key: &[String],
+    ) -> Result<Self, datafusion::error::DataFusionError> {
+        let columns = key
+            .iter()
+            .map(|k| string_column(referrals, k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = columns.first().map_or(0, StringColumn::len);
+        let mut last = FxHashMap::default();
+        let mut earlier = vec![Self::END; rows];
+        for (i, slot) in earlier.iter_mut().enumerate() {
+            let parts: Option<Vec<&str>> = columns.iter().map(|c| c.get(i)).collect();
+            if let Some(parts) = parts
+                && let Some(previous) = last.insert(key_hash(parts), i)
+            {
+                *slot = previous;
+            }
+        }
+        Ok(Self {
+            columns,
+            last,
+            earlier,
+        })
+    }
+
+    /// Indices of the referrals whose key (parts joined by [`KEY_SEPARATOR`]) is `value`.
+    fn referrals<'a>(&'a self, value: &'a str) -> impl Iterator<Item = usize> + 'a {
+        let parts: Vec<&str> = value.split(KEY_SEPARATOR).collect();
+        let first = self.last.get(&key_hash(parts.iter().copied())).copied();
+        std::iter::successors(first, |&i| {
+            Some(self.earlier[i]).filter(|&j| j != Self::END)
+        })
+        .filter(move |&i| {
+            parts.len() == self.columns.len()
+                && self
+                    .columns
+                    .iter()
+                    .zip(&parts)
+                    .all(|(c, part)| c.get(i) == Some(*part))
+        })
+    }
+}
+
+/// Hash of a key given as its parts.
+fn key_hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = rustc_hash::FxHasher::default();
+    for part in parts {
+        hasher.write(part.as_bytes());
+        hasher.write_u8(0x1f);
+    }
+    hasher.finish()
 }
 
 /// Rows the rule selects in its feature table, and the indices of the referrals sharing their
-/// key.
+/// key (ascending).
 async fn flag(
     ctx: &SessionContext,
     rule: &FraudRule,
-    referral_keys: &[Option<String>],
+    referrals: &KeyIndex,
 ) -> Result<(u64, Vec<usize>), String> {
     let (rows_selected, keys) = evaluate(ctx, rule).await?;
-    let matched = referral_keys
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| k.as_ref().is_some_and(|k| keys.contains(k)))
-        .map(|(i, _)| i)
-        .collect();
+    let mut matched: Vec<usize> = keys.iter().flat_map(|k| referrals.referrals(k)).collect();
+    matched.sort_unstable();
     Ok((rows_selected, matched))
 }
 
@@ -263,7 +353,7 @@ impl<'a> SuppressionIndex<'a> {
                     Ok(values
                         .iter()
                         .enumerate()
-                        .filter(|(_, v)| v.as_deref().is_some_and(|v| listed.contains(v)))
+                        .filter(|(_, v)| v.is_some_and(|v| listed.contains(v)))
                         .map(|(i, _)| i)
                         .collect())
                 }
@@ -334,7 +424,7 @@ fn failed(rule: &FraudRule, message: String) -> RuleOutcome {
 async fn evaluate(
     ctx: &SessionContext,
     rule: &FraudRule,
-) -> Result<(u64, HashSet<String>), String> {
+) -> Result<(u64, FxHashSet<String>), String> {
     let mut df = ctx
         .table(rule.table.as_str())
         .await
@@ -345,12 +435,13 @@ async fn evaluate(
     let batches = df.collect().await.map_err(|e| e.to_string())?;
     let Some(expression) = &rule.expression else {
         // Threshold conditions only: every row the filters kept is selected.
-        let mut keys = HashSet::new();
+        let mut keys = FxHashSet::default();
         let mut selected = 0u64;
         for batch in &batches {
-            for key in key_strings(batch, &rule.key).map_err(|e| e.to_string())? {
+            let columns = KeyColumns::new(batch, &rule.key).map_err(|e| e.to_string())?;
+            for row in 0..batch.num_rows() {
                 selected += 1;
-                keys.extend(key);
+                keys.extend(columns.key(row));
             }
         }
         return Ok((selected, keys));
@@ -371,7 +462,7 @@ async fn evaluate(
         .min(batches.len())
         .max(1);
     let chunk = batches.len().div_ceil(workers).max(1);
-    let results: Vec<Result<(u64, HashSet<String>), String>> = std::thread::scope(|threads| {
+    let results: Vec<Result<(u64, FxHashSet<String>), String>> = std::thread::scope(|threads| {
         let handles: Vec<_> = batches
             .chunks(chunk)
             .enumerate()
@@ -379,13 +470,13 @@ async fn evaluate(
                 let (engine, params, fields) = (&engine, &params, fields.as_ref());
                 threads.spawn(move || {
                     let mut scope = Scope::new();
-                    let mut keys = HashSet::new();
+                    let mut keys = FxHashSet::default();
                     let mut selected = 0u64;
                     for (b, batch) in part.iter().enumerate() {
-                        let key_values =
-                            key_strings(batch, &rule.key).map_err(|e| e.to_string())?;
+                        let key_columns =
+                            KeyColumns::new(batch, &rule.key).map_err(|e| e.to_string())?;
                         let rows = RowReader::new(batch, fields);
-                        for (row, key) in key_values.into_iter().enumerate() {
+                        for row in 0..batch.num_rows() {
                             scope.rewind(0);
                             scope.push("params", params.clone());
                             scope.push("row", rows.map(row));
@@ -401,7 +492,7 @@ async fn evaluate(
                                 })?;
                             if keep {
                                 selected += 1;
-                                keys.extend(key);
+                                keys.extend(key_columns.key(row));
                             }
                         }
                     }
@@ -417,7 +508,7 @@ async fn evaluate(
             })
             .collect()
     });
-    let mut keys = HashSet::new();
+    let mut keys = FxHashSet::default();
     let mut selected = 0u64;
     // In batch order: the first failing batch's error is the one reported.
     for result in results {
@@ -453,50 +544,82 @@ fn condition_expr(c: &Condition) -> Expr {
     }
 }
 
+/// One column of all batches as a single string array, indexed like the rows of the batches
+/// in order (no per-row allocation).
+struct StringColumn(StringArray);
+
+impl StringColumn {
+    fn get(&self, i: usize) -> Option<&str> {
+        (!self.0.is_null(i)).then(|| self.0.value(i))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Option<&str>> {
+        self.0.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 fn string_column(
     batches: &[RecordBatch],
     name: &str,
-) -> Result<Vec<Option<String>>, datafusion::error::DataFusionError> {
-    let mut out = Vec::new();
+) -> Result<StringColumn, datafusion::error::DataFusionError> {
+    let mut parts = Vec::with_capacity(batches.len());
     for b in batches {
         let column = b.column_by_name(name).ok_or_else(|| {
             datafusion::error::DataFusionError::Plan(format!("column `{name}` not found"))
         })?;
-        let strings = cast(column, &DataType::Utf8)?;
-        let strings = strings.as_string::<i32>();
-        out.extend(
-            (0..strings.len()).map(|i| (!strings.is_null(i)).then(|| strings.value(i).to_string())),
-        );
+        parts.push(cast(column, &DataType::Utf8)?);
     }
-    Ok(out)
+    let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+    let all = if refs.is_empty() {
+        Arc::new(StringArray::new_null(0)) as datafusion::arrow::array::ArrayRef
+    } else {
+        datafusion::arrow::compute::concat(&refs)?
+    };
+    Ok(StringColumn(all.as_string::<i32>().clone()))
 }
 
 /// Key of every row of a batch (None when a key column is null).
-fn key_strings(
-    batch: &RecordBatch,
-    key: &[String],
-) -> Result<Vec<Option<String>>, datafusion::error::DataFusionError> {
-    let columns = key
-        .iter()
-        .map(|k| string_column(std::slice::from_ref(batch), k))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((0..batch.num_rows())
-        .map(|row| {
-            let parts: Option<Vec<&str>> = columns.iter().map(|c| c[row].as_deref()).collect();
-            parts.map(|p| p.join(&KEY_SEPARATOR.to_string()))
-        })
-        .collect())
+/// A batch's key columns as strings; a row's key is built only when asked for.
+struct KeyColumns {
+    columns: Vec<datafusion::arrow::array::ArrayRef>,
 }
 
-fn referral_keys(
-    referrals: &[RecordBatch],
-    key: &[String],
-) -> Result<Vec<Option<String>>, datafusion::error::DataFusionError> {
-    let mut out = Vec::new();
-    for b in referrals {
-        out.extend(key_strings(b, key)?);
+impl KeyColumns {
+    fn new(
+        batch: &RecordBatch,
+        key: &[String],
+    ) -> Result<Self, datafusion::error::DataFusionError> {
+        let columns = key
+            .iter()
+            .map(|k| {
+                let column = batch.column_by_name(k).ok_or_else(|| {
+                    datafusion::error::DataFusionError::Plan(format!("column `{k}` not found"))
+                })?;
+                Ok(cast(column, &DataType::Utf8)?)
+            })
+            .collect::<Result<Vec<_>, datafusion::error::DataFusionError>>()?;
+        Ok(Self { columns })
     }
-    Ok(out)
+
+    /// The row's key (parts joined by [`KEY_SEPARATOR`]); None when a part is null.
+    fn key(&self, row: usize) -> Option<String> {
+        let mut key = String::new();
+        for (n, column) in self.columns.iter().enumerate() {
+            let strings = column.as_string::<i32>();
+            if strings.is_null(row) {
+                return None;
+            }
+            if n > 0 {
+                key.push(KEY_SEPARATOR);
+            }
+            key.push_str(strings.value(row));
+        }
+        Some(key)
+    }
 }
 
 /// Union-find over referral indices.
@@ -536,9 +659,9 @@ fn link_clusters(
     let mut components = Components::new(ids.len());
     for column in ["device_id", "payment_fingerprint"] {
         let values = string_column(referrals, column)?;
-        let mut first: HashMap<&str, usize> = HashMap::new();
+        let mut first: FxHashMap<&str, usize> = FxHashMap::default();
         for (i, v) in values.iter().enumerate() {
-            if let Some(v) = v.as_deref() {
+            if let Some(v) = v {
                 match first.get(v) {
                     Some(&j) => components.union(i, j),
                     None => {
@@ -563,7 +686,7 @@ fn link_clusters(
             "cluster-{}",
             flagged
                 .iter()
-                .filter_map(|i| ids[*i].as_deref())
+                .filter_map(|i| ids.get(*i))
                 .min()
                 .unwrap_or("unknown")
         );
@@ -584,9 +707,9 @@ fn summarize_clusters(
     let cards = string_column(referrals, "payment_fingerprint")?;
     // IPs are context for reviewers, not a link: a referrals table without them is fine.
     let ips = if referrals.iter().all(|b| b.column_by_name("ip").is_some()) {
-        string_column(referrals, "ip")?
+        Some(string_column(referrals, "ip")?)
     } else {
-        vec![None; referrers.len()]
+        None
     };
     #[derive(Default)]
     struct Acc {
@@ -601,10 +724,11 @@ fn summarize_clusters(
     for (i, name) in clusters_of {
         let a = acc.entry(name.as_str()).or_default();
         a.n += 1;
-        a.referrers.extend(referrers[*i].clone());
-        a.devices.extend(devices[*i].clone());
-        a.ips.extend(ips[*i].clone());
-        a.cards.extend(cards[*i].clone());
+        a.referrers.extend(referrers.get(*i).map(str::to_string));
+        a.devices.extend(devices.get(*i).map(str::to_string));
+        a.ips
+            .extend(ips.as_ref().and_then(|ips| ips.get(*i)).map(str::to_string));
+        a.cards.extend(cards.get(*i).map(str::to_string));
         a.rules.extend(hits[i].iter().map(|(r, _)| r.clone()));
     }
     let mut clusters: Vec<Cluster> = acc

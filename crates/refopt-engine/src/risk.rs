@@ -1,7 +1,7 @@
 //! The plan's risk section from a fraud review: flag rates, payouts at risk, agreement with the
 //! program's existing fraud flags, rule outcomes and cohorts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
@@ -35,14 +35,6 @@ pub async fn risk_section(
         .map(|f| f.referral_id.as_str())
         .collect();
 
-    let mut by_channel: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for (id, channel) in &review.channel_of {
-        let e = by_channel.entry(channel.as_str()).or_default();
-        e.0 += 1;
-        if flagged_ids.contains(id.as_str()) {
-            e.1 += 1;
-        }
-    }
     let rate = |flagged: u64, total: u64| (total > 0).then(|| flagged as f64 / total as f64);
 
     // Payouts of flagged referrals, and referrals flagged by the program's existing system.
@@ -101,12 +93,15 @@ pub async fn risk_section(
             }
         }
     }
+    // Flags of the program's existing system on referrals of this window.
     let existing = ctx
-        .sql(
-            "SELECT DISTINCT referral_id FROM fraud_flags \
-             WHERE dt >= $window_start_day AND dt < $window_end_day \
-               AND flagged_at >= $window_start AND flagged_at < $window_end",
-        )
+        .sql(&format!(
+            "SELECT DISTINCT f.referral_id FROM fraud_flags f \
+             WHERE f.dt >= $window_start_day AND f.dt < $window_end_day \
+               AND f.flagged_at >= $window_start AND f.flagged_at < $window_end \
+               AND f.referral_id IN (SELECT referral_id FROM \"{}\")",
+            review.referrals_table.replace('"', "\"\"")
+        ))
         .await?
         .with_param_values(params.clone())?
         .collect()
@@ -116,9 +111,7 @@ pub async fn risk_section(
         let ids = cast(b.column(0), &DataType::Utf8)?;
         let ids = ids.as_string::<i32>();
         for i in 0..b.num_rows() {
-            if review.channel_of.contains_key(ids.value(i)) {
-                existing_ids.insert(ids.value(i).to_string());
-            }
+            existing_ids.insert(ids.value(i).to_string());
         }
     }
     let payout_concentration = match concentration_limits {
@@ -143,10 +136,11 @@ pub async fn risk_section(
         referrals_reviewed: review.referrals_reviewed,
         referrals_flagged: review.flagged.len() as u64,
         flag_rate: rate(review.flagged.len() as u64, review.referrals_reviewed),
-        flag_rate_by_channel: by_channel
-            .into_iter()
-            .map(|(value, (referrals, flagged))| FlagRate {
-                value: value.to_string(),
+        flag_rate_by_channel: review
+            .by_channel
+            .iter()
+            .map(|(value, &(referrals, flagged))| FlagRate {
+                value: value.clone(),
                 referrals,
                 flagged,
                 rate: rate(flagged, referrals),
