@@ -135,8 +135,8 @@ fn dependency_cycle_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline_copy(dir.path(), |y| {
         y.replace(
-            "sql_file: sql/data_refresh.sql\n    publishes: dataset_health",
-            "sql_file: sql/data_refresh.sql\n    depends_on: [partner_health]\n    publishes: dataset_health",
+            "depends_on: [dataset_days, repeated_key_days]\n    publishes: dataset_health",
+            "depends_on: [dataset_days, repeated_key_days, partner_health]\n    publishes: dataset_health",
         )
     });
     expect_failure(

@@ -28,28 +28,28 @@ const CORPUS: &[BrokenCase] = &[
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/kpis.sql\n",
         replace: "    sql_file: sql/kpis.sql\n    retyr: { limit: 3 }\n",
-        expect: "pipelines/optimize-referrals.yaml:159:5: unknown field `retyr`, expected one of id, description, kind, sql, sql_file, depends_on, retry, publishes",
+        expect: "pipelines/optimize-referrals.yaml:182:5: unknown field `retyr`, expected one of id, description, kind, sql, sql_file, depends_on, retry, publishes, scope",
     },
     BrokenCase {
         name: "pipeline_cycle",
         file: "pipelines/optimize-referrals.yaml",
-        find: "    sql_file: sql/funnel_cube.sql\n    depends_on: [data_refresh]",
-        replace: "    sql_file: sql/funnel_cube.sql\n    depends_on: [data_refresh, funnel]",
-        expect: "pipelines/optimize-referrals.yaml:151:9: dependency cycle: funnel -> funnel_cube -> funnel",
+        find: "    sql_file: sql/funnel_cube.sql\n    depends_on: [data_refresh, invite_days]",
+        replace: "    sql_file: sql/funnel_cube.sql\n    depends_on: [data_refresh, invite_days, funnel]",
+        expect: "pipelines/optimize-referrals.yaml:174:9: dependency cycle: funnel -> funnel_cube -> funnel",
     },
     BrokenCase {
         name: "pipeline_unknown_dependency",
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/kpis.sql\n    depends_on: [funnel_cube]",
         replace: "    sql_file: sql/kpis.sql\n    depends_on: [funnel_cub]",
-        expect: "pipelines/optimize-referrals.yaml:159:18: stage `kpis` depends on unknown stage `funnel_cub` (did you mean `funnel_cube`?)",
+        expect: "pipelines/optimize-referrals.yaml:182:18: stage `kpis` depends on unknown stage `funnel_cub` (did you mean `funnel_cube`?)",
     },
     BrokenCase {
         name: "column_unknown_type",
         file: "pipelines/optimize-referrals.yaml",
         find: "      - sent_at: timestamp",
         replace: "      - sent_at: timestmp",
-        expect: "pipelines/optimize-referrals.yaml:24:9: dataset `invites`: column `sent_at` has unknown type `timestmp` (did you mean `timestamp`?); types: string, int64, float64, bool, timestamp, date",
+        expect: "pipelines/optimize-referrals.yaml:26:9: dataset `invites`: column `sent_at` has unknown type `timestmp` (did you mean `timestamp`?); types: string, int64, float64, bool, timestamp, date",
     },
     BrokenCase {
         name: "rhai_syntax_error",
@@ -289,7 +289,7 @@ fn validate_sample_runs_the_pipeline_on_generated_data_without_writing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        stderr.contains("sample: the plan would hold 18 tasks"),
+        stderr.contains("sample: the plan would hold 22 tasks"),
         "{stderr}"
     );
     assert!(plan_files(dir.path()).is_empty());
