@@ -88,10 +88,10 @@ invite_cube AS (
          CAST(0 AS BIGINT) AS qualified, CAST(0 AS BIGINT) AS opportunities,
          CAST(0 AS BIGINT) AS won, CAST(0.0 AS DOUBLE) AS revenue, CAST(0.0 AS DOUBLE) AS payout_cost
   FROM (SELECT channel, persona, region, partner_tier, invites,
-               CASE WHEN day >= $window_start THEN 'current' ELSE 'previous' END AS period
+               CASE WHEN day >= CAST($window_start_day AS DATE) THEN 'current' ELSE 'previous' END AS period
         FROM invite_days
         WHERE dt >= $previous_start_day AND dt < $window_end_day
-          AND day >= $previous_start AND day < $window_end) i
+          AND day >= CAST($previous_start_day AS DATE) AND day < CAST($window_end_day AS DATE)) i
   GROUP BY period, channel, persona, region, partner_tier
 )
 SELECT period, channel, persona, region, partner_tier,
