@@ -287,7 +287,7 @@ impl ReadyRun {
             ctx: self.ctx.clone(),
             data_root_display: self.data_root_display.clone(),
             datasets: self.datasets.clone(),
-            range: self.range.clone(),
+            range: self.range,
             params: self.params.clone(),
             stored_previous: self.stored_previous.clone(),
         }
