@@ -357,14 +357,13 @@ impl AnalyzedRun {
             ready,
             execution,
             fraud,
-            risk,
+            mut risk,
             run_id,
             created_at,
             review_ms,
             risk_ms,
         } = self;
         let request = &ready.request;
-        let mut risk = risk;
         // Flagged referrals can be many: they go to a Parquet file beside the plan.
         if let (Some(store), Some(review)) = (&ready.plan_store, &fraud)
             && !review.flagged.is_empty()
