@@ -3,7 +3,7 @@
 -- all its windows' days, and each window's funnel_cube rolls up its own days from it.
 -- `dt` is kept beside the event day so that a window filters both exactly as a scan would.
 SELECT i.dt,
-       CAST(date_bin(INTERVAL '1 day', i.sent_at) AS DATE) AS day,
+       CAST(arrow_cast(i.sent_at, 'Timestamp(Microsecond, Some("UTC"))') AS DATE) AS day,
        i.channel, i.persona, i.region,
        CASE WHEN i.partner_id IS NULL THEN 'none' ELSE COALESCE(t.tier, 'unknown') END AS partner_tier,
        COUNT(*) AS invites
@@ -11,5 +11,5 @@ FROM invites i
 LEFT JOIN (SELECT partner_id, tier FROM partners) t ON i.partner_id = t.partner_id
 WHERE i.dt >= $range_start_day AND i.dt < $range_end_day
   AND i.sent_at >= $range_start AND i.sent_at < $range_end
-GROUP BY i.dt, CAST(date_bin(INTERVAL '1 day', i.sent_at) AS DATE), i.channel, i.persona, i.region,
+GROUP BY i.dt, CAST(arrow_cast(i.sent_at, 'Timestamp(Microsecond, Some("UTC"))') AS DATE), i.channel, i.persona, i.region,
          CASE WHEN i.partner_id IS NULL THEN 'none' ELSE COALESCE(t.tier, 'unknown') END

@@ -15,7 +15,7 @@ use crate::progress::{json_logs, window_bar};
 struct WindowProgress {
     bar: Option<ProgressBar>,
     verb: &'static str,
-    /// Rows scanned by the finished windows (shown on the bar).
+    /// Rows in the finished windows' days (shown on the bar).
     rows: Mutex<u64>,
 }
 
@@ -44,7 +44,7 @@ impl WindowObserver for WindowProgress {
         if let Some(b) = &self.bar {
             let rows = *self.rows.lock().unwrap_or_else(|e| e.into_inner());
             b.set_message(format!(
-                "rows scanned {} | as_of {as_of}",
+                "rows in windows {} | as_of {as_of}",
                 refopt_report::format::count(rows as f64)
             ));
         }
@@ -52,7 +52,7 @@ impl WindowObserver for WindowProgress {
 
     fn window_finished(&self, r: &WindowResult, index: usize, total: usize) {
         let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-        *rows += r.rows_scanned;
+        *rows += r.window_rows;
         let state = if r.unchanged {
             match self.verb {
                 "backtest" => "no change",
@@ -68,7 +68,7 @@ impl WindowObserver for WindowProgress {
             tracing::info!(
                 as_of = %r.as_of, window = index + 1, total, state,
                 version = r.version, findings = r.findings, escalations = r.escalations,
-                rows_scanned = r.rows_scanned, rows_scanned_total = *rows,
+                window_rows = r.window_rows, window_rows_total = *rows,
                 plan = r.url.as_deref().unwrap_or_default(), "window finished"
             );
             return;
@@ -84,7 +84,7 @@ impl WindowObserver for WindowProgress {
                 .unwrap_or_default(),
             r.findings,
             r.escalations,
-            refopt_report::format::count(r.rows_scanned as f64)
+            refopt_report::format::count(r.window_rows as f64)
         );
         match &self.bar {
             Some(b) => {

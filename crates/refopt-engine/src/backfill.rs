@@ -11,10 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use refopt_plan::Plan;
-use refopt_spec::{Pipeline, RuleSet, Stage, StageScope, WindowRange};
-use tokio::sync::OnceCell;
+use refopt_spec::{Pipeline, RuleSet, Stage, StageScope, Window, WindowRange};
 
 use crate::datasets::register_datasets;
 use crate::error::EngineError;
@@ -84,8 +83,9 @@ pub struct WindowResult {
     pub findings: usize,
     pub escalations: usize,
     /// Rows of the datasets in the window's days (current and previous period), from the
-    /// plan's data-refresh checks.
-    pub rows_scanned: u64,
+    /// plan's data-refresh checks. Overlapping windows count their shared days again: it is
+    /// the work each window covers, not what was read (range stages read shared days once).
+    pub window_rows: u64,
 }
 
 /// Progress of a backfill or backtest.
@@ -103,12 +103,12 @@ fn result_of(as_of: NaiveDate, outcome: &RunOutcome) -> WindowResult {
         version: outcome.stored.as_ref().map_or(0, |s| s.version),
         findings: outcome.plan.findings.len(),
         escalations: outcome.plan.escalations.len(),
-        rows_scanned: rows_scanned(&outcome.plan),
+        window_rows: window_rows(&outcome.plan),
     }
 }
 
 /// Rows of the datasets in a plan's window (both periods).
-fn rows_scanned(plan: &Plan) -> u64 {
+fn window_rows(plan: &Plan) -> u64 {
     plan.datasets
         .iter()
         .flat_map(|d| &d.checks)
@@ -116,43 +116,12 @@ fn rows_scanned(plan: &Plan) -> u64 {
         .sum()
 }
 
-/// What a window's task hands back to the backfill: a plan that already existed, or an
-/// analysis waiting for its history.
-enum WindowWork {
-    Unchanged(Box<RunOutcome>),
-    Analyzed(Box<AnalyzedRun>),
-}
-
-/// The backfill's `scope: range` stages, computed by the first window that needs them (a
-/// resumed backfill whose windows all exist computes nothing).
-type SharedCell = Arc<OnceCell<Option<Arc<SharedStages>>>>;
-
-/// Prepares and analyzes one window (stages and rules; nothing written).
-async fn analyze_window(
-    request: RunRequest,
-    shared: SharedCell,
-    dates: (NaiveDate, NaiveDate),
-) -> Result<WindowWork, EngineError> {
-    Ok(match prepare(request.clone()).await? {
-        Prepared::Unchanged(outcome) => WindowWork::Unchanged(outcome),
-        Prepared::Ready(mut ready) => {
-            let shared = shared
-                .get_or_try_init(|| shared_stages(&request, dates.0, dates.1))
-                .await?;
-            if let Some(shared) = shared {
-                ready.share_stages(shared.clone());
-            }
-            WindowWork::Analyzed(Box::new(ready.analyze(Arc::new(Quiet)).await?))
-        }
-    })
-}
-
-/// Computes the pipeline's `scope: range` stages once over the days of every window from
-/// `first` to `last` as-of (None when the pipeline has none).
+/// Computes the pipeline's `scope: range` stages once over the days from `start` to `end`
+/// (None when the pipeline has none).
 pub async fn shared_stages(
     base: &RunRequest,
-    first: NaiveDate,
-    last: NaiveDate,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
 ) -> Result<Option<Arc<SharedStages>>, EngineError> {
     let stages: Vec<Stage> = base
         .pipeline
@@ -164,8 +133,7 @@ pub async fn shared_stages(
     if stages.is_empty() {
         return Ok(None);
     }
-    let start = WindowRange::new(base.window, first).previous_start;
-    let end = WindowRange::new(base.window, last).end;
+    let (from, to) = (start.date_naive(), end.date_naive());
     let started = std::time::Instant::now();
     let data = storage::resolve_with(&base.data_root, &base.storage)
         .map_err(|e| EngineError::Parameter(e.to_string()))?;
@@ -185,7 +153,13 @@ pub async fn shared_stages(
     )
     .await;
     if !execution.succeeded() {
-        return Err(stages_failed(&execution));
+        return Err(match stages_failed(&execution) {
+            EngineError::StagesFailed { failed, first } => EngineError::StagesFailed {
+                failed,
+                first: format!("range stages shared by the windows ({from}..{to}): {first}"),
+            },
+            other => other,
+        });
     }
     let mut outputs = BTreeMap::new();
     for record in execution.stages {
@@ -203,23 +177,41 @@ pub async fn shared_stages(
     }
     tracing::info!(
         stages = outputs.len(),
-        from = %start.date_naive(),
-        to = %end.date_naive(),
+        from = %from,
+        to = %to,
         seconds = started.elapsed().as_secs_f64(),
-        "range stages computed once for the backfill"
+        "range stages computed once for the windows"
     );
     Ok(Some(Arc::new(SharedStages {
-        range: (start.date_naive(), end.date_naive()),
+        range: (from, to),
         outputs,
     })))
 }
 
-/// Runs `base` once per date, each window in its own plan series. Up to `concurrent_windows`
-/// windows are analyzed at once (stages and rules, sharing one memory pool when memory is
-/// limited); plans are assembled and written oldest first, each with the earlier windows'
-/// plans as history, so cross-run triggers follow the backfill's chronology. Stops at the
-/// first failing window: earlier windows' plans stay (a rerun skips them), later windows'
-/// analyses are dropped unwritten.
+/// The days the windows read, as one span, when their ranges (previous period included)
+/// leave no gap between them; None when they do (sharing would scan days no window reads).
+fn contiguous_span(window: Window, dates: &[NaiveDate]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut ranges: Vec<WindowRange> = dates.iter().map(|&d| WindowRange::new(window, d)).collect();
+    ranges.sort_by_key(|r| r.previous_start);
+    let first = ranges.first()?;
+    let (start, mut end) = (first.previous_start, first.end);
+    for r in &ranges[1..] {
+        if r.previous_start > end {
+            return None;
+        }
+        end = end.max(r.end);
+    }
+    Some((start, end))
+}
+
+/// Runs `base` once per date, each window in its own plan series. Every window is prepared
+/// first (windows whose latest plan has the same inputs are skipped); the pipeline's range
+/// stages are then computed once over the days of the windows left to run, when those days are
+/// contiguous. Up to `concurrent_windows` windows are analyzed at once (stages and rules,
+/// sharing one memory pool when memory is limited); plans are assembled and written oldest
+/// first, each with the earlier windows' plans as history, so cross-run triggers follow the
+/// backfill's chronology. Stops at the first failing window: earlier windows' plans stay (a
+/// rerun skips them), later windows' analyses are dropped unwritten.
 pub async fn backfill(
     base: &RunRequest,
     dates: &[NaiveDate],
@@ -228,41 +220,62 @@ pub async fn backfill(
 ) -> Result<Vec<WindowResult>, EngineError> {
     let mut base = base.clone();
     base.session = base.session.shared()?;
-    let window_request = |as_of: NaiveDate| {
+    let mut prepared = Vec::with_capacity(dates.len());
+    for &as_of in dates {
         let mut request = base.clone();
         request.as_of = as_of;
         request.plan_series = series(base.window.days, as_of);
         request.storage.attempts = Default::default();
-        request
+        let window = prepare(request)
+            .await
+            .inspect_err(|e| observer.window_failed(as_of, e))?;
+        prepared.push((as_of, window));
+    }
+    let to_run: Vec<NaiveDate> = prepared
+        .iter()
+        .filter(|(_, p)| matches!(p, Prepared::Ready(_)))
+        .map(|(d, _)| *d)
+        .collect();
+    let shared = match contiguous_span(base.window, &to_run) {
+        Some((start, end)) if to_run.len() > 1 => shared_stages(&base, start, end)
+            .await
+            .inspect_err(|e| observer.window_failed(to_run[0], e))?,
+        _ => None,
     };
-    let shared: SharedCell = Arc::default();
-    let span = (
-        dates.first().copied().unwrap_or_default(),
-        dates.last().copied().unwrap_or_default(),
-    );
+
     let mut in_flight = VecDeque::new();
-    let mut upcoming = dates.iter().copied().enumerate();
+    let mut upcoming = prepared.into_iter().enumerate();
     let mut history: Vec<Plan> = Vec::new();
     let mut results = Vec::new();
     loop {
         while in_flight.len() < concurrent_windows.max(1)
-            && let Some((i, as_of)) = upcoming.next()
+            && let Some((i, (as_of, window))) = upcoming.next()
         {
             observer.window_started(as_of, i, dates.len());
-            let task = tokio::spawn(analyze_window(window_request(as_of), shared.clone(), span));
-            in_flight.push_back((i, as_of, AbortOnDrop(task)));
+            let task = match window {
+                Prepared::Unchanged(outcome) => WindowTask::Unchanged(outcome),
+                Prepared::Ready(mut ready) => {
+                    if let Some(shared) = &shared {
+                        ready.share_stages(shared.clone());
+                    }
+                    WindowTask::Running(AbortOnDrop(tokio::spawn(ready.analyze(Arc::new(Quiet)))))
+                }
+            };
+            in_flight.push_back((i, as_of, task));
         }
-        let Some((i, as_of, mut task)) = in_flight.pop_front() else {
+        let Some((i, as_of, task)) = in_flight.pop_front() else {
             break;
         };
-        let work = match (&mut task.0).await {
-            Ok(work) => work,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        };
-        let outcome = match work {
-            Ok(WindowWork::Unchanged(outcome)) => Ok(*outcome),
-            Ok(WindowWork::Analyzed(analyzed)) => analyzed.finish(Some(recent(&history))).await,
-            Err(e) => Err(e),
+        let outcome = match task {
+            WindowTask::Unchanged(outcome) => Ok(*outcome),
+            WindowTask::Running(mut task) => match (&mut task.0).await {
+                Ok(Ok(analyzed)) => analyzed.finish(Some(recent(&history))).await,
+                Ok(Err(e)) => Err(e),
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                Err(join) => Err(EngineError::Parameter(format!(
+                    "window {as_of} was cancelled: {join}"
+                ))),
+            },
         };
         let outcome = outcome.inspect_err(|e| observer.window_failed(as_of, e))?;
         let result = result_of(as_of, &outcome);
@@ -271,6 +284,12 @@ pub async fn backfill(
         results.push(result);
     }
     Ok(results)
+}
+
+/// A window of a backfill: its stored plan, or its analysis running as a task.
+enum WindowTask {
+    Unchanged(Box<RunOutcome>),
+    Running(AbortOnDrop<Result<AnalyzedRun, EngineError>>),
 }
 
 /// A spawned window analysis that is cancelled when the backfill stops early.
@@ -331,8 +350,10 @@ pub async fn backtest(
 ) -> Result<Vec<WindowChange>, EngineError> {
     let mut histories: [Vec<Plan>; 2] = [Vec::new(), Vec::new()];
     let mut changes = Vec::new();
-    let shared = match (dates.first(), dates.last()) {
-        (Some(&first), Some(&last)) => shared_stages(base, first, last).await?,
+    let shared = match contiguous_span(base.window, dates) {
+        Some((start, end)) if dates.len() > 1 => shared_stages(base, start, end)
+            .await
+            .inspect_err(|e| observer.window_failed(dates[0], e))?,
         _ => None,
     };
     for (i, &as_of) in dates.iter().enumerate() {
@@ -360,7 +381,7 @@ pub async fn backtest(
                 version: 0,
                 findings: plans[1].findings.len(),
                 escalations: plans[1].escalations.len(),
-                rows_scanned: rows_scanned(&plans[1]),
+                window_rows: window_rows(&plans[1]),
             },
             i,
             dates.len(),

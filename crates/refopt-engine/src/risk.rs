@@ -7,9 +7,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::JoinType;
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionContext, col};
 use refopt_plan::{
     Cohort, ConcentrationRow, ExistingFlagsComparison, FlagRate, PayoutConcentration, PayoutHold,
     PayoutsAtRisk, Risk, RuleSummary, SensitivityPoint, SensitivityRow, SuppressionReport,
@@ -93,17 +94,27 @@ pub async fn risk_section(
             }
         }
     }
-    // Flags of the program's existing system on referrals of this window.
+    // Flags of the program's existing system on referrals of this window (the table the
+    // rules reviewed, looked up like the review looked it up).
+    let window_referrals = ctx
+        .table(review.referrals_table.as_str())
+        .await?
+        .select(vec![col("referral_id").alias("window_referral_id")])?;
     let existing = ctx
-        .sql(&format!(
-            "SELECT DISTINCT f.referral_id FROM fraud_flags f \
-             WHERE f.dt >= $window_start_day AND f.dt < $window_end_day \
-               AND f.flagged_at >= $window_start AND f.flagged_at < $window_end \
-               AND f.referral_id IN (SELECT referral_id FROM \"{}\")",
-            review.referrals_table.replace('"', "\"\"")
-        ))
+        .sql(
+            "SELECT DISTINCT referral_id FROM fraud_flags \
+             WHERE dt >= $window_start_day AND dt < $window_end_day \
+               AND flagged_at >= $window_start AND flagged_at < $window_end",
+        )
         .await?
         .with_param_values(params.clone())?
+        .join(
+            window_referrals,
+            JoinType::LeftSemi,
+            &["referral_id"],
+            &["window_referral_id"],
+            None,
+        )?
         .collect()
         .await?;
     let mut existing_ids = HashSet::new();
