@@ -45,6 +45,20 @@ const CORPUS: &[BrokenCase] = &[
         expect: "pipelines/optimize-referrals.yaml:182:18: stage `kpis` depends on unknown stage `funnel_cub` (did you mean `funnel_cube`?)",
     },
     BrokenCase {
+        name: "range_stage_depends_on_window_stage",
+        file: "pipelines/optimize-referrals.yaml",
+        find: "    sql_file: sql/invite_days.sql\n    scope: range\n",
+        replace: "    sql_file: sql/invite_days.sql\n    scope: range\n    depends_on: [data_refresh]\n",
+        expect: "pipelines/optimize-referrals.yaml:161:9: stage `invite_days` has `scope: range` but depends on `data_refresh`, a window stage: a range stage is computed once for all windows of a backfill, so it may depend on range stages only",
+    },
+    BrokenCase {
+        name: "fraud_rule_empty_key",
+        file: "rules/fraud.yaml",
+        find: "    key: device_id\n",
+        replace: "    key: []\n",
+        expect: "rules/fraud.yaml:15:9: rule `device_shared_across_referrers`: `key` names no column; name the column(s) whose value links a row of `risk_devices` to the window's referrals",
+    },
+    BrokenCase {
         name: "column_unknown_type",
         file: "pipelines/optimize-referrals.yaml",
         find: "      - sent_at: timestamp",

@@ -258,6 +258,15 @@ impl FraudRules {
                     format!("rule `{id}`: score {} must be between 0 and 1", r.score),
                 ));
             }
+            if matches!(&r.key, OneOrMany::Many(k) if k.is_empty()) {
+                errors.push(SpecError::new(
+                    location.clone(),
+                    format!(
+                        "rule `{id}`: `key` names no column; name the column(s) whose value links a row of `{}` to the window's referrals",
+                        r.table.value
+                    ),
+                ));
+            }
             if r.when.is_empty() && r.expression.is_none() {
                 errors.push(SpecError::new(
                     location.clone(),
