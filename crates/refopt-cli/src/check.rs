@@ -142,7 +142,6 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         session: SessionOptions::default(),
         storage: Default::default(),
         plan_series: Vec::new(),
-        history: None,
         shared_stages: None,
     };
     let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;

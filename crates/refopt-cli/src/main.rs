@@ -288,7 +288,6 @@ async fn build_request(
         },
         storage,
         plan_series: Vec::new(),
-        history: None,
         shared_stages: None,
     })
 }

@@ -15,12 +15,11 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use refopt_plan::Plan;
 use refopt_spec::{Pipeline, RuleSet, Stage, StageScope, Window, WindowRange};
 
-use crate::datasets::register_datasets;
 use crate::error::EngineError;
 use crate::executor::{Quiet, SharedOutput, SharedStages, execute};
-use crate::run::{AnalyzedRun, Prepared, RunOutcome, RunRequest, prepare, stages_failed};
-use crate::session::new_session;
-use crate::storage;
+use crate::run::{
+    AnalyzedRun, Prepared, RunOutcome, RunRequest, open_data, prepare, stages_failed,
+};
 
 /// The as-of dates from `from` to `to` (both included) every `step_days`.
 pub fn as_of_dates(
@@ -135,10 +134,7 @@ pub async fn shared_stages(
     }
     let (from, to) = (start.date_naive(), end.date_naive());
     let started = std::time::Instant::now();
-    let data = storage::resolve_with(&base.data_root, &base.storage)
-        .map_err(|e| EngineError::Parameter(e.to_string()))?;
-    let ctx = new_session(&base.session)?;
-    register_datasets(&ctx, &data, &base.pipeline.datasets).await?;
+    let (ctx, _, _) = open_data(base).await?;
     let pipeline = Pipeline {
         stages,
         ..base.pipeline.clone()

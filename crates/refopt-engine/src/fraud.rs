@@ -273,9 +273,8 @@ impl KeyIndex {
         let mut last = FxHashMap::default();
         let mut earlier = vec![Self::END; rows];
         for (i, slot) in earlier.iter_mut().enumerate() {
-            let parts: Option<Vec<&str>> = columns.iter().map(|c| c.get(i)).collect();
-            if let Some(parts) = parts
-                && let Some(previous) = last.insert(key_hash(parts), i)
+            if let Some(hash) = key_hash(columns.iter().map(|c| c.get(i)))
+                && let Some(previous) = last.insert(hash, i)
             {
                 *slot = previous;
             }
@@ -290,7 +289,8 @@ impl KeyIndex {
     /// Indices of the referrals whose key (parts joined by [`KEY_SEPARATOR`]) is `value`.
     fn referrals<'a>(&'a self, value: &'a str) -> impl Iterator<Item = usize> + 'a {
         let parts: Vec<&str> = value.split(KEY_SEPARATOR).collect();
-        let first = self.last.get(&key_hash(parts.iter().copied())).copied();
+        let first =
+            key_hash(parts.iter().map(|p| Some(*p))).and_then(|hash| self.last.get(&hash).copied());
         std::iter::successors(first, |&i| {
             Some(self.earlier[i]).filter(|&j| j != Self::END)
         })
@@ -305,15 +305,15 @@ impl KeyIndex {
     }
 }
 
-/// Hash of a key given as its parts.
-fn key_hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
+/// Hash of a key given as its parts; None when a part is null (such rows have no key).
+fn key_hash<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> Option<u64> {
     use std::hash::Hasher;
     let mut hasher = rustc_hash::FxHasher::default();
     for part in parts {
-        hasher.write(part.as_bytes());
-        hasher.write_u8(0x1f);
+        hasher.write(part?.as_bytes());
+        hasher.write_u8(KEY_SEPARATOR as u8);
     }
-    hasher.finish()
+    Some(hasher.finish())
 }
 
 /// Rows the rule selects in its feature table, and the indices of the referrals sharing their

@@ -64,8 +64,8 @@ pub fn bind(range: &WindowRange, window_days: u32) -> ParamValues {
     ParamValues::from(values)
 }
 
-/// Placeholder values of `scope: range` stages computed once over `start..end` (a backfill's
-/// union of window ranges).
+/// Placeholder values of `scope: range` stages computed once over `start..end` (the span of a
+/// backfill's windows).
 pub fn bind_range(start: DateTime<Utc>, end: DateTime<Utc>) -> ParamValues {
     ParamValues::from(range_values(start, end).to_vec())
 }

@@ -16,7 +16,7 @@ use crate::error::EngineError;
 use crate::executor::{Execution, SharedStages, StageObserver, StageStatus, execute};
 use crate::fraud::{FraudReview, ReviewOptions, review};
 use crate::session::{SessionOptions, new_session};
-use crate::storage::{self, StoragePolicy};
+use crate::storage::{self, StorageLocation, StoragePolicy};
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
@@ -47,9 +47,6 @@ pub struct RunRequest {
     /// Plan series under the pipeline's folder (empty: the live series); see
     /// [`PlanStore::with_series`].
     pub plan_series: Vec<String>,
-    /// Earlier plans (newest first) for cross-run triggers and the change log, when the caller
-    /// keeps its own chronology (backfills, backtests); `None` reads them from the series.
-    pub history: Option<Vec<Plan>>,
     /// Outputs of the `scope: range` stages, computed once for all windows of a backfill;
     /// `None`: the run computes them over its own window's days.
     pub shared_stages: Option<Arc<SharedStages>>,
@@ -161,6 +158,17 @@ pub struct AnalyzedRun {
     risk_ms: u64,
 }
 
+/// A session over the request's data root with the pipeline's datasets registered.
+pub(crate) async fn open_data(
+    request: &RunRequest,
+) -> Result<(SessionContext, StorageLocation, Vec<RegisteredDataset>), EngineError> {
+    let data = storage::resolve_with(&request.data_root, &request.storage)
+        .map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let ctx = new_session(&request.session)?;
+    let datasets = register_datasets(&ctx, &data, &request.pipeline.datasets).await?;
+    Ok((ctx, data, datasets))
+}
+
 /// Checks the parameters, opens the stores, registers the datasets and reads the series'
 /// earlier plans; returns [`Prepared::Unchanged`] when the latest plan has the same inputs
 /// (unless `force`).
@@ -176,8 +184,7 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
             "--alert-threshold must be a finite number, got {t}"
         )));
     }
-    let data = storage::resolve_with(&request.data_root, &request.storage)
-        .map_err(|e| EngineError::Parameter(e.to_string()))?;
+    let (ctx, data, datasets) = open_data(&request).await?;
     let plan_store = match &request.plans_root {
         Some(root) => {
             let parameter = |e: storage::StorageError| EngineError::Parameter(e.to_string());
@@ -198,9 +205,6 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
         }
         None => None,
     };
-
-    let ctx = new_session(&request.session)?;
-    let datasets = register_datasets(&ctx, &data, &pipeline.datasets).await?;
     let range = WindowRange::new(request.window, request.as_of);
     crate::assemble::selected_experiments(&request, &range)?;
     let params = crate::params::bind(&range, request.window.days);
@@ -349,8 +353,8 @@ impl ReadyRun {
 }
 
 impl AnalyzedRun {
-    /// Assembles the plan with its earlier plans (newest first; `None`: the request's
-    /// `history`, else the plans stored in the series) and writes the flagged-referrals file,
+    /// Assembles the plan with its earlier plans (newest first; `None`: the plans stored in
+    /// the series — backfills and backtests pass their own chronology) and writes the flagged-referrals file,
     /// the plan and its report.
     pub async fn finish(self, previous: Option<Vec<Plan>>) -> Result<RunOutcome, EngineError> {
         let AnalyzedRun {
@@ -377,9 +381,7 @@ impl AnalyzedRun {
             risk.flagged_referrals_url = Some(url);
         }
         let assembling = std::time::Instant::now();
-        let previous = previous
-            .or_else(|| request.history.clone())
-            .unwrap_or_else(|| ready.stored_previous.clone());
+        let previous = previous.unwrap_or_else(|| ready.stored_previous.clone());
         let mut plan = assemble(&PlanContext {
             request,
             run_id,
