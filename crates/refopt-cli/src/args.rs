@@ -177,11 +177,13 @@ pub struct BacktestArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProblemFormat {
-    /// One block per problem: file:line:column, message, hint.
-    Human,
-    /// A JSON array of {file, line, column, message, hint}.
+    /// One block per diagnostic: `file:line:column: error[RF006]: message`, then its help.
+    #[value(alias = "human")]
+    Text,
+    /// A JSON array of {code, level, file, line, column, message, help}.
     Json,
-    /// GitHub Actions annotations (`::error file=...,line=...,col=...::message`).
+    /// GitHub Actions annotations (`::error file=...,line=...,col=...,title=RF006::message`;
+    /// warnings as `::warning`).
     Github,
 }
 
@@ -212,9 +214,13 @@ pub struct ConfigArgs {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Output format of the problems.
-    #[arg(long, value_enum, default_value_t = ProblemFormat::Human)]
+    /// Output format of the diagnostics (errors and warnings; codes in docs/cli.md).
+    #[arg(long, value_enum, default_value_t = ProblemFormat::Text)]
     pub format: ProblemFormat,
+    /// Treat warnings (expired suppressions, stages nothing reads) as errors: exit 1 when there
+    /// are any.
+    #[arg(long)]
+    pub deny_warnings: bool,
     /// Kubernetes manifests to check (skipped when the folder does not exist): every file a
     /// kustomize configMapGenerator names must exist.
     #[arg(long, default_value = "k8s")]

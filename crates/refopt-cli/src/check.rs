@@ -3,18 +3,22 @@
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use refopt_engine::validate::{Problem, Validation, validate};
+use refopt_engine::checks::validate::{Validation, validate};
 use refopt_engine::{EngineError, RunRequest, SessionOptions};
 use refopt_plan::Detail;
-use refopt_spec::{Window, WindowRange};
+use refopt_spec::{Diagnostic, Level, Window, WindowRange};
 
 use crate::args::{ExplainArgs, ProblemFormat, TestArgs, ValidateArgs};
 use crate::{load_pipeline, parse_date, pipeline_file, today};
 
-/// Validation found problems (exit code 1); they have been printed.
+/// Validation found errors, or warnings under `--deny-warnings` (exit code 1); they have been
+/// printed.
 #[derive(Debug, thiserror::Error)]
-#[error("{0} problem(s) found")]
-pub struct ProblemsFound(pub usize);
+#[error("{errors} error(s), {warnings} warning(s) found")]
+pub struct ProblemsFound {
+    pub errors: usize,
+    pub warnings: usize,
+}
 
 pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -28,24 +32,35 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<()> {
     if args.k8s.is_dir() {
         validation
             .problems
-            .extend(refopt_engine::validate::check_k8s(&args.k8s));
+            .extend(refopt_engine::checks::validate::check_k8s(&args.k8s));
     }
-    for p in &mut validation.problems {
-        p.file = refopt_engine::validate::display_path(std::path::Path::new(&p.file))
-            .display()
-            .to_string();
+    for d in &mut validation.problems {
+        d.location.file = refopt_engine::checks::validate::display_path(&d.location.file);
     }
-    print_problems(&validation, args.format);
-    if !validation.problems.is_empty() {
-        return Err(ProblemsFound(validation.problems.len()).into());
+    validation
+        .problems
+        .sort_by_key(|d| std::cmp::Reverse(d.level));
+    print_diagnostics(&validation.problems, args.format);
+    let errors = validation
+        .problems
+        .iter()
+        .filter(|d| d.level == Level::Error)
+        .count();
+    let warnings = validation.problems.len() - errors;
+    if errors > 0 || (args.deny_warnings && warnings > 0) {
+        return Err(ProblemsFound { errors, warnings }.into());
     }
-    if args.format == ProblemFormat::Human {
+    if args.format == ProblemFormat::Text {
         eprintln!(
-            "ok: {} and {} are valid ({} SQL stages planned, {} rules checked) in {} ms",
+            "ok: {} and {} are valid ({} SQL stages planned, {} rules checked{}) in {} ms",
             file.display(),
             args.config.rules,
             validation.stages_planned,
             validation.rules_checked,
+            match warnings {
+                0 => String::new(),
+                n => format!(", {n} warning(s)"),
+            },
             started.elapsed().as_millis()
         );
     }
@@ -55,23 +70,24 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_problems(v: &Validation, format: ProblemFormat) {
+fn print_diagnostics(diagnostics: &[Diagnostic], format: ProblemFormat) {
     use std::io::Write;
     // Writes to stdout ignore a closed pipe (`refopt validate --format github | head`).
     let mut out = std::io::stdout().lock();
     match format {
-        ProblemFormat::Human => {
-            for p in &v.problems {
-                eprintln!("{p}");
+        ProblemFormat::Text => {
+            for d in diagnostics {
+                eprintln!("{}", d.render());
             }
         }
         ProblemFormat::Json => {
-            let json = serde_json::to_string_pretty(&v.problems).expect("problems serialize");
+            let json: Vec<serde_json::Value> = diagnostics.iter().map(diagnostic_json).collect();
+            let json = serde_json::to_string_pretty(&json).expect("diagnostics serialize");
             let _ = writeln!(out, "{json}");
         }
         ProblemFormat::Github => {
-            for p in &v.problems {
-                if writeln!(out, "{}", github_annotation(p)).is_err() {
+            for d in diagnostics {
+                if writeln!(out, "{}", github_annotation(d)).is_err() {
                     break;
                 }
             }
@@ -79,24 +95,39 @@ fn print_problems(v: &Validation, format: ProblemFormat) {
     }
 }
 
-/// A GitHub Actions workflow command (`::error file=F,line=L,col=C::message`), with the
-/// characters GitHub treats specially escaped.
-fn github_annotation(p: &Problem) -> String {
+/// The JSON form of a diagnostic (documented in docs/cli.md).
+fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "code": d.code.as_str(),
+        "level": d.level.to_string(),
+        "file": d.location.file.display().to_string(),
+        "line": d.location.line,
+        "column": d.location.column,
+        "message": d.message,
+        "help": d.help,
+    })
+}
+
+/// A GitHub Actions workflow command (`::error file=F,line=L,col=C,title=CODE::message`), with
+/// the characters GitHub treats specially escaped.
+fn github_annotation(d: &Diagnostic) -> String {
     let escape_data = |s: &str| {
         s.replace('%', "%25")
             .replace('\r', "%0D")
             .replace('\n', "%0A")
     };
     let escape_property = |s: &str| escape_data(s).replace(':', "%3A").replace(',', "%2C");
-    let mut message = p.message.clone();
-    if let Some(h) = &p.hint {
-        message.push_str(&format!("\nhint: {h}"));
+    let mut message = d.message.clone();
+    if let Some(h) = &d.help {
+        message.push_str(&format!("\nhelp: {h}"));
     }
     format!(
-        "::error file={},line={},col={}::{}",
-        escape_property(&p.file),
-        p.line,
-        p.column,
+        "::{} file={},line={},col={},title={}::{}",
+        d.level,
+        escape_property(&d.location.file.display().to_string()),
+        d.location.line,
+        d.location.column,
+        d.code,
         escape_data(&message)
     )
 }
@@ -124,7 +155,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
     .await?;
     let file = pipeline_file(&args.config.pipeline, &args.config.pipelines_dir);
     let pipeline = load_pipeline(&file)?;
-    let rules = refopt_engine::rules_source::load_rules(&args.config.rules).await?;
+    let rules = refopt_engine::rules::source::load_rules(&args.config.rules).await?;
     let request = RunRequest {
         pipeline,
         data_root: dir.path().to_string_lossy().into_owned(),
@@ -150,7 +181,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         .error_handling
         .events
         .iter()
-        .filter(|e| e.action == "rule_skipped")
+        .filter(|e| e.action == refopt_plan::ErrorAction::RuleSkipped)
         .map(|e| e.task_id.as_str())
         .collect();
     eprintln!(
@@ -187,10 +218,10 @@ pub async fn run_tests(args: TestArgs) -> anyhow::Result<()> {
     if cases.is_empty() {
         return Err(anyhow!("no test cases in {}", args.path.display()));
     }
-    let rules = refopt_engine::rules_source::load_rules(&args.rules).await?;
+    let rules = refopt_engine::rules::source::load_rules(&args.rules).await?;
     let mut failed = 0;
     for case in &cases {
-        let result = refopt_engine::rule_tests::run_case(case, &rules.rules).await;
+        let result = refopt_engine::checks::rule_tests::run_case(case, &rules.rules).await;
         if result.passed {
             println!("PASS {}  ({})", result.name, result.location);
         } else {
@@ -228,25 +259,25 @@ pub async fn run_explain(args: ExplainArgs) -> anyhow::Result<()> {
         Some(d) => parse_date("--as-of", d)?,
         None => today(),
     };
-    let params = refopt_engine::params::bind(&WindowRange::new(window, as_of), window.days);
+    let params = refopt_engine::execution::params::bind(&WindowRange::new(window, as_of), window.days);
     let ctx = match &args.root {
         Some(root) => {
-            let ctx = refopt_engine::session::new_session(&SessionOptions::default())?;
+            let ctx = refopt_engine::execution::session::new_session(&SessionOptions::default())?;
             let data = refopt_engine::storage::resolve(root)
                 .map_err(|e| EngineError::Parameter(e.to_string()))?;
-            refopt_engine::datasets::register_datasets(&ctx, &data, &pipeline.datasets).await?;
+            refopt_engine::execution::datasets::register_datasets(&ctx, &data, &pipeline.datasets).await?;
             ctx
         }
         None => {
             let mut problems = Vec::new();
-            let ctx = refopt_engine::validate::planning_session(&pipeline, &mut problems);
+            let ctx = refopt_engine::checks::validate::planning_session(&pipeline, &mut problems);
             if let Some(p) = problems.first() {
                 return Err(EngineError::Parameter(p.to_string()).into());
             }
             ctx.ok_or_else(|| anyhow!("cannot create a planning session"))?
         }
     };
-    let explained = refopt_engine::explain::explain(
+    let explained = refopt_engine::checks::explain::explain(
         &ctx,
         &pipeline,
         &params,
@@ -274,16 +305,35 @@ mod tests {
 
     #[test]
     fn github_annotations_escape_properties_and_newlines() {
-        let p = Problem {
-            file: "rules/a,b.yaml".into(),
-            line: 3,
-            column: 5,
-            message: "rule `x`: bad 100%".into(),
-            hint: Some("fix: it".into()),
-        };
+        let d = Diagnostic::of(
+            refopt_spec::Code::UnknownReference,
+            refopt_spec::Location {
+                file: "rules/a,b.yaml".into(),
+                line: 3,
+                column: 5,
+            },
+            "rule `x`: bad 100%",
+        )
+        .help("fix: it");
         assert_eq!(
-            github_annotation(&p),
-            "::error file=rules/a%2Cb.yaml,line=3,col=5::rule `x`: bad 100%25%0Ahint: fix: it"
+            github_annotation(&d),
+            "::error file=rules/a%2Cb.yaml,line=3,col=5,title=RF006::rule `x`: bad 100%25%0Ahelp: fix: it"
         );
+        let warning = Diagnostic::of(refopt_spec::Code::Unused, d.location.clone(), "unused");
+        assert!(github_annotation(&warning).starts_with("::warning file="));
+    }
+
+    #[test]
+    fn json_diagnostics_carry_code_and_level() {
+        let d = Diagnostic::of(
+            refopt_spec::Code::Expired,
+            refopt_spec::Location::file_start(std::path::Path::new("rules/suppressions.yaml")),
+            "expired",
+        );
+        let json = diagnostic_json(&d);
+        assert_eq!(json["code"], "RF101");
+        assert_eq!(json["level"], "warning");
+        assert_eq!(json["line"], 1);
+        assert!(json["help"].is_null());
     }
 }

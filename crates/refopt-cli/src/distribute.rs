@@ -3,7 +3,8 @@
 
 use anyhow::bail;
 use chrono::{DateTime, SecondsFormat, Utc};
-use refopt_engine::notify::{self, Delivery, Event, PlanRef};
+use refopt_engine::distribution::approvals::{approval_blockers, standing};
+use refopt_engine::distribution::notify::{self, Delivery, Event, PlanRef};
 use refopt_plan::{ApprovalRecord, DeliveryRecord, Plan, PlanStore, StoredPlan, TaskStatus};
 use refopt_spec::RuleSet;
 use refopt_spec::distribution::Approvals;
@@ -130,169 +131,18 @@ pub async fn notify_failure(
     report(&notify::deliver(config, &[event], &plan_ref, None, dry_run).await);
 }
 
-/// Why a plan cannot be approved, if it cannot.
-pub fn approval_blockers(
-    plan: &Plan,
-    stored: &StoredPlan,
-    latest: u64,
-    policy: Option<&Approvals>,
-) -> Vec<String> {
-    let mut reasons = Vec::new();
-    for t in plan
-        .tasks
-        .iter()
-        .filter(|t| t.status != TaskStatus::Succeeded)
-    {
-        reasons.push(format!("task `{}` did not succeed", t.id));
-    }
-    for e in plan
-        .error_handling
-        .events
-        .iter()
-        .filter(|e| e.action == "rule_skipped")
-    {
-        reasons.push(format!("rule `{}` failed: {}", e.task_id, e.error));
-    }
-    let max_age = policy.map_or(48.0, |p| p.max_data_age_hours);
-    let window_end = DateTime::parse_from_rfc3339(&format!("{}T00:00:00Z", plan.inputs.as_of)).ok();
-    let must_be_fresh = |name: &str| {
-        policy.is_none_or(|p| {
-            p.fresh_datasets.is_empty() || p.fresh_datasets.iter().any(|d| d == name)
-        })
-    };
-    if let Some(p) = policy {
-        for name in &p.fresh_datasets {
-            if !plan.datasets.iter().any(|d| d.name == *name) {
-                reasons.push(format!(
-                    "{} lists fresh dataset `{name}`, which the plan did not read",
-                    p.file.display()
-                ));
-            }
-        }
-    }
-    for d in plan.datasets.iter().filter(|d| must_be_fresh(&d.name)) {
-        let latest_event = d
-            .checks
-            .iter()
-            .filter(|c| c.period == "current")
-            .filter_map(|c| c.latest_event_at.as_deref())
-            .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
-            .max();
-        if latest_event.is_none() && !d.checks.is_empty() {
-            reasons.push(format!("dataset `{}` had no events in the window", d.name));
-        }
-        if let (Some(end), Some(at)) = (window_end, latest_event) {
-            let age = (end - at).num_minutes() as f64 / 60.0;
-            if age > max_age {
-                reasons.push(format!(
-                    "dataset `{}` was stale: latest event {} is {:.0} h before the window's end (limit {max_age} h)",
-                    d.name,
-                    at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                    age
-                ));
-            }
-        }
-    }
-    if stored.version != latest {
-        reasons.push(format!(
-            "plan v{} is not the latest for its window (v{latest} is)",
-            stored.version
-        ));
-    }
-    reasons
-}
-
-/// Approval state of a plan from its records.
-struct Standing {
-    approvals: Vec<ApprovalRecord>,
-    rejections: Vec<ApprovalRecord>,
-    deliveries: Vec<DeliveryRecord>,
-    /// Roles whose sign-off the plan's backlog needs, and whether each has it.
-    required: Vec<(String, bool)>,
-}
-
-impl Standing {
-    fn state(&self) -> String {
-        if !self.rejections.is_empty() {
-            return "rejected".into();
-        }
-        if self.approvals.is_empty() {
-            return "draft".into();
-        }
-        let missing: Vec<&str> = self
-            .required
-            .iter()
-            .filter(|(_, ok)| !ok)
-            .map(|(r, _)| r.as_str())
-            .collect();
-        if missing.is_empty() {
-            "approved".into()
-        } else {
-            format!("awaiting {}", missing.join(", "))
-        }
-    }
-}
-
-async fn standing(
-    store: &PlanStore,
-    plan: &Plan,
-    stored: &StoredPlan,
-    sha: &str,
-    policy: Option<&Approvals>,
-) -> anyhow::Result<Standing> {
-    let mut s = Standing {
-        approvals: Vec::new(),
-        rejections: Vec::new(),
-        deliveries: Vec::new(),
-        required: Vec::new(),
-    };
-    for (name, bytes) in store
-        .read_audit(&plan.pipeline.name, stored.version)
-        .await?
-    {
-        if name.starts_with("approval-") || name.starts_with("rejection-") {
-            let r: ApprovalRecord = serde_json::from_slice(&bytes)?;
-            if r.plan_sha256 != sha {
-                continue;
-            }
-            if r.decision == "approved" {
-                s.approvals.push(r);
-            } else {
-                s.rejections.push(r);
-            }
-        } else if name.starts_with("delivery-") {
-            s.deliveries.push(serde_json::from_slice(&bytes)?);
-        }
-    }
-    let mut roles: Vec<String> = plan
-        .backlog
-        .iter()
-        .filter_map(|b| policy.and_then(|p| p.required.get(&b.kind)).cloned())
-        .collect();
-    roles.sort();
-    roles.dedup();
-    s.required = roles
-        .into_iter()
-        .map(|r| {
-            let ok = s
-                .approvals
-                .iter()
-                .any(|a| a.role.as_deref() == Some(r.as_str()));
-            (r, ok)
-        })
-        .collect();
-    Ok(s)
-}
-
 /// `refopt plan approve` and `refopt plan reject`.
 pub async fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<()> {
-    let rules = refopt_engine::rules_source::load_rules(&args.rules)
+    let rules = refopt_engine::rules::source::load_rules(&args.rules)
         .await?
         .rules;
     let (store, plans) = crate::plan_cmd::open(&args.store).await?;
     let stored = crate::plan_cmd::pick(&plans, &args.which)?;
-    let bytes = store.read_bytes(stored).await?;
-    let plan: Plan = serde_json::from_slice(&bytes)?;
+    let bytes = store
+        .read_bytes(stored)
+        .await
+        .map_err(refopt_engine::EngineError::from)?;
+    let plan = crate::plan_cmd::decode(stored, &bytes)?;
     let sha = refopt_engine::config_hash::sha256_hex(&bytes);
     if approve {
         let latest = plans.last().map_or(0, |p| p.version);
@@ -409,11 +259,14 @@ pub async fn audit(
     rules: &str,
     args: &PlanStoreArgs,
 ) -> anyhow::Result<()> {
-    let rules = refopt_engine::rules_source::load_rules(rules).await?.rules;
+    let rules = refopt_engine::rules::source::load_rules(rules).await?.rules;
     let (store, plans) = crate::plan_cmd::open(args).await?;
     let stored = crate::plan_cmd::pick(&plans, which)?;
-    let bytes = store.read_bytes(stored).await?;
-    let plan: Plan = serde_json::from_slice(&bytes)?;
+    let bytes = store
+        .read_bytes(stored)
+        .await
+        .map_err(refopt_engine::EngineError::from)?;
+    let plan = crate::plan_cmd::decode(stored, &bytes)?;
     let sha = refopt_engine::config_hash::sha256_hex(&bytes);
     let s = standing(&store, &plan, stored, &sha, rules.approvals.as_ref()).await?;
     if output == Output::Json {

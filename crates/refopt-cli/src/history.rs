@@ -6,7 +6,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use indicatif::ProgressBar;
 use refopt_engine::EngineError;
-use refopt_engine::backfill::{self, WindowObserver, WindowResult};
+use refopt_engine::run::backfill::{self, WindowObserver, WindowResult};
 
 use crate::args::{BackfillArgs, BacktestArgs, Output, RangeArgs};
 use crate::progress::{json_logs, window_bar};
@@ -39,7 +39,23 @@ impl WindowProgress {
     }
 }
 
+#[async_trait::async_trait]
 impl WindowObserver for WindowProgress {
+    /// Each window's report goes beside its plan, like a run's (a failure is a warning).
+    async fn plan_written(&self, outcome: &refopt_engine::RunOutcome) {
+        if let Some(Err(e)) = crate::report::write_for(outcome).await {
+            let line = format!(
+                "warning: report of window as_of {} not written ({e}); re-render it with `refopt report`",
+                outcome.plan.inputs.as_of
+            );
+            match &self.bar {
+                _ if json_logs() => tracing::warn!(error = %e, "report not written"),
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+    }
+
     fn window_started(&self, as_of: NaiveDate, _index: usize, _total: usize) {
         if let Some(b) = &self.bar {
             let rows = *self.rows.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,7 +203,7 @@ pub async fn run_backtest(args: BacktestArgs) -> anyhow::Result<()> {
     let dates = dates(&args.range)?;
     let request =
         crate::build_request(pipeline, args.root.clone(), None, dates[0], &args.analysis).await?;
-    let new_rules = refopt_engine::rules_source::load_rules_with(&args.new_rules, &request.storage)
+    let new_rules = refopt_engine::rules::source::load_rules_with(&args.new_rules, &request.storage)
         .await
         .with_context(|| format!("loading --new-rules {}", args.new_rules))?;
     let progress = WindowProgress::new(dates.len(), "backtest");

@@ -139,13 +139,18 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             ErrorClass::Data => exit::DATA,
             ErrorClass::Storage => exit::STORAGE,
             ErrorClass::PartialFailure => exit::STAGE_FAILED,
+            ErrorClass::Internal => exit::INTERNAL,
         };
     }
-    if e.downcast_ref::<refopt_spec::SpecErrors>().is_some() {
+    if e.downcast_ref::<refopt_spec::Diagnostics>().is_some() {
         return exit::CONFIG;
     }
-    if e.downcast_ref::<refopt_datagen::GenerateError>().is_some() {
-        return exit::STORAGE;
+    if let Some(generate) = e.downcast_ref::<refopt_datagen::GenerateError>() {
+        return match generate {
+            refopt_datagen::GenerateError::Settings(_) => exit::CONFIG,
+            refopt_datagen::GenerateError::Store { .. } => exit::STORAGE,
+            _ => exit::INTERNAL,
+        };
     }
     exit::INTERNAL
 }
@@ -252,7 +257,7 @@ async fn build_request(
         timeout: a.storage_timeout,
         ..StoragePolicy::default()
     };
-    let rules = refopt_engine::rules_source::load_rules_with(&a.rules, &storage).await?;
+    let rules = refopt_engine::rules::source::load_rules_with(&a.rules, &storage).await?;
     let dimensions: Vec<String> = a
         .dimensions
         .iter()
@@ -298,7 +303,11 @@ async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
     let as_of = parse_date("--as-of", &args.as_of)?;
     let request = build_request(pipeline, args.root.clone(), None, as_of, &args.analysis).await?;
     if request.rules.fraud.is_none() {
-        return Err(anyhow!("no fraud rules in {}", args.analysis.rules));
+        return Err(EngineError::Parameter(format!(
+            "no fraud rules in {} (refopt eval scores fraud rules: add rules/fraud.yaml)",
+            args.analysis.rules
+        ))
+        .into());
     }
     let range = refopt_spec::WindowRange::new(request.window, as_of);
     let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;
@@ -306,7 +315,7 @@ async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
     for o in review.outcomes.iter().filter(|o| o.error.is_some()) {
         eprintln!("rule failed: {}", o.error.as_deref().unwrap_or_default());
     }
-    let quality = refopt_engine::evaluate::score(&args.root, &range, &review).await?;
+    let quality = refopt_engine::checks::rule_quality::score(&args.root, &range, &review).await?;
     if args.analysis.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&quality)?);
         return Ok(());
@@ -410,7 +419,8 @@ async fn execute(
         }
     }
     let outcome = outcome?;
-    report::announce(outcome.report.as_ref());
+    let written_report = report::write_for(&outcome).await;
+    report::announce(written_report.as_ref());
     let plan_url = outcome
         .stored
         .as_ref()
@@ -454,8 +464,7 @@ async fn execute(
         &rules,
         &outcome.plan,
         outcome.store.as_ref().zip(outcome.stored.as_ref()),
-        outcome
-            .report
+        written_report
             .as_ref()
             .and_then(|r| r.as_ref().ok())
             .map(|r| r.html_url.as_str()),
@@ -478,9 +487,11 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<refopt_datagen::Generate
         None => today(),
     };
     if !(args.scale.is_finite() && args.scale > 0.0) {
-        return Err(anyhow!(
-            "--scale must be a positive number of millions of invites"
-        ));
+        return Err(EngineError::Parameter(format!(
+            "--scale {}: must be a positive number of millions of invites",
+            args.scale
+        ))
+        .into());
     }
     let invites = (args.scale * 1_000_000.0).round() as u64;
     let location = refopt_engine::storage::resolve(&args.root)

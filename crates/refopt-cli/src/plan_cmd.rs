@@ -137,21 +137,29 @@ pub(crate) async fn open(args: &PlanStoreArgs) -> anyhow::Result<(PlanStore, Vec
     let plans = store
         .list(&args.pipeline)
         .await
-        .map_err(|e| EngineError::Storage {
-            location: args.plans.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(EngineError::from)?;
     Ok((store, plans))
 }
 
+/// A stored plan's bytes as a plan, under the `schema_version` rules (an unreadable plan is a
+/// data error naming the plan).
+pub(crate) fn decode(stored: &StoredPlan, bytes: &[u8]) -> anyhow::Result<Plan> {
+    refopt_plan::parse_plan(bytes)
+        .map(|read| read.plan)
+        .map_err(|source| {
+            EngineError::from(refopt_plan::PlanStoreError::Decode {
+                location: stored.url.clone(),
+                source,
+            })
+            .into()
+        })
+}
+
 pub(crate) async fn read(store: &PlanStore, p: &StoredPlan) -> anyhow::Result<Plan> {
-    store.read(p).await.map_err(|e| {
-        EngineError::Storage {
-            location: p.url.clone(),
-            message: e.to_string(),
-        }
-        .into()
-    })
+    store
+        .read(p)
+        .await
+        .map_err(|e| EngineError::from(e).into())
 }
 
 /// A version number (`7`, `v7`) or `latest`.

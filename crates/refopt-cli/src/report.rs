@@ -2,7 +2,8 @@
 //! prints about the snapshot it wrote beside its plan.
 
 use anyhow::{Context, anyhow};
-use refopt_engine::{EngineError, StoredReport};
+use refopt_engine::{EngineError, RunOutcome};
+use refopt_report::StoredReport;
 use refopt_plan::{Detail, Plan};
 
 use crate::args::{self, PlanStoreArgs, ReportArgs, ReportFormat};
@@ -80,6 +81,17 @@ fn split_plan_url(url: &str) -> anyhow::Result<(&str, &str, &str)> {
         ));
     }
     Ok((root, series, file))
+}
+
+/// Writes the report of a run's new plan beside it (None when the run wrote no plan: a dry
+/// run, or unchanged inputs). A failure is returned, not raised: the plan stands either way.
+pub async fn write_for(outcome: &RunOutcome) -> Option<Result<StoredReport, String>> {
+    let store = outcome.store.as_ref()?;
+    if outcome.unchanged || outcome.stored.is_none() {
+        return None;
+    }
+    let plan = &outcome.plan;
+    Some(refopt_report::write_beside(store, plan, &outcome.history, plan.inputs.detail).await)
 }
 
 /// Tells where the run's report went, or why it is missing (the plan stands either way).

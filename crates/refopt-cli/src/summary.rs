@@ -2,23 +2,23 @@
 
 use refopt_plan::{Detail, FunnelRow, Plan};
 
+// Numbers read the same here as in the report: one set of formatters (refopt_report::format).
+use refopt_report::format;
+
 fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.1}%", x * 100.0))
-        .unwrap_or_else(|| "-".into())
+    v.map_or_else(|| "-".into(), format::pct)
 }
 
 fn pp(v: Option<f64>) -> String {
-    v.map(|x| format!("{:+.1}pp", x * 100.0))
-        .unwrap_or_else(|| "-".into())
+    v.map_or_else(|| "-".into(), format::signed_points)
 }
 
 fn money(v: Option<f64>) -> String {
-    v.map(|x| format!("${x:.0}")).unwrap_or_else(|| "-".into())
+    v.map_or_else(|| "-".into(), format::money)
 }
 
 fn rel(v: Option<f64>) -> String {
-    v.map(|x| format!("{:+.1}%", x * 100.0))
-        .unwrap_or_else(|| "-".into())
+    v.map_or_else(|| "-".into(), format::signed_pct)
 }
 
 /// Prints the summary to stdout.
@@ -56,7 +56,7 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
         for r in &rows[..shown] {
             println!(
                 "  {:<14} {:>9} {:>9} {:>7} {:>9} {:>8} {:>12} {:>10}",
-                truncate(&r.value, 14),
+                format::clip(&r.value, 14),
                 r.current.invites,
                 r.current.referrals,
                 r.current.won,
@@ -147,7 +147,7 @@ fn print_funnel(o: &FunnelRow) {
             "  {:<14} {:>10}  {:>8}  step {:>6} {:>8}",
             name,
             cur,
-            rel(crate_rel(cur as f64, prev as f64)),
+            rel(refopt_plan::relative_change(cur as f64, prev as f64)),
             pct(rate),
             pp(delta)
         );
@@ -189,10 +189,10 @@ fn print_funnel(o: &FunnelRow) {
         o.rate_deltas.opportunity_to_won,
     );
     println!(
-        "  revenue ${:.0} ({}), payouts ${:.0}, cost per won {}, revenue per payout dollar {}",
-        c.revenue,
+        "  revenue {} ({}), payouts {}, cost per won {}, revenue per payout dollar {}",
+        format::money(c.revenue),
         rel(o.revenue_change),
-        c.payout_cost,
+        format::money(c.payout_cost),
         money(o.rates.cost_per_won),
         o.rates
             .revenue_per_payout_dollar
@@ -201,30 +201,18 @@ fn print_funnel(o: &FunnelRow) {
     );
 }
 
-fn crate_rel(cur: f64, prev: f64) -> Option<f64> {
-    (prev > 0.0).then(|| (cur - prev) / prev)
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).collect::<String>() + "…"
-    }
-}
-
 fn print_risk(plan: &Plan) {
     let r = &plan.risk;
     if r.rules.is_empty() {
         return;
     }
     println!(
-        "\nrisk review: {} of {} referrals flagged ({}); unpaid payouts to hold ${:.0}, already paid ${:.0}",
+        "\nrisk review: {} of {} referrals flagged ({}); unpaid payouts to hold {}, already paid {}",
         r.referrals_flagged,
         r.referrals_reviewed,
         pct(r.flag_rate),
-        r.payouts_at_risk.unpaid,
-        r.payouts_at_risk.paid
+        format::money(r.payouts_at_risk.unpaid),
+        format::money(r.payouts_at_risk.paid)
     );
     println!(
         "  vs existing fraud_flags: {} agree, {} new, {} only in fraud_flags",
@@ -254,8 +242,10 @@ fn print_risk(plan: &Plan) {
     }
     if let Some(hold) = &r.payout_hold {
         println!(
-            "  recommendation: hold ${:.0} of pending/held payouts on {} flagged referrals ({})",
-            hold.amount, hold.referrals, hold.owner
+            "  recommendation: hold {} of pending/held payouts on {} flagged referrals ({})",
+            format::money(hold.amount),
+            hold.referrals,
+            hold.owner
         );
     }
     for s in &r.suppressions {
@@ -332,7 +322,7 @@ fn print_partner_health(plan: &Plan, summary: bool) {
         for p in rows.iter().take(n) {
             println!(
                 "  {label:<8} {:<28} {:<9} score {:>5.1}  referrals {:>6}  revenue {:>10}",
-                truncate(&p.name, 28),
+                format::clip(&p.name, 28),
                 p.tier,
                 p.score,
                 p.referrals,
@@ -346,7 +336,7 @@ fn print_partner_health(plan: &Plan, summary: bool) {
     for t in h.tier_changes.iter().take(n) {
         println!(
             "  tier     {:<28} {} -> {} ({})",
-            truncate(&t.name, 28),
+            format::clip(&t.name, 28),
             t.from,
             t.to,
             t.reason
@@ -394,7 +384,7 @@ fn print_experiments(plan: &Plan, summary: bool) {
         println!(
             "  {:<24} {:<16} {}",
             e.id,
-            e.decision.replace('_', " "),
+            e.decision.as_str().replace('_', " "),
             lift
         );
         if !summary {
@@ -413,7 +403,7 @@ fn print_backlog(plan: &Plan, summary: bool) {
         println!(
             "  P{} {:<64} {:<18} {:>3}d  lift {}",
             b.priority,
-            truncate(&b.title, 64),
+            format::clip(&b.title, 64),
             b.owner,
             b.eta_days,
             rel(b.projected_lift)

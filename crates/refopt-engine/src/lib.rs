@@ -1,39 +1,32 @@
-//! The refopt engine: object stores, the DataFusion session, dataset registration, the stage
-//! DAG executor and plan assembly.
+//! The refopt engine, grouped by the phases of a run:
+//!
+//! - [`storage`]: object stores from location strings, with visible retries.
+//! - [`execution`]: the DataFusion session, dataset registration, run parameters, the stage DAG
+//!   executor and the role contracts of stage outputs.
+//! - [`metrics`]: the funnel, KPIs and dataset checks read from the role outputs.
+//! - [`rules`]: the editable rules (fraud review, risk, alerts, escalation, partner health,
+//!   playbook) and where they are loaded from; [`rules::apply`] is the rules phase.
+//! - [`experiments`]: experiment decisions and the statistics behind them.
+//! - [`assembly`]: builds the plan from the measures and the rule results; the change log.
+//! - [`run`]: one run (prepare, analyze, finish) and backfills/backtests of many.
+//! - [`distribution`]: notifications and the approval policy.
+//! - [`checks`]: what runs without a plan: `validate`, `explain`, rule tests, rule quality.
+//!
+//! Dependencies point down this list (a phase uses the phases above it, never below).
 
-pub mod alerts;
-pub mod assemble;
-pub mod backfill;
-pub mod change_log;
+pub mod assembly;
+pub mod checks;
 pub mod config_hash;
-pub mod datasets;
+pub mod distribution;
 pub mod error;
-pub mod escalation;
-pub mod evaluate;
-pub mod executor;
-pub mod experiment_stats;
+pub mod execution;
 pub mod experiments;
-pub mod explain;
-pub mod fraud;
-pub mod json;
 pub mod metrics;
-pub mod notify;
-pub mod params;
-pub mod partner_health;
-pub mod playbook;
-pub mod rhai_rows;
-pub mod risk;
-pub mod roles;
-pub mod rule_tests;
-pub mod rules_source;
+pub mod rules;
 pub mod run;
-pub mod session;
 pub mod storage;
-pub mod storage_attempts;
-pub mod types;
-pub mod validate;
 
 pub use error::{EngineError, ErrorClass};
-pub use executor::{Quiet, StageObserver, StageRecord, StageStatus};
-pub use run::{PREVIOUS_PLANS, RunOutcome, RunRequest, StoredReport, run};
-pub use session::SessionOptions;
+pub use execution::executor::{Quiet, StageObserver, StageRecord, StageStatus};
+pub use execution::session::SessionOptions;
+pub use run::{PREVIOUS_PLANS, RunOutcome, RunRequest, run};

@@ -2,11 +2,22 @@
 
 pub mod audit;
 pub mod plan;
+pub mod read;
 pub mod store;
+pub mod vocabulary;
 
 pub use audit::{ApprovalRecord, DeliveryAttempt, DeliveryRecord, approval_json_schema};
 pub use plan::*;
-pub use store::{PlanStore, PlanStoreError, StoredPlan, plan_version};
+pub use read::{PlanReadError, ReadPlan, parse_plan, plan_file_name};
+pub use store::{PlanStore, PlanStoreError, StoredPlan, backoff, plan_version};
+
+/// Relative change from `previous` to `current`, `(current - previous) / previous`; `None`
+/// unless `previous` is a positive finite number and `current` finite. The one definition the
+/// plan, the report, the CLI summary and the rules sandbox (`pct_change`) share.
+pub fn relative_change(current: f64, previous: f64) -> Option<f64> {
+    (previous > 0.0 && previous.is_finite() && current.is_finite())
+        .then(|| (current - previous) / previous)
+}
 
 /// The JSON Schema (draft 2020-12) of plan JSON v1, as committed in `docs/plan.schema.json`.
 pub fn plan_json_schema() -> serde_json::Value {
@@ -16,6 +27,15 @@ pub fn plan_json_schema() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_change_needs_a_positive_previous_value() {
+        assert_eq!(relative_change(110.0, 100.0).map(|v| (v * 1e6).round()), Some(100_000.0));
+        assert_eq!(relative_change(1.0, 0.0), None);
+        assert_eq!(relative_change(1.0, -2.0), None);
+        assert_eq!(relative_change(f64::NAN, 2.0), None);
+        assert_eq!(relative_change(0.0, 4.0), Some(-1.0));
+    }
 
     /// The committed schema must be the one generated from the types.
     #[test]

@@ -5,12 +5,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::vocabulary::*;
+
 /// Version of the plan format written by this build.
 pub const SCHEMA_VERSION: &str = "1.0";
 
 /// One run's plan: inputs, what was read, what ran, what was measured and recommended.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Plan format version (`1.x`).
     pub schema_version: String,
@@ -54,7 +55,6 @@ pub enum RunStatus {
 
 /// Which pipeline ran, and its shape.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PipelineInfo {
     pub name: String,
     pub description: String,
@@ -64,7 +64,6 @@ pub struct PipelineInfo {
 
 /// The run's parameters (the seed command's inputs).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Inputs {
     /// Window as given, e.g. `30d`.
     pub window: String,
@@ -103,7 +102,6 @@ pub enum Detail {
 
 /// One dataset as read by the run.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DatasetRead {
     pub name: String,
     pub url: String,
@@ -116,7 +114,6 @@ pub struct DatasetRead {
 
 /// Data-refresh checks of one dataset over one period.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DatasetCheck {
     /// `current` or `previous`.
     pub period: String,
@@ -131,7 +128,6 @@ pub struct DatasetCheck {
 
 /// One executed (or skipped) task of the dependency graph.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Task {
     pub id: String,
     /// `sql` or `gate`.
@@ -164,7 +160,6 @@ pub enum TaskStatus {
 
 /// The stage graph: nodes, edges and the groups that ran concurrently.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DependencyGraph {
     pub nodes: Vec<String>,
     pub edges: Vec<Edge>,
@@ -177,7 +172,6 @@ pub struct DependencyGraph {
 
 /// `from` must finish before `to` starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Edge {
     pub from: String,
     pub to: String,
@@ -185,7 +179,6 @@ pub struct Edge {
 
 /// Retries and failures handled during the run.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorHandling {
     /// Default retry limit of the pipeline's stages.
     pub retry_limit: u32,
@@ -202,7 +195,6 @@ pub struct ErrorHandling {
 
 /// One failed storage request attempt that was retried.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct StorageRetry {
     /// HTTP method, e.g. `GET`.
     pub method: String,
@@ -216,19 +208,17 @@ pub struct StorageRetry {
 
 /// One failed attempt and what was done about it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorEvent {
     pub task_id: String,
     pub attempt: u32,
     pub error: String,
     /// `retried`, `gave_up` or `not_retryable`.
-    pub action: String,
+    pub action: ErrorAction,
     pub backoff_ms: Option<u64>,
 }
 
 /// A success metric of the seed (conversion lift, fraud reduction, partner NPS).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SuccessMetric {
     pub name: String,
     pub description: String,
@@ -236,14 +226,13 @@ pub struct SuccessMetric {
     pub current: Option<f64>,
     pub target: f64,
     /// `higher_is_better` or `lower_is_better`.
-    pub direction: String,
+    pub direction: Better,
     /// `met`, `not_met` or `unknown`.
-    pub status: String,
+    pub status: TargetStatus,
 }
 
 /// Measured metrics.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// Funnel rows: the `overall` row first, then one row per value of each requested dimension.
     pub funnel: Vec<FunnelRow>,
@@ -260,7 +249,6 @@ impl Metrics {
 
 /// A KPI for the current window with its previous-window value.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Kpi {
     pub metric: String,
     pub current: Option<f64>,
@@ -270,7 +258,6 @@ pub struct Kpi {
 
 /// Funnel of one dimension value (or of everything: dimension `overall`, value `all`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct FunnelRow {
     pub dimension: String,
     pub value: String,
@@ -287,7 +274,6 @@ pub struct FunnelRow {
 
 /// Counts through the funnel for one period.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct FunnelCounts {
     pub invites: u64,
     pub referrals: u64,
@@ -303,7 +289,6 @@ pub struct FunnelCounts {
 
 /// Step conversion rates and incentive efficiency; null where the denominator is zero.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct FunnelRates {
     /// referrals / invites
     pub invite_to_referral: Option<f64>,
@@ -325,18 +310,16 @@ pub struct FunnelRates {
 
 /// A finding (filled by rules; see the rules issue).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Finding {
     pub id: String,
     pub kind: String,
-    pub severity: String,
+    pub severity: Severity,
     pub title: String,
     pub detail: String,
 }
 
 /// Fraud and risk summary of the review.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Risk {
     /// Referrals of the current window the fraud rules looked at.
     pub referrals_reviewed: u64,
@@ -370,7 +353,6 @@ pub struct Risk {
 
 /// What one suppression (allowlist entry) did in this run.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SuppressionReport {
     pub id: String,
     /// Referrals column matched (e.g. `ip`).
@@ -380,7 +362,7 @@ pub struct SuppressionReport {
     /// Last day the suppression applies (YYYY-MM-DD).
     pub expires: String,
     /// `active`, `expired` (no longer applied) or `failed` (could not be applied).
-    pub status: String,
+    pub status: SuppressionStatus,
     /// Referrals it kept from being flagged (active) or would have (expired).
     pub referrals_matched: u64,
     pub error: Option<String>,
@@ -388,7 +370,6 @@ pub struct SuppressionReport {
 
 /// Referrals one rule flags at its threshold scaled by `factor`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SensitivityRow {
     pub rule_id: String,
     /// Referrals flagged at the configured thresholds.
@@ -399,7 +380,6 @@ pub struct SensitivityRow {
 
 /// Referrals flagged at one scaling factor of a rule's numeric thresholds.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SensitivityPoint {
     pub factor: f64,
     /// Null when the scaled rule failed to evaluate.
@@ -409,19 +389,17 @@ pub struct SensitivityPoint {
 /// Payout concentration: the window's payouts across partners, across referrers, and within
 /// partners across their referrers.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PayoutConcentration {
     /// Program-wide rows (`scope` `partner` and `referrer`).
     pub program: Vec<ConcentrationRow>,
     /// Populations beyond the configured limits (most concentrated first, at most 20).
     pub beyond_limits: Vec<ConcentrationRow>,
     /// Severity of the findings raised for populations beyond the limits.
-    pub severity: String,
+    pub severity: Severity,
 }
 
 /// Concentration of one population of payout recipients.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ConcentrationRow {
     /// `partner`, `referrer` (program-wide) or `partner_referrers` (one partner's referrers).
     pub scope: String,
@@ -437,7 +415,6 @@ pub struct ConcentrationRow {
 
 /// The recommendation to hold (not pay) the payouts of flagged referrals pending review.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PayoutHold {
     /// Flagged referrals with pending or held payouts.
     pub referrals: u64,
@@ -449,7 +426,6 @@ pub struct PayoutHold {
 
 /// Flag rate of one dimension value.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct FlagRate {
     pub value: String,
     pub referrals: u64,
@@ -459,7 +435,6 @@ pub struct FlagRate {
 
 /// Payout dollars tied to flagged referrals.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PayoutsAtRisk {
     /// Pending or held: hold them pending review.
     pub unpaid: f64,
@@ -469,7 +444,6 @@ pub struct PayoutsAtRisk {
 
 /// How the rules' flags compare with the program's existing fraud flags.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ExistingFlagsComparison {
     /// Window referrals flagged in `fraud_flags`.
     pub existing: u64,
@@ -483,11 +457,10 @@ pub struct ExistingFlagsComparison {
 
 /// What one fraud rule did.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct RuleSummary {
     pub rule_id: String,
     pub pattern: String,
-    pub severity: String,
+    pub severity: Severity,
     pub rows_selected: u64,
     pub referrals_flagged: u64,
     pub error: Option<String>,
@@ -495,7 +468,6 @@ pub struct RuleSummary {
 
 /// A cluster of linked flagged accounts.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Cohort {
     pub cluster_id: String,
     pub referrals: u64,
@@ -515,7 +487,6 @@ pub struct Cohort {
 /// Partner health: scores from the partner health script, top/bottom partners, at-risk
 /// partners and tier-change suggestions.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PartnerHealth {
     /// Partners in the partner health stage output.
     pub partners_evaluated: u64,
@@ -534,7 +505,6 @@ pub struct PartnerHealth {
 
 /// A partner's health score with its headline numbers.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PartnerScore {
     pub partner_id: String,
     pub name: String,
@@ -546,12 +516,11 @@ pub struct PartnerScore {
 
 /// A suggested tier change.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TierChange {
     pub partner_id: String,
     pub name: String,
-    pub from: String,
-    pub to: String,
+    pub from: Tier,
+    pub to: Tier,
     pub score: f64,
     pub reason: String,
 }
@@ -559,7 +528,6 @@ pub struct TierChange {
 /// One evaluated experiment: allocation checks, every comparison with its numbers, and the
 /// decision they support (docs/experiments.md describes the methods).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ExperimentResult {
     pub id: String,
     pub hypothesis: String,
@@ -587,7 +555,7 @@ pub struct ExperimentResult {
     /// did not add qualified referrals.
     pub cost_per_incremental_qualified_referral: Option<f64>,
     /// `ship`, `stop`, `keep_running` or `investigate_srm`.
-    pub decision: String,
+    pub decision: Decision,
     /// The treatment the decision is about (for `ship`: the one to roll out).
     pub decision_variant: Option<String>,
     /// The numbers behind the decision, in one sentence.
@@ -596,7 +564,6 @@ pub struct ExperimentResult {
 
 /// A variant's share of units.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct VariantAllocation {
     pub variant: String,
     pub units: u64,
@@ -606,7 +573,6 @@ pub struct VariantAllocation {
 
 /// Chi-square goodness of fit of units per variant against the declared shares.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SampleRatioCheck {
     pub chi_square: f64,
     pub degrees_of_freedom: u32,
@@ -619,7 +585,6 @@ pub struct SampleRatioCheck {
 
 /// One treatment vs the control on one metric.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Comparison {
     pub variant: String,
     pub metric: String,
@@ -655,7 +620,6 @@ pub struct Comparison {
 
 /// Sample size needed for the primary metric at the minimum detectable effect.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PowerAnalysis {
     /// Control's value of the primary metric (the baseline the MDE applies to).
     pub baseline: f64,
@@ -670,7 +634,6 @@ pub struct PowerAnalysis {
 }
 /// A KPI alert that fired in this run.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Alert {
     /// Alert rule id.
     pub id: String,
@@ -679,12 +642,12 @@ pub struct Alert {
     /// Dimension value (`all` for overall).
     pub value: String,
     /// `warn` or `critical`.
-    pub level: String,
+    pub level: AlertLevel,
     pub current: f64,
     /// The level that was crossed.
     pub threshold: f64,
     /// `below` or `above`.
-    pub direction: String,
+    pub direction: Crossing,
     /// Denominator behind the value (the minimum-sample gate passed).
     pub sample: u64,
     pub owner: String,
@@ -693,7 +656,6 @@ pub struct Alert {
 
 /// An escalation up the ladder.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Escalation {
     /// What escalated: `alert:<id>:<value>` or `fraud_spike`.
     pub trigger: String,
@@ -708,7 +670,6 @@ pub struct Escalation {
 }
 /// A backlog recommendation from the playbook.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct BacklogItem {
     /// What kind of action (e.g. `payout_hold`, `experiment_rollout`, `incentive_change`);
     /// `rules/approvals.yaml` maps kinds to the role whose sign-off they need.
@@ -732,7 +693,6 @@ pub struct BacklogItem {
 
 /// One change since the previous plan of the same pipeline.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ChangeLogEntry {
     /// `first_plan`, `metric`, `config`, `finding_new`, `finding_resolved`, `escalation`,
     /// `tier_change`.

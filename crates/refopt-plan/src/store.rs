@@ -23,7 +23,7 @@ pub enum PlanStoreError {
     #[error("plan {location} is not valid plan JSON: {source}")]
     Decode {
         location: String,
-        source: serde_json::Error,
+        source: crate::read::PlanReadError,
     },
     #[error("could not find a free plan name under {0} after 100 attempts")]
     NoFreeName(String),
@@ -135,7 +135,7 @@ impl PlanStore {
             let body = serde_json::to_vec_pretty(&*plan).expect("plans always serialize");
             let path = dir
                 .clone()
-                .join(format!("plan-v{version:06}.json").as_str());
+                .join(crate::read::plan_file_name(version, "json").as_str());
             match self.create(&path, bytes::Bytes::from(body)).await {
                 Ok(_) => {
                     let url = self.url_of(&path);
@@ -357,16 +357,27 @@ impl PlanStore {
                 location: plan.url.clone(),
                 source,
             })?;
-        serde_json::from_slice(&bytes).map_err(|source| PlanStoreError::Decode {
+        let read = crate::read::parse_plan(&bytes).map_err(|source| PlanStoreError::Decode {
             location: plan.url.clone(),
             source,
-        })
+        })?;
+        if !read.unknown_fields.is_empty() {
+            tracing::warn!(
+                plan = %plan.url,
+                schema_version = %read.plan.schema_version,
+                unknown_fields = %read.unknown_fields.join(", "),
+                "plan written by a newer refopt: fields this build does not know were dropped"
+            );
+        }
+        Ok(read.plan)
     }
 }
 
-/// `initial * 2^(retry-1)`, plus up to 25% jitter.
-fn backoff(initial: Duration, retry: u32) -> Duration {
-    let base = initial.saturating_mul(1 << (retry - 1).min(10));
+/// The wait before retry number `retry` (1-based): `initial * 2^(retry-1)` (doubling stops
+/// after 10 retries), plus up to 25% jitter so that concurrent retries spread out. The one
+/// backoff of refopt: stage retries, plan-store writes and notification deliveries use it.
+pub fn backoff(initial: Duration, retry: u32) -> Duration {
+    let base = initial.saturating_mul(1 << retry.saturating_sub(1).min(10));
     let jitter = rand::rng().random_range(0.0..=0.25);
     base.mul_f64(1.0 + jitter)
 }

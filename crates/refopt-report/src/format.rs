@@ -80,12 +80,7 @@ pub fn p_value(value: f64) -> String {
     }
 }
 
-/// Relative change from `previous` to `current`; `None` when there is no previous value or it
-/// is zero.
-pub fn relative_change(current: f64, previous: f64) -> Option<f64> {
-    (previous != 0.0 && previous.is_finite() && current.is_finite())
-        .then(|| current / previous - 1.0)
-}
+pub use refopt_plan::relative_change;
 
 /// Escapes GitHub-flavored Markdown control characters (emphasis, code, links, tables) and
 /// HTML so data renders as text: a partner

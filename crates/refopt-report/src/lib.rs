@@ -11,7 +11,7 @@ pub mod insights;
 pub mod view;
 
 use minijinja::{AutoEscape, Environment, Value};
-use refopt_plan::{Detail, Plan};
+use refopt_plan::{Detail, Plan, PlanStore};
 
 /// Errors while rendering a report.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +36,48 @@ pub struct Report {
 /// File names of a plan version's report and summary, stored beside `plan-v<N>.json`.
 pub fn file_names(version: u64) -> (String, String) {
     (
-        format!("plan-v{version:06}.html"),
-        format!("plan-v{version:06}.md"),
+        refopt_plan::plan_file_name(version, "html"),
+        refopt_plan::plan_file_name(version, "md"),
     )
+}
+
+/// The dashboard snapshot written beside a plan.
+#[derive(Debug, Clone)]
+pub struct StoredReport {
+    pub html_url: String,
+    pub markdown_url: String,
+    /// The Markdown summary itself (for chat notifications).
+    pub markdown: String,
+}
+
+/// Renders a stored plan's report and writes it beside the plan (`plan-v<N>.html`, `.md`,
+/// create-only). `history`: earlier plans of the series, newest first.
+pub async fn write_beside(
+    store: &PlanStore,
+    plan: &Plan,
+    history: &[Plan],
+    detail: Detail,
+) -> Result<StoredReport, String> {
+    let report = render(plan, history, detail).map_err(|e| e.to_string())?;
+    let (html_name, markdown_name) = file_names(plan.version);
+    let pipeline = &plan.pipeline.name;
+    let html_url = store
+        .write_artifact(pipeline, &html_name, report.html.into_bytes().into())
+        .await
+        .map_err(|e| e.to_string())?;
+    let markdown_url = store
+        .write_artifact(
+            pipeline,
+            &markdown_name,
+            report.markdown.clone().into_bytes().into(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(StoredReport {
+        html_url,
+        markdown_url,
+        markdown: report.markdown,
+    })
 }
 
 const HTML_TEMPLATE: &str = "report.html";

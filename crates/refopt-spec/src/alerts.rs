@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::error::{Location, SpecError, SpecErrors};
+use crate::diagnostic::{Location, Diagnostic, Diagnostics};
 use crate::yaml;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAlerts {
-    version: u32,
+    version: serde_saphyr::Spanned<u32>,
     /// Minimum sample (denominator) before any alert may fire.
     #[serde(default = "default_min_sample")]
     min_sample: u64,
@@ -95,22 +95,17 @@ pub struct Alerts {
 
 impl Alerts {
     /// Loads and checks `file`: known metrics, warn/critical in the right order, owners set.
-    pub fn load(file: &Path) -> Result<Alerts, SpecErrors> {
+    pub fn load(file: &Path) -> Result<Alerts, Diagnostics> {
         let raw: RawAlerts = yaml::load(file)?;
         let mut errors = Vec::new();
-        if raw.version != 1 {
-            errors.push(SpecError::new(
-                Location::file_start(file),
-                format!("unsupported alerts version {}", raw.version),
-            ));
-        }
+        errors.extend(yaml::check_version(file, &raw.version, 1, "alerts"));
         let mut ids = BTreeSet::new();
         let mut rules = Vec::new();
         for a in raw.alerts {
             let location = Location::from_yaml(file, &a.id.referenced);
             let id = a.id.value;
             let mut problem = |m: String| {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("alert `{id}`: {m}"),
                 ))
@@ -167,7 +162,7 @@ impl Alerts {
                 rules,
             })
         } else {
-            Err(SpecErrors(errors))
+            Err(Diagnostics(errors))
         }
     }
 }
@@ -175,7 +170,7 @@ impl Alerts {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLadder {
-    version: u32,
+    version: serde_saphyr::Spanned<u32>,
     levels: Vec<RawLevel>,
     triggers: Triggers,
 }
@@ -234,24 +229,19 @@ impl Ladder {
     }
 
     /// Loads and checks `file`.
-    pub fn load(file: &Path) -> Result<Ladder, SpecErrors> {
+    pub fn load(file: &Path) -> Result<Ladder, Diagnostics> {
         let raw: RawLadder = yaml::load(file)?;
         let mut errors = Vec::new();
-        if raw.version != 1 {
-            errors.push(SpecError::new(
-                Location::file_start(file),
-                format!("unsupported ladder version {}", raw.version),
-            ));
-        }
+        errors.extend(yaml::check_version(file, &raw.version, 1, "ladder"));
         if raw.levels.is_empty() {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 Location::file_start(file),
                 "the ladder has no levels",
             ));
         }
         for l in &raw.levels {
             if l.owner.trim().is_empty() || l.fallback.trim().is_empty() {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     Location::from_yaml(file, &l.role.referenced),
                     format!(
                         "level `{}` needs an owner and a fallback owner",
@@ -261,13 +251,13 @@ impl Ladder {
             }
         }
         if raw.triggers.consecutive_breaches < 1 || raw.triggers.fraud_spike.multiplier <= 1.0 {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 Location::file_start(file),
                 "triggers: consecutive_breaches must be >= 1 and fraud_spike.multiplier > 1",
             ));
         }
         if !errors.is_empty() {
-            return Err(SpecErrors(errors));
+            return Err(Diagnostics(errors));
         }
         Ok(Ladder {
             levels: raw

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::error::{Location, SpecError, SpecErrors};
+use crate::diagnostic::{Location, Diagnostic, Diagnostics};
 use crate::yaml;
 
 /// Events a notification sink can subscribe to.
@@ -25,7 +25,7 @@ pub const EVENT_KINDS: [&str; 7] = [
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawApprovals {
-    version: u32,
+    version: serde_saphyr::Spanned<u32>,
     #[serde(default = "default_max_age")]
     max_data_age_hours: f64,
     #[serde(default)]
@@ -52,17 +52,12 @@ pub struct Approvals {
 }
 
 impl Approvals {
-    pub fn load(file: &Path) -> Result<Approvals, SpecErrors> {
+    pub fn load(file: &Path) -> Result<Approvals, Diagnostics> {
         let raw: RawApprovals = yaml::load(file)?;
         let mut errors = Vec::new();
-        if raw.version != 1 {
-            errors.push(SpecError::new(
-                Location::file_start(file),
-                format!("unsupported approvals version {}", raw.version),
-            ));
-        }
+        errors.extend(yaml::check_version(file, &raw.version, 1, "approvals"));
         if raw.max_data_age_hours.is_nan() || raw.max_data_age_hours <= 0.0 {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 Location::file_start(file),
                 "max_data_age_hours must be > 0",
             ));
@@ -75,7 +70,7 @@ impl Approvals {
                 required: raw.required,
             })
         } else {
-            Err(SpecErrors(errors))
+            Err(Diagnostics(errors))
         }
     }
 }
@@ -83,7 +78,7 @@ impl Approvals {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNotifications {
-    version: u32,
+    version: serde_saphyr::Spanned<u32>,
     #[serde(default)]
     retry: Option<crate::pipeline::RetryPolicy>,
     #[serde(default)]
@@ -178,32 +173,27 @@ pub struct Notifications {
 }
 
 impl Notifications {
-    pub fn load(file: &Path) -> Result<Notifications, SpecErrors> {
+    pub fn load(file: &Path) -> Result<Notifications, Diagnostics> {
         let raw: RawNotifications = yaml::load(file)?;
         let at = |l: &serde_saphyr::Location| Location::from_yaml(file, l);
         let mut errors = Vec::new();
-        if raw.version != 1 {
-            errors.push(SpecError::new(
-                Location::file_start(file),
-                format!("unsupported notifications version {}", raw.version),
-            ));
-        }
+        errors.extend(yaml::check_version(file, &raw.version, 1, "notifications"));
         let mut ids = BTreeSet::new();
         let mut sinks = Vec::new();
         for s in raw.sinks {
             let location = at(&s.id.referenced);
             if !ids.insert(s.id.value.clone()) {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("sink `{}` is declared twice", s.id.value),
-                ));
+                ).code(crate::diagnostic::Code::Duplicate));
             }
             for e in &s.events {
                 if !EVENT_KINDS.contains(&e.value.as_str()) {
                     let hint = crate::pipeline::closest(&e.value, EVENT_KINDS.iter().copied())
                         .map(|c| format!(" (did you mean `{c}`?)"))
                         .unwrap_or_default();
-                    errors.push(SpecError::new(
+                    errors.push(Diagnostic::new(
                         at(&e.referenced),
                         format!(
                             "sink `{}`: unknown event `{}`{hint}; events: {}",
@@ -211,11 +201,11 @@ impl Notifications {
                             e.value,
                             EVENT_KINDS.join(", ")
                         ),
-                    ));
+                    ).code(crate::diagnostic::Code::UnknownReference));
                 }
             }
             let mut missing = |field: &str| {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     at(&s.kind.referenced),
                     format!(
                         "sink `{}` of kind `{}` needs `{field}`",
@@ -246,7 +236,7 @@ impl Notifications {
                     let loopback =
                         matches!(s.host.as_deref(), Some("localhost" | "127.0.0.1" | "::1"));
                     if !s.starttls && s.password_env.is_some() && !loopback {
-                        errors.push(SpecError::new(
+                        errors.push(Diagnostic::new(
                             at(&s.kind.referenced),
                             format!(
                                 "sink `{}`: a password over an unencrypted connection; set `starttls: true` (allowed without TLS only for a relay on this host)",
@@ -265,13 +255,13 @@ impl Notifications {
                     }
                 }
                 other => {
-                    errors.push(SpecError::new(
+                    errors.push(Diagnostic::new(
                         at(&s.kind.referenced),
                         format!(
                             "sink `{}`: unknown kind `{other}` (webhook or smtp)",
                             s.id.value
                         ),
-                    ));
+                    ).code(crate::diagnostic::Code::UnknownReference));
                     continue;
                 }
             };
@@ -290,13 +280,13 @@ impl Notifications {
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
                 if !valid {
                     // The value is not echoed: what was pasted here may be the secret itself.
-                    errors.push(SpecError::new(
+                    errors.push(Diagnostic::new(
                         location.clone(),
                         format!(
                             "sink `{}`: a secret field holds something that is not an environment variable name (value not shown); secrets come from the environment: name the variable, e.g. REFOPT_SLACK_WEBHOOK_URL",
                             s.id.value
                         ),
-                    ));
+                    ).code(crate::diagnostic::Code::Secret));
                 }
             }
             sinks.push(Sink {
@@ -315,7 +305,7 @@ impl Notifications {
                 sinks,
             })
         } else {
-            Err(SpecErrors(errors))
+            Err(Diagnostics(errors))
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::error::{Location, SpecError, SpecErrors};
+use crate::diagnostic::{Location, Diagnostic, Diagnostics};
 use crate::yaml;
 
 /// The experiments file format version.
@@ -217,20 +217,15 @@ pub struct Experiments {
 impl Experiments {
     /// Loads and checks `file`: unique ids, known metrics, the control among the variants,
     /// shares that sum to 1, probabilities in (0, 1), dates, a positive MDE.
-    pub fn load(file: &Path) -> Result<Experiments, SpecErrors> {
+    pub fn load(file: &Path) -> Result<Experiments, Diagnostics> {
         let raw: RawFile = yaml::load(file)?;
         let at = |l: &serde_saphyr::Location| Location::from_yaml(file, l);
         let mut errors = Vec::new();
-        if raw.version.value != EXPERIMENTS_VERSION {
-            errors.push(SpecError::new(
-                at(&raw.version.referenced),
-                format!("unsupported experiments version {}", raw.version.value),
-            ));
-        }
+        errors.extend(crate::yaml::check_version(file, &raw.version, EXPERIMENTS_VERSION, "experiments"));
         let file_start = Location::file_start(file);
         let mut probability = |value: f64, what: &str, location: &Location| {
             if !(value > 0.0 && value < 1.0) {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("{what} must be between 0 and 1 (exclusive), got {value}"),
                 ));
@@ -252,7 +247,7 @@ impl Experiments {
             let location = at(&e.id.referenced);
             let id = e.id.value;
             let mut problem = |where_: &serde_saphyr::Location, message: String| {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     at(where_),
                     format!("experiment `{id}`: {message}"),
                 ));
@@ -337,7 +332,7 @@ impl Experiments {
             let mut date = |s: &Spanned<String>, field: &str| {
                 NaiveDate::parse_from_str(&s.value, "%Y-%m-%d")
                     .map_err(|_| {
-                        errors.push(SpecError::new(
+                        errors.push(Diagnostic::new(
                             at(&s.referenced),
                             format!(
                                 "experiment `{id}`: {field} `{}` is not a date (YYYY-MM-DD)",
@@ -352,7 +347,7 @@ impl Experiments {
             let mut probability_at = |v: &Option<Spanned<f64>>, default: f64, what: &str| match v {
                 Some(s) => {
                     if !(s.value > 0.0 && s.value < 1.0) {
-                        errors.push(SpecError::new(
+                        errors.push(Diagnostic::new(
                                 at(&s.referenced),
                                 format!(
                                     "experiment `{id}`: {what} must be between 0 and 1 (exclusive), got {}",
@@ -369,7 +364,7 @@ impl Experiments {
             if let (Some(s), Some(end)) = (start, end)
                 && end < s
             {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("experiment `{id}`: end {end} is before start {s}"),
                 ));
@@ -408,7 +403,7 @@ impl Experiments {
                 experiments,
             })
         } else {
-            Err(SpecErrors(errors))
+            Err(Diagnostics(errors))
         }
     }
 
@@ -452,7 +447,7 @@ impl Experiments {
 mod tests {
     use super::*;
 
-    fn load_str(name: &str, text: &str) -> Result<Experiments, SpecErrors> {
+    fn load_str(name: &str, text: &str) -> Result<Experiments, Diagnostics> {
         let dir = std::env::temp_dir().join(format!("refopt-exp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(format!("{name}.yaml"));

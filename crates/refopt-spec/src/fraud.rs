@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::error::{Location, SpecError, SpecErrors};
+use crate::diagnostic::{Location, Diagnostic, Diagnostics};
 use crate::pipeline::closest;
 use crate::{sandbox, yaml};
 
@@ -226,16 +226,11 @@ pub struct FraudRules {
 
 impl FraudRules {
     /// Loads and checks `file`; every problem is reported with its location and rule id.
-    pub fn load(file: &Path) -> Result<FraudRules, SpecErrors> {
+    pub fn load(file: &Path) -> Result<FraudRules, Diagnostics> {
         let raw: RawFraudRules = yaml::load(file)?;
         let at = |l: &serde_saphyr::Location| Location::from_yaml(file, l);
         let mut errors = Vec::new();
-        if raw.version.value != FRAUD_RULES_VERSION {
-            errors.push(SpecError::new(
-                at(&raw.version.referenced),
-                format!("unsupported fraud rules version {}", raw.version.value),
-            ));
-        }
+        errors.extend(crate::yaml::check_version(file, &raw.version, FRAUD_RULES_VERSION, "fraud rules"));
         let engine = sandbox::engine();
         // Expressions see one variable, `row` (strict variables catch typos at load time).
         let mut row_scope = rhai::Scope::new();
@@ -247,19 +242,19 @@ impl FraudRules {
             let location = at(&r.id.referenced);
             let id = r.id.value.clone();
             if !ids.insert(id.clone()) {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("rule `{id}` is declared twice"),
-                ));
+                ).code(crate::diagnostic::Code::Duplicate));
             }
             if !(0.0..=1.0).contains(&r.score) {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("rule `{id}`: score {} must be between 0 and 1", r.score),
                 ));
             }
             if matches!(&r.key, OneOrMany::Many(k) if k.is_empty()) {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!(
                         "rule `{id}`: `key` names no column; name the column(s) whose value links a row of `{}` to the window's referrals",
@@ -268,7 +263,7 @@ impl FraudRules {
                 ));
             }
             if r.when.is_empty() && r.expression.is_none() {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("rule `{id}` needs `when` conditions or an `expression`"),
                 ));
@@ -281,7 +276,7 @@ impl FraudRules {
                     _ => true,
                 };
                 if !ok {
-                    errors.push(SpecError::new(
+                    errors.push(Diagnostic::new(
                         at(&c.referenced),
                         format!(
                             "rule `{id}`: condition on `{}` — `in`/`not_in` take a list, other operators a single value",
@@ -305,10 +300,10 @@ impl FraudRules {
                             loc.line += line as u64 - 1;
                             loc.column += col as u64 - 1;
                         }
-                        errors.push(SpecError::new(
+                        errors.push(Diagnostic::new(
                             loc,
                             format!("rule `{id}`: Rhai syntax error: {}", err.0),
-                        ));
+                        ).code(crate::diagnostic::Code::Script));
                         None
                     }
                 },
@@ -336,14 +331,14 @@ impl FraudRules {
         if let Some(limits) = &raw.payout_concentration {
             let share_ok = |v: f64| (0.0..=1.0).contains(&v);
             if !share_ok(limits.max_top1_share) || !share_ok(limits.max_gini) {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     Location::file_start(file),
                     "payout_concentration: max_top1_share and max_gini must be between 0 and 1",
                 ));
             }
         }
         if !errors.is_empty() {
-            return Err(SpecErrors(errors));
+            return Err(Diagnostics(errors));
         }
         Ok(FraudRules {
             file: file.to_path_buf(),
@@ -357,34 +352,34 @@ impl FraudRules {
     pub fn check_tables<'a>(
         &self,
         tables: impl Iterator<Item = &'a str> + Clone,
-    ) -> Result<(), SpecErrors> {
+    ) -> Result<(), Diagnostics> {
         let mut errors = Vec::new();
         if let Some(limits) = &self.payout_concentration
             && !tables.clone().any(|t| t == limits.table)
         {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 Location::file_start(&self.file),
                 format!(
                     "payout_concentration reads unknown table `{}`",
                     limits.table
                 ),
-            ));
+            ).code(crate::diagnostic::Code::UnknownReference));
         }
         for r in &self.rules {
             if !tables.clone().any(|t| t == r.table) {
                 let hint = closest(&r.table, tables.clone())
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_default();
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     r.location.clone(),
                     format!("rule `{}` reads unknown table `{}`{hint}", r.id, r.table),
-                ));
+                ).code(crate::diagnostic::Code::UnknownReference));
             }
         }
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(SpecErrors(errors))
+            Err(Diagnostics(errors))
         }
     }
 }

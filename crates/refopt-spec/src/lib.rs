@@ -6,7 +6,7 @@
 pub mod alerts;
 pub mod dag;
 pub mod distribution;
-pub mod error;
+pub mod diagnostic;
 pub mod experiments;
 pub mod fraud;
 pub mod partner_health;
@@ -19,7 +19,7 @@ pub mod window;
 pub mod yaml;
 
 pub use alerts::{AlertRule, Alerts, Direction, Ladder};
-pub use error::{Location, SpecError, SpecErrors};
+pub use diagnostic::{Code, Diagnostic, Diagnostics, Level, Location};
 pub use fraud::{FraudRule, FraudRules, Severity};
 pub use pipeline::{
     ColumnType, Dataset, Dimension, Pipeline, RetryPolicy, Role, Stage, StageKind, StageScope,

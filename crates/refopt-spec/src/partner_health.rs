@@ -5,14 +5,14 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::{Location, SpecError, SpecErrors};
+use crate::diagnostic::{Location, Diagnostic, Diagnostics};
 use crate::sandbox::{Script, compile_file};
 use crate::yaml;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPartnerHealth {
-    version: u32,
+    version: serde_saphyr::Spanned<u32>,
     score_script: String,
     #[serde(default = "default_top_n")]
     top_n: usize,
@@ -28,9 +28,6 @@ fn default_top_n() -> usize {
     5
 }
 
-/// Tier order, lowest first.
-pub const TIERS: [&str; 4] = ["bronze", "silver", "gold", "platinum"];
-
 /// Validated partner health settings.
 #[derive(Debug, Clone)]
 pub struct PartnerHealthRules {
@@ -44,17 +41,12 @@ pub struct PartnerHealthRules {
 
 impl PartnerHealthRules {
     /// Loads the YAML and compiles the script it names (relative to the YAML's folder).
-    pub fn load(file: &Path) -> Result<PartnerHealthRules, SpecErrors> {
+    pub fn load(file: &Path) -> Result<PartnerHealthRules, Diagnostics> {
         let raw: RawPartnerHealth = yaml::load(file)?;
         let mut errors = Vec::new();
-        if raw.version != 1 {
-            errors.push(SpecError::new(
-                Location::file_start(file),
-                format!("unsupported partner health version {}", raw.version),
-            ));
-        }
+        errors.extend(yaml::check_version(file, &raw.version, 1, "partner health"));
         if !(raw.demote_below <= raw.at_risk_below && raw.at_risk_below < raw.promote_at_or_above) {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 Location::file_start(file),
                 format!(
                     "thresholds out of order: need demote_below ({}) <= at_risk_below ({}) < promote_at_or_above ({})",
@@ -80,7 +72,7 @@ impl PartnerHealthRules {
                 demote_below: raw.demote_below,
                 min_referrals: raw.min_referrals,
             }),
-            _ => Err(SpecErrors(errors)),
+            _ => Err(Diagnostics(errors)),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::dag;
-use crate::error::{Location, SpecError, SpecErrors};
+use crate::diagnostic::{Location, Diagnostic, Diagnostics};
 use crate::yaml;
 
 /// The pipeline file format version this build reads.
@@ -157,6 +157,25 @@ pub enum Role {
     Experiments,
 }
 
+impl Role {
+    /// The role's name as written in pipeline YAML (`publishes: funnel`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::DatasetHealth => "dataset_health",
+            Role::Funnel => "funnel",
+            Role::Kpis => "kpis",
+            Role::PartnerHealth => "partner_health",
+            Role::Experiments => "experiments",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A dataset the pipeline reads.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -266,13 +285,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Loads and validates a pipeline file, reporting every problem found.
-    pub fn load(file: &Path) -> Result<Pipeline, SpecErrors> {
+    pub fn load(file: &Path) -> Result<Pipeline, Diagnostics> {
         let raw: RawPipeline = yaml::load(file)?;
         resolve(file, raw)
     }
 
     /// Parses a pipeline from text (SQL files are resolved relative to `file`'s folder).
-    pub fn parse(file: &Path, text: &str) -> Result<Pipeline, SpecErrors> {
+    pub fn parse(file: &Path, text: &str) -> Result<Pipeline, Diagnostics> {
         let raw: RawPipeline = yaml::parse(file, text)?;
         resolve(file, raw)
     }
@@ -303,20 +322,12 @@ impl Pipeline {
     }
 }
 
-fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
+fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
     let mut errors = Vec::new();
     let at = |loc: &serde_saphyr::Location| Location::from_yaml(file, loc);
-    if raw.version.value != PIPELINE_VERSION {
-        errors.push(SpecError::new(
-            at(&raw.version.referenced),
-            format!(
-                "unsupported pipeline version {} (this refopt reads version {PIPELINE_VERSION})",
-                raw.version.value
-            ),
-        ));
-    }
+    errors.extend(crate::yaml::check_version(file, &raw.version, PIPELINE_VERSION, "pipeline"));
     if !is_identifier(&raw.name.value.replace('-', "_")) {
-        errors.push(SpecError::new(
+        errors.push(Diagnostic::new(
             at(&raw.name.referenced),
             format!(
                 "pipeline name `{}` must use letters, digits, `_` and `-` only",
@@ -330,7 +341,7 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
     for d in raw.datasets {
         let location = at(&d.name.referenced);
         if !is_identifier(&d.name.value) {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 location.clone(),
                 format!(
                     "dataset name `{}` must be a SQL identifier (letters, digits, `_`)",
@@ -339,13 +350,13 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
             ));
         }
         if !names.insert(d.name.value.clone()) {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 location.clone(),
                 format!("dataset `{}` is declared twice", d.name.value),
-            ));
+            ).code(crate::diagnostic::Code::Duplicate));
         }
         if d.path.trim().is_empty() || d.path.contains("..") {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 location.clone(),
                 format!(
                     "dataset `{}`: path must be a relative folder under the data root",
@@ -354,7 +365,7 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
             ));
         }
         if d.required_columns.is_empty() {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 location.clone(),
                 format!("dataset `{}`: required_columns is empty", d.name.value),
             ));
@@ -374,19 +385,19 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
                             let hint = closest(&type_name, ColumnType::NAMES.iter().copied())
                                 .map(|c| format!(" (did you mean `{c}`?)"))
                                 .unwrap_or_default();
-                            errors.push(SpecError::new(
+                            errors.push(Diagnostic::new(
                                 at(&c.referenced),
                                 format!(
                                     "dataset `{}`: column `{name}` has unknown type `{type_name}`{hint}; types: {}",
                                     d.name.value,
                                     ColumnType::NAMES.join(", ")
                                 ),
-                            ));
+                            ).code(crate::diagnostic::Code::UnknownReference));
                         }
                     }
                     required_columns.push(name);
                 }
-                RawColumn::Typed(_) => errors.push(SpecError::new(
+                RawColumn::Typed(_) => errors.push(Diagnostic::new(
                     at(&c.referenced),
                     format!(
                         "dataset `{}`: write each column as `name` or `name: type`",
@@ -410,10 +421,10 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
     let mut dim_names = BTreeSet::new();
     for d in raw.dimensions {
         if !dim_names.insert(d.name.value.clone()) {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 at(&d.name.referenced),
                 format!("dimension `{}` is declared twice", d.name.value),
-            ));
+            ).code(crate::diagnostic::Code::Duplicate));
         }
         dimensions.push(Dimension {
             name: d.name.value,
@@ -428,7 +439,7 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
     for s in &raw.stages {
         let location = at(&s.id.referenced);
         if !is_identifier(&s.id.value) {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 location.clone(),
                 format!(
                     "stage id `{}` must be a SQL identifier (letters, digits, `_`): later stages read it as a table",
@@ -437,19 +448,19 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
             ));
         }
         if names.contains(&s.id.value) {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 location.clone(),
                 format!("stage `{}` has the same name as a dataset", s.id.value),
-            ));
+            ).code(crate::diagnostic::Code::Duplicate));
         }
         if stage_ids
             .insert(s.id.value.clone(), location.clone())
             .is_some()
         {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 location,
                 format!("stage `{}` is declared twice", s.id.value),
-            ));
+            ).code(crate::diagnostic::Code::Duplicate));
         }
     }
     let mut publishers: BTreeMap<Role, String> = BTreeMap::new();
@@ -461,27 +472,27 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
                 let hint = closest(&dep.value, stage_ids.keys().map(String::as_str))
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_default();
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     at(&dep.referenced),
                     format!(
                         "stage `{id}` depends on unknown stage `{}`{hint}",
                         dep.value
                     ),
-                ));
+                ).code(crate::diagnostic::Code::UnknownReference));
             }
         }
         if let Some(role) = s.publishes
             && let Some(other) = publishers.insert(role, id.clone())
         {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 location.clone(),
-                format!("stage `{id}` publishes {role:?}, already published by stage `{other}`"),
-            ));
+                format!("stage `{id}` publishes the `{role}` role, already published by stage `{other}`"),
+            ).code(crate::diagnostic::Code::Duplicate));
         }
         let kind = match (s.kind, s.sql, s.sql_file) {
             (StageKindName::Gate, None, None) => StageKind::Gate,
             (StageKindName::Gate, _, _) => {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("stage `{id}` is a gate and cannot have SQL"),
                 ));
@@ -499,26 +510,26 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
                         source: SqlSource::File(path),
                     },
                     Err(e) => {
-                        errors.push(SpecError::new(
+                        errors.push(Diagnostic::new(
                             at(&f.referenced),
                             format!(
                                 "stage `{id}`: cannot read sql_file `{}`: {e}",
                                 path.display()
                             ),
-                        ));
+                        ).code(crate::diagnostic::Code::Unreadable));
                         StageKind::Gate
                     }
                 }
             }
             (StageKindName::Sql, None, None) => {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("stage `{id}` needs `sql` or `sql_file` (or `kind: gate`)"),
                 ));
                 StageKind::Gate
             }
             (StageKindName::Sql, Some(_), Some(_)) => {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("stage `{id}` has both `sql` and `sql_file`; keep one"),
                 ));
@@ -540,7 +551,7 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
         });
     }
     if stages.is_empty() {
-        errors.push(SpecError::new(
+        errors.push(Diagnostic::new(
             Location::file_start(file),
             "the pipeline has no stages",
         ));
@@ -550,7 +561,7 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
     for stage in stages.iter().filter(|s| s.scope == StageScope::Range) {
         for dep in &stage.depends_on {
             if scopes.get(dep.as_str()) == Some(&StageScope::Window) {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     stage.location.clone(),
                     format!(
                         "stage `{}` has `scope: range` but depends on `{dep}`, a window stage: a range stage is computed once for all windows of a backfill, so it may depend on range stages only",
@@ -561,14 +572,14 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, SpecErrors> {
         }
     }
     if !errors.is_empty() {
-        return Err(SpecErrors(errors));
+        return Err(Diagnostics(errors));
     }
     let order = dag::topological_order(&stages).map_err(|cycle| {
         let first = stages
             .iter()
             .find(|s| s.id == cycle[0])
             .expect("cycle members are stages");
-        SpecErrors(vec![SpecError::new(
+        Diagnostics(vec![Diagnostic::new(
             first.location.clone(),
             format!("dependency cycle: {}", cycle.join(" -> ")),
         )])
@@ -595,16 +606,16 @@ fn range_scope_problems(
     location: &Location,
     kind: &StageKind,
     publishes: Option<Role>,
-) -> Vec<SpecError> {
+) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     match kind {
-        StageKind::Gate => problems.push(SpecError::new(
+        StageKind::Gate => problems.push(Diagnostic::new(
             location.clone(),
             format!("stage `{id}`: a gate has no output to share; drop `scope: range`"),
         )),
         StageKind::Sql { sql, .. } => {
             if let Some(p) = WINDOW_PLACEHOLDERS.iter().find(|p| sql.contains(*p)) {
-                problems.push(SpecError::new(
+                problems.push(Diagnostic::new(
                     location.clone(),
                     format!(
                         "stage `{id}` has `scope: range` but its SQL uses `{p}...`, which changes with the window; use $range_start, $range_end, $range_start_day, $range_end_day and let window stages filter by day"
@@ -614,10 +625,10 @@ fn range_scope_problems(
         }
     }
     if let Some(role) = publishes {
-        problems.push(SpecError::new(
+        problems.push(Diagnostic::new(
             location.clone(),
             format!(
-                "stage `{id}` has `scope: range` and publishes {role:?}: roles describe one window; publish from a window stage that rolls the range stage up"
+                "stage `{id}` has `scope: range` and publishes the `{role}` role: roles describe one window; publish from a window stage that rolls the range stage up"
             ),
         ));
     }
@@ -658,7 +669,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Pipeline, SpecErrors> {
+    fn parse(text: &str) -> Result<Pipeline, Diagnostics> {
         Pipeline::parse(Path::new("p.yaml"), text)
     }
 

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
-use crate::error::{Location, SpecError, SpecErrors};
+use crate::diagnostic::{Location, Diagnostic, Diagnostics};
 use crate::yaml;
 
 /// A row: column name -> value (numbers, strings, booleans, null).
@@ -203,14 +203,14 @@ pub struct TestCase {
 }
 
 /// Every case of every `*.yaml` file in a folder (sorted by file name), or of one file.
-pub fn load_tests(path: &Path) -> Result<Vec<TestCase>, SpecErrors> {
+pub fn load_tests(path: &Path) -> Result<Vec<TestCase>, Diagnostics> {
     let files: Vec<PathBuf> = if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| {
-                SpecErrors::from(SpecError::new(
+                Diagnostics::from(Diagnostic::new(
                     Location::file_start(path),
                     format!("cannot read {}: {e}", path.display()),
-                ))
+                ).code(crate::diagnostic::Code::Unreadable))
             })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
@@ -231,20 +231,15 @@ pub fn load_tests(path: &Path) -> Result<Vec<TestCase>, SpecErrors> {
     if errors.is_empty() {
         Ok(cases)
     } else {
-        Err(SpecErrors(errors))
+        Err(Diagnostics(errors))
     }
 }
 
-fn load_file(file: &Path) -> Result<Vec<TestCase>, SpecErrors> {
+fn load_file(file: &Path) -> Result<Vec<TestCase>, Diagnostics> {
     let raw: RawTestFile = yaml::load(file)?;
     let at = |l: &serde_saphyr::Location| Location::from_yaml(file, l);
     let mut errors = Vec::new();
-    if raw.version.value != 1 {
-        errors.push(SpecError::new(
-            at(&raw.version.referenced),
-            format!("unsupported rule tests version {}", raw.version.value),
-        ));
-    }
+    errors.extend(crate::yaml::check_version(file, &raw.version, 1, "rule tests"));
     let mut cases = Vec::new();
     for c in raw.tests {
         let location = at(&c.name.referenced);
@@ -256,7 +251,7 @@ fn load_file(file: &Path) -> Result<Vec<TestCase>, SpecErrors> {
         ];
         let mut given: Vec<CaseKind> = kinds.into_iter().flatten().collect();
         if given.len() != 1 {
-            errors.push(SpecError::new(
+            errors.push(Diagnostic::new(
                 location.clone(),
                 format!(
                     "test `{}` must give exactly one of fraud, partner_health, alerts, playbook",
@@ -275,6 +270,6 @@ fn load_file(file: &Path) -> Result<Vec<TestCase>, SpecErrors> {
     if errors.is_empty() {
         Ok(cases)
     } else {
-        Err(SpecErrors(errors))
+        Err(Diagnostics(errors))
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::alerts::{Alerts, Ladder};
 use crate::distribution::{Approvals, Notifications};
-use crate::error::{SpecError, SpecErrors};
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::experiments::Experiments;
 use crate::fraud::FraudRules;
 use crate::partner_health::PartnerHealthRules;
@@ -31,12 +31,12 @@ impl RuleSet {
     /// Loads `dir/{fraud,alerts,ladder,partner_health,suppressions,experiments,approvals,
     /// notifications}.yaml` and
     /// `dir/{partner_health,playbook}.rhai`, collecting the problems of every file.
-    pub fn load(dir: &Path) -> Result<RuleSet, SpecErrors> {
+    pub fn load(dir: &Path) -> Result<RuleSet, Diagnostics> {
         if !dir.is_dir() {
-            return Err(SpecErrors(vec![SpecError::new(
-                crate::error::Location::file_start(dir),
+            return Err(Diagnostics(vec![Diagnostic::new(
+                crate::diagnostic::Location::file_start(dir),
                 format!("rules folder {} not found", dir.display()),
-            )]));
+            ).code(crate::diagnostic::Code::Unreadable)]));
         }
         let mut errors = Vec::new();
         let mut set = RuleSet {
@@ -45,8 +45,8 @@ impl RuleSet {
         };
         fn load<T>(
             file: PathBuf,
-            f: impl Fn(&Path) -> Result<T, SpecErrors>,
-            errors: &mut Vec<SpecError>,
+            f: impl Fn(&Path) -> Result<T, Diagnostics>,
+            errors: &mut Vec<Diagnostic>,
         ) -> Option<T> {
             if !file.is_file() {
                 return None;
@@ -63,7 +63,7 @@ impl RuleSet {
         );
         set.playbook = load(
             dir.join("playbook.rhai"),
-            |f| compile_file(f, &["plan"]).map_err(SpecErrors::from),
+            |f| compile_file(f, &["plan"]).map_err(Diagnostics::from),
             &mut errors,
         );
         set.suppressions = load(
@@ -94,35 +94,35 @@ impl RuleSet {
                 .collect();
             for a in &alerts.rules {
                 if !owners.contains(&a.owner.as_str()) {
-                    errors.push(SpecError::new(
+                    errors.push(Diagnostic::new(
                         a.location.clone(),
                         format!("alert `{}`: owner `{}` is neither a ladder owner nor a known agent ({})", a.id, a.owner, KNOWN_AGENTS.join(", ")),
-                    ));
+                    ).code(crate::diagnostic::Code::UnknownReference));
                 }
             }
             if let Some(approvals) = &set.approvals {
                 for (kind, role) in &approvals.required {
                     if !owners.contains(&role.as_str()) {
-                        errors.push(SpecError::new(
-                            crate::error::Location::file_start(&approvals.file),
+                        errors.push(Diagnostic::new(
+                            crate::diagnostic::Location::file_start(&approvals.file),
                             format!("approvals: `{kind}` needs sign-off from `{role}`, which is neither a ladder owner nor a known agent ({})", KNOWN_AGENTS.join(", ")),
-                        ));
+                        ).code(crate::diagnostic::Code::UnknownReference));
                     }
                 }
             }
             for e in set.experiments.iter().flat_map(|x| &x.experiments) {
                 if !owners.contains(&e.owner.as_str()) {
-                    errors.push(SpecError::new(
+                    errors.push(Diagnostic::new(
                         e.location.clone(),
                         format!("experiment `{}`: owner `{}` is neither a ladder owner nor a known agent ({})", e.id, e.owner, KNOWN_AGENTS.join(", ")),
-                    ));
+                    ).code(crate::diagnostic::Code::UnknownReference));
                 }
             }
         }
         if errors.is_empty() {
             Ok(set)
         } else {
-            Err(SpecErrors(errors))
+            Err(Diagnostics(errors))
         }
     }
 }

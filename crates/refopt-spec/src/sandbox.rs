@@ -50,13 +50,10 @@ pub fn engine() -> Engine {
     engine
 }
 
-/// Relative change `(new - old) / old`; `()` when `old` is zero.
+/// Relative change `(new - old) / old`; `()` unless `old` is a positive number (see
+/// [`refopt_plan::relative_change`]).
 pub fn pct_change(old: f64, new: f64) -> Dynamic {
-    if old == 0.0 {
-        Dynamic::UNIT
-    } else {
-        Dynamic::from_float((new - old) / old)
-    }
+    refopt_plan::relative_change(new, old).map_or(Dynamic::UNIT, Dynamic::from_float)
 }
 
 /// `(x - mean) / sd`; `()` when `sd` is zero.
@@ -115,13 +112,13 @@ pub struct Script {
 pub fn compile_file(
     file: &std::path::Path,
     variables: &[&str],
-) -> Result<Script, crate::SpecError> {
-    use crate::error::{Location, SpecError};
+) -> Result<Script, crate::Diagnostic> {
+    use crate::diagnostic::{Location, Diagnostic};
     let text = std::fs::read_to_string(file).map_err(|e| {
-        SpecError::new(
+        Diagnostic::new(
             Location::file_start(file),
             format!("cannot read script: {e}"),
-        )
+        ).code(crate::diagnostic::Code::Unreadable)
     })?;
     let mut scope = rhai::Scope::new();
     for v in variables {
@@ -129,14 +126,14 @@ pub fn compile_file(
     }
     let ast = engine().compile_with_scope(&scope, &text).map_err(|e| {
         let (line, column) = position(e.position()).unwrap_or((1, 1));
-        SpecError::new(
+        Diagnostic::new(
             Location {
                 file: file.to_path_buf(),
                 line: line as u64,
                 column: column as u64,
             },
             format!("Rhai syntax error: {}", e.0),
-        )
+        ).code(crate::diagnostic::Code::Script)
     })?;
     Ok(Script {
         file: file.to_path_buf(),

@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::error::{Location, SpecError, SpecErrors};
+use crate::diagnostic::{Location, Diagnostic, Diagnostics};
 use crate::yaml;
 
 /// The suppressions file format version.
@@ -78,35 +78,35 @@ pub struct Suppressions {
 impl Suppressions {
     /// Loads and checks `file`: unique ids, a reason and owner, at least one value, a valid
     /// `expires` date (YYYY-MM-DD).
-    pub fn load(file: &Path) -> Result<Suppressions, SpecErrors> {
+    pub fn load(file: &Path) -> Result<Suppressions, Diagnostics> {
         let raw: RawSuppressions = yaml::load(file)?;
         let at = |l: &serde_saphyr::Location| Location::from_yaml(file, l);
         let mut errors = Vec::new();
-        if raw.version.value != SUPPRESSIONS_VERSION {
-            errors.push(SpecError::new(
-                at(&raw.version.referenced),
-                format!("unsupported suppressions version {}", raw.version.value),
-            ));
-        }
+        errors.extend(yaml::check_version(
+            file,
+            &raw.version,
+            SUPPRESSIONS_VERSION,
+            "suppressions",
+        ));
         let mut ids = BTreeSet::new();
         let mut entries = Vec::new();
         for s in raw.suppressions {
             let location = at(&s.id.referenced);
             let id = s.id.value;
             if !ids.insert(id.clone()) {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("suppression `{id}` is declared twice"),
-                ));
+                ).code(crate::diagnostic::Code::Duplicate));
             }
             if s.reason.trim().is_empty() {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("suppression `{id}` needs a `reason`"),
                 ));
             }
             if s.values.is_empty() {
-                errors.push(SpecError::new(
+                errors.push(Diagnostic::new(
                     location.clone(),
                     format!("suppression `{id}` needs at least one value in `values`"),
                 ));
@@ -114,7 +114,7 @@ impl Suppressions {
             let expires = match NaiveDate::parse_from_str(&s.expires.value, "%Y-%m-%d") {
                 Ok(d) => d,
                 Err(_) => {
-                    errors.push(SpecError::new(
+                    errors.push(Diagnostic::new(
                         at(&s.expires.referenced),
                         format!(
                             "suppression `{id}`: expires `{}` is not a date (YYYY-MM-DD)",
@@ -141,7 +141,7 @@ impl Suppressions {
                 entries,
             })
         } else {
-            Err(SpecErrors(errors))
+            Err(Diagnostics(errors))
         }
     }
 
@@ -149,7 +149,7 @@ impl Suppressions {
     pub fn check_rules<'a>(
         &self,
         rule_ids: impl Iterator<Item = &'a str> + Clone,
-    ) -> Vec<SpecError> {
+    ) -> Vec<Diagnostic> {
         let mut errors = Vec::new();
         for s in &self.entries {
             for r in &s.rules {
@@ -157,13 +157,13 @@ impl Suppressions {
                     let hint = crate::pipeline::closest(r, rule_ids.clone())
                         .map(|c| format!(" (did you mean `{c}`?)"))
                         .unwrap_or_default();
-                    errors.push(SpecError::new(
+                    errors.push(Diagnostic::new(
                         s.location.clone(),
                         format!(
                             "suppression `{}` names unknown fraud rule `{r}`{hint}",
                             s.id
                         ),
-                    ));
+                    ).code(crate::diagnostic::Code::UnknownReference));
                 }
             }
         }
@@ -175,7 +175,7 @@ impl Suppressions {
 mod tests {
     use super::*;
 
-    fn load_str(text: &str) -> Result<Suppressions, SpecErrors> {
+    fn load_str(text: &str) -> Result<Suppressions, Diagnostics> {
         let dir = std::env::temp_dir().join(format!("refopt-supp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(format!("s{}.yaml", text.len()));

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use refopt_plan::{FunnelCounts, FunnelRates, FunnelRow, Kpi, SuccessMetric};
+use refopt_plan::{
+    relative_change, Better, FunnelCounts, FunnelRates, FunnelRow, Kpi, SuccessMetric, TargetStatus,
+};
 
-use crate::roles::FunnelRecord;
+use crate::execution::roles::FunnelRecord;
 
 fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0).then(|| num / den)
@@ -45,10 +47,6 @@ fn rate_deltas(cur: &FunnelRates, prev: &FunnelRates) -> FunnelRates {
     }
 }
 
-/// Relative change `(cur - prev) / prev`.
-pub fn relative_change(cur: f64, prev: f64) -> Option<f64> {
-    ratio(cur - prev, prev)
-}
 
 /// Current and previous window counts of one (dimension, value).
 type PeriodCounts = (FunnelCounts, FunnelCounts);
@@ -123,9 +121,9 @@ pub const PARTNER_NPS_TARGET: f64 = 40.0;
 pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<SuccessMetric> {
     let kpi = |name: &str| kpis.iter().find(|k| k.metric == name);
     let status = |current: Option<f64>, target: f64| match current {
-        Some(v) if v >= target => "met",
-        Some(_) => "not_met",
-        None => "unknown",
+        Some(v) if v >= target => TargetStatus::Met,
+        Some(_) => TargetStatus::NotMet,
+        None => TargetStatus::Unknown,
     };
     let lift = overall.and_then(|o| {
         let prev = o.previous.as_ref()?;
@@ -141,8 +139,8 @@ pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<Success
                 .into(),
             current: lift,
             target: CONVERSION_LIFT_TARGET,
-            direction: "higher_is_better".into(),
-            status: status(lift, CONVERSION_LIFT_TARGET).into(),
+            direction: Better::HigherIsBetter,
+            status: status(lift, CONVERSION_LIFT_TARGET),
         },
         SuccessMetric {
             name: "fraud_reduction".into(),
@@ -151,8 +149,8 @@ pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<Success
                     .into(),
             current: fraud_reduction,
             target: FRAUD_REDUCTION_TARGET,
-            direction: "higher_is_better".into(),
-            status: status(fraud_reduction, FRAUD_REDUCTION_TARGET).into(),
+            direction: Better::HigherIsBetter,
+            status: status(fraud_reduction, FRAUD_REDUCTION_TARGET),
         },
         SuccessMetric {
             name: "partner_nps".into(),
@@ -160,8 +158,8 @@ pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<Success
                 .into(),
             current: nps,
             target: PARTNER_NPS_TARGET,
-            direction: "higher_is_better".into(),
-            status: status(nps, PARTNER_NPS_TARGET).into(),
+            direction: Better::HigherIsBetter,
+            status: status(nps, PARTNER_NPS_TARGET),
         },
     ]
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use refopt_spec::{RuleSet, SpecErrors};
+use refopt_spec::{RuleSet, Diagnostics};
 
 use crate::error::EngineError;
 use crate::storage;
@@ -54,10 +54,7 @@ pub async fn load_rules_with(
     }
     let resolved = storage::resolve_with(location, policy)
         .map_err(|e| EngineError::Parameter(e.to_string()))?;
-    let storage_error = |message: String| EngineError::Storage {
-        location: resolved.display.clone(),
-        message,
-    };
+    let storage_error = |message: String| EngineError::storage(resolved.display.clone(), message);
     let download = tempfile::Builder::new()
         .prefix("refopt-rules-")
         .tempdir()
@@ -116,7 +113,7 @@ pub async fn load_rules_with(
 }
 
 /// Rewrites error locations under `local` to the object URL they were downloaded from.
-fn rebase(mut errors: SpecErrors, local: &Path, url: &str) -> SpecErrors {
+fn rebase(mut errors: Diagnostics, local: &Path, url: &str) -> Diagnostics {
     for e in &mut errors.0 {
         if let Ok(relative) = e.location.file.strip_prefix(local) {
             e.location.file = PathBuf::from(format!("{url}/{}", relative.display()));

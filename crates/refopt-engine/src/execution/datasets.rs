@@ -11,9 +11,9 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
-use refopt_spec::Dataset;
+use refopt_spec::{Code, Dataset, Diagnostic};
 
-use crate::error::{DatasetProblem, EngineError};
+use crate::error::EngineError;
 use crate::storage::StorageLocation;
 
 /// A dataset as registered: where it is and how big it is.
@@ -46,13 +46,13 @@ pub async fn register_datasets(
         }
     }
     if !problems.is_empty() {
-        return Err(EngineError::Datasets(problems));
+        return Err(EngineError::Datasets(refopt_spec::Diagnostics(problems)));
     }
     Ok(registered)
 }
 
 enum Registration {
-    Problems(Vec<DatasetProblem>),
+    Problems(Vec<Diagnostic>),
     Engine(EngineError),
 }
 
@@ -69,24 +69,19 @@ async fn register_one(
         .try_collect()
         .await
         .map_err(|e| {
-            Registration::Engine(EngineError::Storage {
-                location: display.clone(),
-                message: e.to_string(),
-            })
+            Registration::Engine(EngineError::storage(display.clone(), e))
         })?;
     let parquet: Vec<_> = objects
         .iter()
         .filter(|o| o.location.as_ref().ends_with(".parquet"))
         .collect();
     if parquet.is_empty() {
-        return Err(Registration::Problems(vec![DatasetProblem {
-            dataset: dataset.name.clone(),
-            declared_at: dataset.location.to_string(),
-            message: format!(
+        return Err(Registration::Problems(vec![Diagnostic::of(Code::Dataset, dataset.location.clone(),
+            format!(
                 "dataset `{}` not found: no Parquet files under {display}/",
                 dataset.name
             ),
-        }]));
+        )]));
     }
     let files = parquet.len() as u64;
     let bytes = parquet.iter().map(|o| o.size).sum();
@@ -109,10 +104,7 @@ async fn register_one(
     let fingerprint = crate::config_hash::sha256_hex(listing.join("\n").as_bytes());
 
     let table_url = ListingTableUrl::parse(root.folder_url(&dataset.path)).map_err(|e| {
-        Registration::Engine(EngineError::Storage {
-            location: display.clone(),
-            message: e.to_string(),
-        })
+        Registration::Engine(EngineError::storage(display.clone(), e))
     })?;
     let mut options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -125,28 +117,25 @@ async fn register_one(
         .await
         .map_err(|e| {
             if crate::error::caused_by_object_store(&e) {
-                return Registration::Engine(EngineError::Storage {
-                    location: display.clone(),
-                    message: format!("cannot read dataset `{}`: {e}", dataset.name),
-                });
+                return Registration::Engine(EngineError::storage_while(
+                    display.clone(),
+                    format_args!("cannot read dataset `{}`", dataset.name),
+                    e,
+                ));
             }
-            Registration::Problems(vec![DatasetProblem {
-                dataset: dataset.name.clone(),
-                declared_at: dataset.location.to_string(),
-                message: format!(
+            Registration::Problems(vec![Diagnostic::of(Code::Dataset, dataset.location.clone(),
+                format!(
                     "dataset `{}` at {display}/ is not readable Parquet: {e}",
                     dataset.name
                 ),
-            }])
+            )])
         })?;
-    let missing: Vec<DatasetProblem> = dataset
+    let missing: Vec<Diagnostic> = dataset
         .required_columns
         .iter()
         .filter(|c| schema.field_with_name(c).is_err())
-        .map(|c| DatasetProblem {
-            dataset: dataset.name.clone(),
-            declared_at: dataset.location.to_string(),
-            message: format!(
+        .map(|c| Diagnostic::of(Code::Dataset, dataset.location.clone(),
+            format!(
                 "dataset `{}` is missing required column `{c}` (found: {})",
                 dataset.name,
                 schema
@@ -156,25 +145,23 @@ async fn register_one(
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        })
+        ))
         .collect();
     if !missing.is_empty() {
         return Err(Registration::Problems(missing));
     }
-    let mistyped: Vec<DatasetProblem> = dataset
+    let mistyped: Vec<Diagnostic> = dataset
         .column_types
         .iter()
         .filter_map(|(column, declared)| {
             let found = schema.field_with_name(column).ok()?.data_type();
-            (!crate::types::matches(*declared, found)).then(|| DatasetProblem {
-                dataset: dataset.name.clone(),
-                declared_at: dataset.location.to_string(),
-                message: format!(
+            (!crate::execution::column_types::matches(*declared, found)).then(|| Diagnostic::of(Code::Dataset, dataset.location.clone(),
+                format!(
                     "dataset `{}`: column `{column}` is declared {} but the data has {found}",
                     dataset.name,
                     declared.name()
                 ),
-            })
+            ))
         })
         .collect();
     if !mistyped.is_empty() {

@@ -12,13 +12,14 @@ use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionContext, col};
 use refopt_plan::{
+    SuppressionStatus,
     Cohort, ConcentrationRow, ExistingFlagsComparison, FlagRate, PayoutConcentration, PayoutHold,
     PayoutsAtRisk, Risk, RuleSummary, SensitivityPoint, SensitivityRow, SuppressionReport,
 };
 use refopt_spec::fraud::PayoutConcentrationLimits;
 
 use crate::error::EngineError;
-use crate::fraud::{FraudReview, flagged_batch};
+use crate::rules::fraud::{FraudReview, flagged_batch};
 
 /// Number of cohorts kept in the plan.
 const TOP_COHORTS: usize = 10;
@@ -173,7 +174,7 @@ pub async fn risk_section(
             .map(|o| RuleSummary {
                 rule_id: o.rule_id.clone(),
                 pattern: o.pattern.clone(),
-                severity: o.severity.clone(),
+                severity: o.severity,
                 rows_selected: o.rows_selected,
                 referrals_flagged: o.referrals_flagged,
                 error: o.error.clone(),
@@ -207,11 +208,10 @@ pub async fn risk_section(
                 owner: s.owner.clone(),
                 expires: s.expires.to_string(),
                 status: match (&s.error, s.active) {
-                    (Some(_), _) => "failed",
-                    (None, true) => "active",
-                    (None, false) => "expired",
-                }
-                .to_string(),
+                    (Some(_), _) => SuppressionStatus::Failed,
+                    (None, true) => SuppressionStatus::Active,
+                    (None, false) => SuppressionStatus::Expired,
+                },
                 referrals_matched: s.referrals_matched,
                 error: s.error.clone(),
             })
@@ -253,7 +253,7 @@ async fn payout_concentration(
     limits: &PayoutConcentrationLimits,
 ) -> Result<PayoutConcentration, EngineError> {
     let batches = ctx.table(limits.table.as_str()).await?.collect().await?;
-    let rows = crate::json::batches_to_objects(&batches)?;
+    let rows = crate::rules::json::batches_to_objects(&batches)?;
     let text = |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_str()).map(String::from);
     let number = |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_f64());
     let mut all: Vec<ConcentrationRow> = rows
@@ -289,6 +289,6 @@ async fn payout_concentration(
             .cloned()
             .collect(),
         beyond_limits: all.iter().filter(|r| beyond(r)).take(20).cloned().collect(),
-        severity: format!("{:?}", limits.severity).to_lowercase(),
+        severity: crate::rules::plan_severity(limits.severity),
     })
 }

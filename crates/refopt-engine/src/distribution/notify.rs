@@ -19,7 +19,6 @@ use refopt_spec::alerts::Ladder;
 use refopt_spec::distribution::{Notifications, Sink, SinkKind, WebhookFormat};
 
 use crate::config_hash::sha256_hex;
-use crate::executor::backoff;
 
 /// Something worth telling people about.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +42,7 @@ pub fn plan_events(plan: &Plan, ladder: Option<&Ladder>) -> Vec<Event> {
     for a in &plan.alerts {
         events.push(Event {
             id: format!("alert:{}:{}:{}:{}", a.id, a.dimension, a.value, a.level),
-            kind: if a.level == "critical" {
+            kind: if a.level == refopt_plan::AlertLevel::Critical {
                 "alert_critical"
             } else {
                 "alert_warn"
@@ -206,7 +205,11 @@ pub async fn deliver(
                     break;
                 }
                 if attempt <= config.retry.limit {
-                    tokio::time::sleep(backoff(config.retry.backoff_ms, attempt)).await;
+                    tokio::time::sleep(refopt_plan::backoff(
+                        std::time::Duration::from_millis(config.retry.backoff_ms),
+                        attempt,
+                    ))
+                    .await;
                 }
             }
             let delivered = delivery

@@ -1,20 +1,20 @@
 //! Plan assembly: turns the execution record and the role outputs into plan JSON v1.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, SecondsFormat, Utc};
-use datafusion::arrow::array::RecordBatch;
 use refopt_plan::*;
-use refopt_spec::{Role, StageKind, StageScope, WindowRange};
+use refopt_spec::{StageKind, StageScope, WindowRange};
 
-use crate::datasets::RegisteredDataset;
-use crate::error::EngineError;
-use crate::executor::{Execution, StageStatus};
-use crate::metrics;
-use crate::roles;
-use crate::run::RunRequest;
+use crate::execution::datasets::RegisteredDataset;
+use crate::execution::executor::{Execution, StageStatus};
+use crate::metrics::Measures;
+use crate::request::RunRequest;
+use crate::rules::RuleResults;
 
-/// Inputs of plan assembly.
+pub mod change_log;
+pub mod plan_delta;
+
+/// Inputs of plan assembly: what the run was asked, what ran, what was measured and what the
+/// rules decided.
 pub struct PlanContext<'a> {
     pub request: &'a RunRequest,
     pub run_id: String,
@@ -23,86 +23,37 @@ pub struct PlanContext<'a> {
     pub data_root_display: &'a str,
     pub datasets: &'a [RegisteredDataset],
     pub execution: &'a Execution,
+    pub measures: Measures,
     /// Risk section from the fraud review (default when no rules ran).
     pub risk: Risk,
-    /// Earlier plans of the pipeline, newest first (for escalations).
-    pub previous: &'a [Plan],
+    pub rule_results: RuleResults,
+    pub experiments: Vec<ExperimentResult>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn micros_rfc3339(m: i64) -> Option<String> {
-    DateTime::from_timestamp_micros(m).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-}
-
-/// Output batches of the stage publishing `role`, if the pipeline has one.
-fn role_output<'a>(ctx: &'a PlanContext<'_>, role: Role) -> Option<(&'a str, &'a [RecordBatch])> {
-    let stage = ctx.request.pipeline.stage_publishing(role)?;
-    let batches = ctx.execution.outputs.get(&stage.id)?;
-    Some((stage.id.as_str(), batches.as_slice()))
-}
-
-/// Evaluates the selected experiments (`--experiments`, or all active in the window) when the
-/// rules declare experiments and a stage publishes the `experiments` role.
-fn experiment_results(ctx: &PlanContext<'_>) -> Result<Vec<ExperimentResult>, EngineError> {
-    let (Some(spec), Some((stage, batches))) = (
-        &ctx.request.rules.experiments,
-        role_output(ctx, Role::Experiments),
-    ) else {
-        return Ok(Vec::new());
-    };
-    let selected = selected_experiments(ctx.request, ctx.range)?;
-    crate::experiments::evaluate(
-        stage,
-        batches,
-        spec,
-        &selected,
-        ctx.range.end.timestamp_micros(),
-    )
-}
-
-/// The experiments a run evaluates; an unknown `--experiments` id, or ids without an
-/// experiments file, are parameter errors.
-pub fn selected_experiments<'a>(
-    request: &'a RunRequest,
-    range: &WindowRange,
-) -> Result<Vec<&'a refopt_spec::experiments::Experiment>, EngineError> {
-    match &request.rules.experiments {
-        Some(spec) => spec
-            .select(
-                &request.experiments,
-                range.start.date_naive(),
-                range.end.date_naive(),
-            )
-            .map_err(EngineError::Parameter),
-        None if request.experiments.is_empty() => Ok(Vec::new()),
-        None => Err(EngineError::Parameter(format!(
-            "--experiments {}: the rules have no experiments.yaml declaring them",
-            request.experiments.join(",")
-        ))),
-    }
-}
-
-/// The rip-cord: an escalation at the top of the ladder, or a fraud spike.
-fn pulls_rip_cord(
-    escalations: &[Escalation],
-    ladder: Option<&refopt_spec::alerts::Ladder>,
-) -> bool {
-    let top = ladder.map_or(u32::MAX, |l| l.levels.len() as u32);
-    escalations
-        .iter()
-        .any(|e| e.level >= top || e.trigger == "fraud_spike")
-}
-
-/// Builds the plan.
-pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
+/// Builds the plan (without its backlog and change log, which read the plan).
+pub fn assemble(ctx: PlanContext<'_>) -> Plan {
     let request = ctx.request;
     let pipeline = &request.pipeline;
-    let full = request.detail == Detail::Full;
+    let Measures {
+        funnel,
+        kpis,
+        dataset_checks,
+        success_metrics,
+        ..
+    } = ctx.measures;
+    let RuleResults {
+        alerts,
+        gated,
+        escalations,
+        rip_cord,
+        partner_health,
+        skipped,
+    } = ctx.rule_results;
 
-    let checks = dataset_checks(ctx)?;
     let datasets = ctx
         .datasets
         .iter()
@@ -111,37 +62,9 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
             url: d.url.clone(),
             files: d.files,
             bytes: d.bytes,
-            checks: checks.get(&d.name).cloned().unwrap_or_default(),
+            checks: dataset_checks.get(&d.name).cloned().unwrap_or_default(),
         })
         .collect();
-
-    let records = match role_output(ctx, Role::Funnel) {
-        Some((stage, batches)) => roles::funnel_records(stage, batches)?,
-        None => Vec::new(),
-    };
-    let funnel = metrics::funnel_rows(&records, &request.dimensions, full);
-    let kpis = kpis(ctx)?;
-    let (alerts, gated) = match &request.rules.alerts {
-        Some(rules) => {
-            let every_dimension: Vec<String> =
-                pipeline.dimensions.iter().map(|d| d.name.clone()).collect();
-            let all_rows = metrics::funnel_rows(&records, &every_dimension, true);
-            let out = crate::alerts::evaluate(rules, &all_rows, &kpis, request.alert_threshold);
-            (out.alerts, out.gated)
-        }
-        None => (Vec::new(), Vec::new()),
-    };
-    let escalations = match &request.rules.ladder {
-        Some(ladder) => crate::escalation::escalate(
-            ladder,
-            &alerts,
-            ctx.risk.flag_rate,
-            &ctx.run_id,
-            ctx.previous,
-        ),
-        None => Vec::new(),
-    };
-    let success_metrics = metrics::success_metrics(funnel.first(), &kpis);
 
     let tasks = ctx
         .execution
@@ -202,37 +125,19 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
             task_id: f.stage.clone(),
             attempt: f.attempt,
             error: f.error.clone(),
-            action: f.action.to_string(),
+            action: f.action,
             backoff_ms: f.backoff.map(|b| b.as_millis() as u64),
         })
         .collect();
     error_events.extend(ctx.risk.rules.iter().filter_map(|r| {
-        Some(ErrorEvent {
-            task_id: format!("fraud_rules/{}", r.rule_id),
-            attempt: 1,
-            error: r.error.clone()?,
-            action: "rule_skipped".to_string(),
-            backoff_ms: None,
-        })
+        Some(crate::rules::skipped_rule(
+            &format!("fraud_rules/{}", r.rule_id),
+            r.error.clone()?,
+        ))
     }));
-    let partner_health = match role_output(ctx, Role::PartnerHealth) {
-        Some((stage, batches)) => {
-            roles::read(stage, Role::PartnerHealth, batches)?;
-            crate::partner_health::score(batches, request.rules.partner_health.as_ref(), full)?
-        }
-        None => PartnerHealth::default(),
-    };
-    if let Some(e) = &partner_health.error {
-        error_events.push(ErrorEvent {
-            task_id: "partner_health_score".into(),
-            attempt: 1,
-            error: e.clone(),
-            action: "rule_skipped".into(),
-            backoff_ms: None,
-        });
-    }
+    error_events.extend(skipped);
 
-    let mut plan = Plan {
+    Plan {
         schema_version: SCHEMA_VERSION.to_string(),
         run_id: ctx.run_id.clone(),
         pipeline: PipelineInfo {
@@ -241,7 +146,7 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
             pattern: pattern.to_string(),
         },
         created_at: rfc3339(ctx.created_at),
-        status: if pulls_rip_cord(&escalations, request.rules.ladder.as_ref()) {
+        status: if rip_cord {
             RunStatus::Escalated
         } else {
             RunStatus::Succeeded
@@ -294,46 +199,27 @@ pub fn assemble(ctx: &PlanContext<'_>) -> Result<Plan, EngineError> {
         success_metrics,
         metrics: Metrics { funnel, kpis },
         findings,
-        risk: ctx.risk.clone(),
+        risk: ctx.risk,
         partner_health,
-        experiments: experiment_results(ctx)?,
+        experiments: ctx.experiments,
         alerts,
         escalations,
         backlog: Vec::new(),
         change_log: Vec::new(),
         version: 0,
-    };
-    if let Some(script) = &request.rules.playbook {
-        match crate::playbook::run(script, &plan, &request.rules.ladder_owners()) {
-            Ok(items) => plan.backlog = items,
-            Err(e) => plan.error_handling.events.push(ErrorEvent {
-                task_id: "playbook".into(),
-                attempt: 1,
-                error: e,
-                action: "rule_skipped".into(),
-                backoff_ms: None,
-            }),
-        }
     }
-    Ok(plan)
 }
 
 /// One finding per fraud rule that flagged referrals, most severe first.
 fn fraud_findings(risk: &Risk) -> Vec<Finding> {
-    let rank = |s: &str| match s {
-        "critical" => 0,
-        "high" => 1,
-        "medium" => 2,
-        _ => 3,
-    };
     let mut rules: Vec<&RuleSummary> = risk
         .rules
         .iter()
         .filter(|r| r.referrals_flagged > 0)
         .collect();
     rules.sort_by(|a, b| {
-        rank(&a.severity)
-            .cmp(&rank(&b.severity))
+        b.severity
+            .cmp(&a.severity)
             .then(b.referrals_flagged.cmp(&a.referrals_flagged))
     });
     rules
@@ -341,32 +227,32 @@ fn fraud_findings(risk: &Risk) -> Vec<Finding> {
         .map(|r| Finding {
             id: format!("fraud/{}", r.rule_id),
             kind: "fraud".to_string(),
-            severity: r.severity.clone(),
+            severity: r.severity,
             title: format!("{} referrals flagged by `{}` ({})", r.referrals_flagged, r.rule_id, r.pattern),
             detail: format!(
                 "{} rows of the feature table matched; hold unpaid payouts of these referrals pending fraud-detection review",
                 r.rows_selected
             ),
         })
-        .chain(risk.suppressions.iter().filter_map(|s| match s.status.as_str() {
-            "expired" => Some(Finding {
+        .chain(risk.suppressions.iter().filter_map(|s| match s.status {
+            SuppressionStatus::Expired => Some(Finding {
                 id: format!("suppression/{}", s.id),
                 kind: "suppression_expired".to_string(),
-                severity: "medium".to_string(),
+                severity: Severity::Medium,
                 title: format!("Suppression `{}` expired on {} and no longer applies", s.id, s.expires),
                 detail: format!(
                     "{} referrals matching its `{}` values were flagged this run; renew it (owner {}) if the reason still holds: {}",
                     s.referrals_matched, s.column, s.owner, s.reason
                 ),
             }),
-            "failed" => Some(Finding {
+            SuppressionStatus::Failed => Some(Finding {
                 id: format!("suppression/{}", s.id),
                 kind: "suppression_failed".to_string(),
-                severity: "high".to_string(),
+                severity: Severity::High,
                 title: format!("Suppression `{}` could not be applied", s.id),
                 detail: s.error.clone().unwrap_or_default(),
             }),
-            _ => None,
+            SuppressionStatus::Active => None,
         }))
         .chain(risk.payout_concentration.iter().flat_map(|pc| {
             pc.beyond_limits.iter().map(|c| Finding {
@@ -376,7 +262,7 @@ fn fraud_findings(risk: &Risk) -> Vec<Finding> {
                         c.group_id.as_deref().unwrap_or("program")
                     ),
                     kind: "payout_concentration".to_string(),
-                    severity: pc.severity.clone(),
+                    severity: pc.severity,
                     title: format!(
                         "Payouts concentrated in {} {}: top recipient {:.0}%, Gini {:.2}",
                         c.scope,
@@ -391,58 +277,6 @@ fn fraud_findings(risk: &Risk) -> Vec<Finding> {
                 })
         }))
         .collect()
-}
-
-fn dataset_checks(
-    ctx: &PlanContext<'_>,
-) -> Result<BTreeMap<String, Vec<DatasetCheck>>, EngineError> {
-    let mut out: BTreeMap<String, Vec<DatasetCheck>> = BTreeMap::new();
-    let Some((stage, batches)) = role_output(ctx, Role::DatasetHealth) else {
-        return Ok(out);
-    };
-    for b in roles::read(stage, Role::DatasetHealth, batches)? {
-        for r in 0..b.rows {
-            out.entry(b.text("dataset", r))
-                .or_default()
-                .push(DatasetCheck {
-                    period: b.text("period", r),
-                    rows: b.int("row_count", r).max(0) as u64,
-                    null_violations: b.int("null_violations", r).max(0) as u64,
-                    duplicate_keys: b.int("duplicate_keys", r).max(0) as u64,
-                    latest_event_at: b.micros("latest_event_at", r).and_then(micros_rfc3339),
-                });
-        }
-    }
-    for checks in out.values_mut() {
-        checks.sort_by(|a, b| a.period.cmp(&b.period));
-    }
-    Ok(out)
-}
-
-fn kpis(ctx: &PlanContext<'_>) -> Result<Vec<Kpi>, EngineError> {
-    let Some((stage, batches)) = role_output(ctx, Role::Kpis) else {
-        return Ok(Vec::new());
-    };
-    let mut values: BTreeMap<String, (Option<f64>, Option<f64>)> = BTreeMap::new();
-    for b in roles::read(stage, Role::Kpis, batches)? {
-        for r in 0..b.rows {
-            let entry = values.entry(b.text("metric", r)).or_default();
-            match b.text("period", r).as_str() {
-                "current" => entry.0 = b.real("value", r),
-                "previous" => entry.1 = b.real("value", r),
-                _ => {}
-            }
-        }
-    }
-    Ok(values
-        .into_iter()
-        .map(|(metric, (current, previous))| Kpi {
-            metric,
-            current,
-            previous,
-            delta: current.zip(previous).map(|(c, p)| c - p),
-        })
-        .collect())
 }
 
 /// Nodes, edges, depth groups and merge gates of the stage graph.

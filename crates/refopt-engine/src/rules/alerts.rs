@@ -1,7 +1,7 @@
 //! KPI alerts: evaluates `rules/alerts.yaml` against the funnel rates and KPIs, behind a
 //! minimum-sample gate. Alerts that could not be evaluated for lack of data become findings.
 
-use refopt_plan::{Alert, Finding, FunnelRow, Kpi};
+use refopt_plan::{Alert, AlertLevel, Crossing, Finding, FunnelRow, Kpi, Severity};
 use refopt_spec::{AlertRule, Alerts, Direction};
 
 /// Fired alerts and the findings for gated ones.
@@ -67,9 +67,9 @@ pub fn evaluate(
                 Direction::Above => current > level,
             };
             let level = if breached(rule.critical) {
-                Some(("critical", rule.critical))
+                Some((AlertLevel::Critical, rule.critical))
             } else if breached(warn) {
-                Some(("warn", warn))
+                Some((AlertLevel::Warn, warn))
             } else {
                 None
             };
@@ -80,7 +80,7 @@ pub fn evaluate(
                 out.gated.push(Finding {
                     id: format!("alert_gated/{}/{value}", rule.id),
                     kind: "alert_gated".into(),
-                    severity: "info".into(),
+                    severity: Severity::Info,
                     title: format!(
                         "`{}` would be {level} for {} {value}, but the sample is too small",
                         rule.id, rule.dimension
@@ -102,24 +102,24 @@ pub fn evaluate(
 fn alert(
     rule: &AlertRule,
     value: &str,
-    level: &str,
+    level: AlertLevel,
     current: f64,
     threshold: f64,
     sample: u64,
 ) -> Alert {
     let direction = match rule.direction {
-        Direction::Below => "below",
-        Direction::Above => "above",
+        Direction::Below => Crossing::Below,
+        Direction::Above => Crossing::Above,
     };
     Alert {
         id: rule.id.clone(),
         metric: rule.metric.clone(),
         dimension: rule.dimension.clone(),
         value: value.to_string(),
-        level: level.to_string(),
+        level,
         current,
         threshold,
-        direction: direction.to_string(),
+        direction,
         sample,
         owner: rule.owner.clone(),
         message: format!(

@@ -1,4 +1,5 @@
-//! Declared column types (`name: type` in a pipeline's `required_columns`) and Arrow types.
+//! Column types and their Arrow types: the one [`ColumnType`] serves the types datasets declare
+//! (`name: type` in a pipeline's `required_columns`) and the role contracts of stage outputs.
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use refopt_spec::ColumnType;
@@ -31,6 +32,15 @@ pub fn arrow_type(declared: ColumnType) -> DataType {
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         ColumnType::Date => DataType::Date32,
+    }
+}
+
+/// The Arrow type a role column is cast to when the engine reads a stage's output.
+pub fn role_type(column: ColumnType) -> DataType {
+    match column {
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        other => arrow_type(other),
     }
 }
 

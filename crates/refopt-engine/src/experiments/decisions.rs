@@ -1,5 +1,5 @@
 //! Experiment evaluation: the `experiments` stage's per-variant summaries, the declared
-//! experiments (`rules/experiments.yaml`) and the statistics of [`crate::experiment_stats`]
+//! experiments (`rules/experiments.yaml`) and the statistics of [`crate::experiments::statistics`]
 //! become the plan's experiment results and decisions.
 //!
 //! Decision order (docs/experiments.md): a sample ratio mismatch stops everything
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use datafusion::arrow::array::RecordBatch;
 use refopt_plan::{
-    Comparison, ExperimentResult, PowerAnalysis, SampleRatioCheck, VariantAllocation,
+    Comparison, Decision, ExperimentResult, PowerAnalysis, SampleRatioCheck, VariantAllocation,
 };
 use refopt_spec::Role;
 use refopt_spec::experiments::{
@@ -21,10 +21,10 @@ use refopt_spec::experiments::{
 };
 
 use crate::error::EngineError;
-use crate::experiment_stats::{
+use crate::experiments::statistics::{
     self as stats, MeanSummary, TestResult, benjamini_hochberg, holm, two_proportions, welch,
 };
-use crate::roles;
+use crate::execution::roles;
 
 const MICROS_PER_DAY: f64 = 86_400_000_000.0;
 
@@ -363,12 +363,11 @@ fn decide(
     smallest: u64,
     power: Option<&PowerAnalysis>,
     multi_exposed: u64,
-) -> (String, Option<String>, String) {
-    let decision =
-        |d: &str, v: Option<&str>, reason: String| (d.to_string(), v.map(String::from), reason);
+) -> (Decision, Option<String>, String) {
+    let decision = |d: Decision, v: Option<&str>, reason: String| (d, v.map(String::from), reason);
     if srm.mismatch {
         return decision(
-            "investigate_srm",
+            Decision::InvestigateSrm,
             None,
             format!(
                 "sample ratio mismatch: chi-square {:.1}, p = {:.2e} < {} (observed shares differ from the declared allocation); no effect can be trusted until the assignment is fixed",
@@ -378,7 +377,7 @@ fn decide(
     }
     if smallest < e.min_units_per_variant {
         return decision(
-            "keep_running",
+            Decision::KeepRunning,
             None,
             format!(
                 "minimum-data gate: the smallest variant has {smallest} units, fewer than the {} required before any decision",
@@ -426,14 +425,14 @@ fn decide(
         });
     if let Some(w) = winner {
         return decision(
-            "ship",
+            Decision::Ship,
             Some(&w.variant),
             format!("{}{exposure_note}", describe(w)),
         );
     }
     if let Some(v) = violated.first() {
         return decision(
-            "stop",
+            Decision::Stop,
             Some(&v.variant),
             format!(
                 "guardrail broken: {} is {} beyond its limit of {}",
@@ -449,14 +448,14 @@ fn decide(
     }
     if let Some(worse) = primary.iter().find(|c| c.significant && !good(c)) {
         return decision(
-            "stop",
+            Decision::Stop,
             Some(&worse.variant),
             format!("the treatment is worse: {}", describe(worse)),
         );
     }
     match power {
         Some(p) if p.units_per_variant >= p.required_units_per_variant => decision(
-            "stop",
+            Decision::Stop,
             None,
             format!(
                 "no significant effect on {} with {} units per variant, enough to detect {} at power {}{}",
@@ -471,7 +470,7 @@ fn decide(
             ),
         ),
         Some(p) => decision(
-            "keep_running",
+            Decision::KeepRunning,
             None,
             format!(
                 "not significant yet: {} of {} units per variant needed to detect {}; about {} more days at {:.1} units per variant per day",
@@ -484,7 +483,7 @@ fn decide(
             ),
         ),
         None => decision(
-            "keep_running",
+            Decision::KeepRunning,
             None,
             format!("no baseline for {} yet", e.primary_metric),
         ),

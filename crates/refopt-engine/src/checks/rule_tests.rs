@@ -19,7 +19,7 @@ use refopt_spec::rule_tests::{
 use refopt_spec::{FraudRules, RuleSet};
 use serde_json::{Value, json};
 
-use crate::fraud::{ReviewOptions, review};
+use crate::rules::fraud::{ReviewOptions, review};
 
 /// The outcome of one case.
 #[derive(Debug, Clone)]
@@ -217,7 +217,7 @@ fn partner_health_case(case: &PartnerHealthCase, rules: &RuleSet) -> Compared {
         .as_ref()
         .ok_or("the rules folder has no partner_health.yaml")?;
     let batch = batch_of(&case.rows, &["partner_id", "name", "tier", "status"])?;
-    let health = crate::partner_health::score(&[batch], Some(health_rules), true)
+    let health = crate::rules::partner_health::score(&[batch], Some(health_rules), true)
         .map_err(|e| e.to_string())?;
     if let Some(e) = health.error {
         return Err(e);
@@ -313,7 +313,7 @@ fn alerts_case(case: &AlertsCase, rules: &RuleSet) -> Compared {
             ..Kpi::default()
         })
         .collect();
-    let outcome = crate::alerts::evaluate(alerts, &funnel, &kpis, case.alert_threshold);
+    let outcome = crate::rules::alerts::evaluate(alerts, &funnel, &kpis, case.alert_threshold);
     let mut got: Vec<String> = outcome
         .alerts
         .iter()
@@ -334,7 +334,7 @@ fn playbook_case(case: &PlaybookCase, rules: &RuleSet) -> Compared {
     merge(&mut base, &case.plan);
     let plan: Plan = serde_json::from_value(base)
         .map_err(|e| format!("`plan` does not fit the plan format: {e}"))?;
-    let items = crate::playbook::run(script, &plan, &rules.ladder_owners())?;
+    let items = crate::rules::playbook::run(script, &plan, &rules.ladder_owners())?;
     let got: Vec<Value> = items
         .iter()
         .map(|i| json!({ "title": i.title, "owner": i.owner, "priority": i.priority }))

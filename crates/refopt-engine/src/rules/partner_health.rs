@@ -2,14 +2,14 @@
 //! publishes `partner_health`, then derives top/bottom, at-risk partners and tier suggestions.
 
 use datafusion::arrow::array::RecordBatch;
-use refopt_plan::{PartnerHealth, PartnerScore, TierChange};
-use refopt_spec::partner_health::{PartnerHealthRules, TIERS};
+use refopt_plan::{PartnerHealth, PartnerScore, Tier, TierChange};
+use refopt_spec::partner_health::PartnerHealthRules;
 use refopt_spec::sandbox;
 use rhai::Scope;
 
 use crate::error::EngineError;
-use crate::json::batches_to_objects;
-use crate::rhai_rows::RowReader;
+use crate::rules::json::batches_to_objects;
+use crate::rules::rows::RowReader;
 
 /// At `--detail summary` the plan lists this many partner rows; `full` lists every partner.
 const SUMMARY_PARTNERS: usize = 10;
@@ -145,17 +145,18 @@ fn summarize(
     });
     health.at_risk = at_risk;
     for p in &scored {
-        let Some(i) = TIERS.iter().position(|t| *t == p.tier) else {
+        let Some(tier) = Tier::parse(&p.tier) else {
             continue;
         };
-        let change = if p.score >= rules.promote_at_or_above && i + 1 < TIERS.len() {
+        let i = tier as usize;
+        let change = if p.score >= rules.promote_at_or_above && i + 1 < Tier::ALL.len() {
             Some((
-                TIERS[i + 1],
+                Tier::ALL[i + 1],
                 format!("health {:.0} >= {}", p.score, rules.promote_at_or_above),
             ))
         } else if p.score < rules.demote_below && i > 0 {
             Some((
-                TIERS[i - 1],
+                Tier::ALL[i - 1],
                 format!("health {:.0} < {}", p.score, rules.demote_below),
             ))
         } else {
@@ -165,8 +166,8 @@ fn summarize(
             health.tier_changes.push(TierChange {
                 partner_id: p.partner_id.clone(),
                 name: p.name.clone(),
-                from: p.tier.clone(),
-                to: to.to_string(),
+                from: tier,
+                to,
                 score: p.score,
                 reason,
             });

@@ -15,7 +15,9 @@ use object_store::path::Path;
 use object_store::{ClientConfigKey, ObjectStore};
 use url::Url;
 
-pub use crate::storage_attempts::StoragePolicy;
+pub mod attempts;
+
+pub use attempts::StoragePolicy;
 
 /// Why a location could not be turned into a store.
 #[derive(Debug, thiserror::Error)]

@@ -16,9 +16,10 @@ use refopt_plan::Plan;
 use refopt_spec::{Pipeline, RuleSet, Stage, StageScope, Window, WindowRange};
 
 use crate::error::EngineError;
-use crate::executor::{Quiet, SharedOutput, SharedStages, execute};
+use crate::execution::executor::{Quiet, SharedOutput, SharedStages, execute};
 use crate::run::{
-    AnalyzedRun, Prepared, RunOutcome, RunRequest, open_data, prepare, stages_failed,
+    AnalyzedRun, PREVIOUS_PLANS, Prepared, RunOutcome, RunRequest, open_data, prepare,
+    stages_failed,
 };
 
 /// The as-of dates from `from` to `to` (both included) every `step_days`.
@@ -65,7 +66,7 @@ fn recent(history: &[Plan]) -> Vec<Plan> {
     history
         .iter()
         .rev()
-        .take(crate::run::PREVIOUS_PLANS)
+        .take(PREVIOUS_PLANS)
         .cloned()
         .collect()
 }
@@ -87,8 +88,12 @@ pub struct WindowResult {
     pub window_rows: u64,
 }
 
-/// Progress of a backfill or backtest.
+/// Progress of a backfill or backtest, and what follows a window's plan write.
+#[async_trait::async_trait]
 pub trait WindowObserver: Send + Sync {
+    /// A window's plan was written (not called for unchanged windows or backtests): the place
+    /// to write its report beside it.
+    async fn plan_written(&self, _outcome: &RunOutcome) {}
     fn window_started(&self, _as_of: NaiveDate, _index: usize, _total: usize) {}
     fn window_finished(&self, _result: &WindowResult, _index: usize, _total: usize) {}
     fn window_failed(&self, _as_of: NaiveDate, _error: &EngineError) {}
@@ -142,7 +147,7 @@ pub async fn shared_stages(
     let execution = execute(
         &ctx,
         &pipeline,
-        &crate::params::bind_range(start, end),
+        &crate::execution::params::bind_range(start, end),
         base.session.max_parallel_stages(),
         Arc::new(Quiet),
         None,
@@ -268,12 +273,15 @@ pub async fn backfill(
                 Ok(Ok(analyzed)) => analyzed.finish(Some(recent(&history))).await,
                 Ok(Err(e)) => Err(e),
                 Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-                Err(join) => Err(EngineError::Parameter(format!(
+                Err(join) => Err(EngineError::Cancelled(format!(
                     "window {as_of} was cancelled: {join}"
                 ))),
             },
         };
         let outcome = outcome.inspect_err(|e| observer.window_failed(as_of, e))?;
+        if outcome.stored.is_some() && !outcome.unchanged {
+            observer.plan_written(&outcome).await;
+        }
         let result = result_of(as_of, &outcome);
         observer.window_finished(&result, i, dates.len());
         history.push(outcome.plan);

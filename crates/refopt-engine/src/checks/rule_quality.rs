@@ -10,7 +10,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use refopt_spec::WindowRange;
 
 use crate::error::EngineError;
-use crate::fraud::FraudReview;
+use crate::rules::fraud::FraudReview;
 use crate::storage;
 
 /// Precision/recall figures.

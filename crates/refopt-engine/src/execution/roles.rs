@@ -5,17 +5,15 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{
-    DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
 use refopt_plan::FunnelCounts;
-use refopt_spec::Role;
+use refopt_spec::{ColumnType, Role};
 
 use crate::error::EngineError;
 
 /// Column contract of each role: (column, type).
 pub fn contract(role: Role) -> &'static [(&'static str, ColumnType)] {
-    use ColumnType::*;
+    use ColumnType::{Float64 as Real, Int64 as Integer, String as Text, Timestamp};
     match role {
         Role::DatasetHealth => &[
             ("dataset", Text),
@@ -57,26 +55,6 @@ pub fn contract(role: Role) -> &'static [(&'static str, ColumnType)] {
             ("multi_exposed", Integer),
             ("first_assigned_at", Timestamp),
         ],
-    }
-}
-
-/// Types a role column is cast to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnType {
-    Text,
-    Integer,
-    Real,
-    Timestamp,
-}
-
-impl ColumnType {
-    fn arrow(self) -> DataType {
-        match self {
-            ColumnType::Text => DataType::Utf8,
-            ColumnType::Integer => DataType::Int64,
-            ColumnType::Real => DataType::Float64,
-            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        }
     }
 }
 
@@ -137,7 +115,7 @@ pub fn read(
     let spec = contract(role);
     let err = |message: String| EngineError::RoleContract {
         stage: stage.to_string(),
-        role: format!("{role:?}"),
+        role: role.to_string(),
         message,
     };
     let mut out = Vec::new();
@@ -156,8 +134,8 @@ pub fn read(
                         .join(", ")
                 ))
             })?;
-            let cast_column = cast(column, &ty.arrow())
-                .map_err(|e| err(format!("column `{name}` cannot be read as {ty:?}: {e}")))?;
+            let cast_column = cast(column, &crate::execution::column_types::role_type(*ty))
+                .map_err(|e| err(format!("column `{name}` cannot be read as {}: {e}", ty.name())))?;
             columns.push(Arc::clone(&cast_column));
         }
         out.push(RoleBatch {

@@ -13,7 +13,7 @@ use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
-use rand::Rng;
+use refopt_plan::ErrorAction;
 use refopt_spec::{Pipeline, Stage, StageKind};
 use tokio::task::JoinSet;
 
@@ -45,8 +45,8 @@ pub struct AttemptFailure {
     pub stage: String,
     pub attempt: u32,
     pub error: String,
-    /// `retried`, `gave_up` or `not_retryable`.
-    pub action: &'static str,
+    /// `Retried`, `GaveUp` or `NotRetryable`.
+    pub action: ErrorAction,
     pub backoff: Option<Duration>,
 }
 
@@ -261,7 +261,7 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
                         stage: stage.id.clone(),
                         attempt: attempts,
                         error: message,
-                        action: "retried",
+                        action: ErrorAction::Retried,
                         backoff: Some(backoff),
                     });
                     tokio::time::sleep(backoff).await;
@@ -272,9 +272,9 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
                     attempt: attempts,
                     error: message.clone(),
                     action: if retryable {
-                        "gave_up"
+                        ErrorAction::GaveUp
                     } else {
-                        "not_retryable"
+                        ErrorAction::NotRetryable
                     },
                     backoff: None,
                 });
@@ -359,9 +359,7 @@ pub fn is_transient(e: &DataFusionError) -> bool {
 
 /// `base * 2^(attempt-1)`, plus up to 25% jitter.
 pub(crate) fn backoff(base_ms: u64, attempt: u32) -> Duration {
-    let exp = base_ms.saturating_mul(1u64 << (attempt - 1).min(10));
-    let jitter = rand::rng().random_range(0..=exp / 4 + 1);
-    Duration::from_millis(exp + jitter)
+    refopt_plan::backoff(Duration::from_millis(base_ms), attempt)
 }
 
 #[cfg(test)]
@@ -436,7 +434,7 @@ mod tests {
         assert!(status.contains(&("b", StageStatus::Skipped)));
         assert!(status.contains(&("c", StageStatus::Succeeded)));
         assert_eq!(run.failures.len(), 1);
-        assert_eq!(run.failures[0].action, "not_retryable");
+        assert_eq!(run.failures[0].action, ErrorAction::NotRetryable);
     }
 
     #[test]

@@ -13,63 +13,17 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use refopt_spec::pipeline::SqlSource;
-use refopt_spec::{Location, Pipeline, RuleSet, SpecError, StageKind, Window, WindowRange};
+use refopt_spec::{
+    Code, Diagnostic, Location, Pipeline, RuleSet, StageKind, Window, WindowRange,
+};
 
-use crate::rules_source::load_rules;
-use crate::session::{SessionOptions, new_session};
-
-/// One problem found by validation.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Problem {
-    pub file: String,
-    pub line: u64,
-    pub column: u64,
-    pub message: String,
-    /// How to fix it, when there is something better to say than the message.
-    pub hint: Option<String>,
-}
-
-impl Problem {
-    fn at(location: &Location, message: impl Into<String>) -> Self {
-        Problem {
-            file: location.file.display().to_string(),
-            line: location.line,
-            column: location.column,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
-
-impl From<SpecError> for Problem {
-    fn from(e: SpecError) -> Self {
-        Problem::at(&e.location, e.message)
-    }
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )?;
-        if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
-        }
-        Ok(())
-    }
-}
+use crate::rules::source::load_rules;
+use crate::execution::session::{SessionOptions, new_session};
 
 /// What validation found, and what it planned.
 #[derive(Debug, Default)]
 pub struct Validation {
-    pub problems: Vec<Problem>,
+    pub problems: Vec<Diagnostic>,
     /// Output schema of every stage that planned.
     pub stage_schemas: BTreeMap<String, SchemaRef>,
     pub stages_planned: usize,
@@ -78,7 +32,7 @@ pub struct Validation {
 
 /// Checks the kustomizations under `k8s_dir` (every `kustomization.yaml`): each file a
 /// `configMapGenerator` names must exist, so a CronJob never mounts a rule set that lost a file.
-pub fn check_k8s(k8s_dir: &Path) -> Vec<Problem> {
+pub fn check_k8s(k8s_dir: &Path) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     let mut stack = vec![k8s_dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -97,7 +51,7 @@ pub fn check_k8s(k8s_dir: &Path) -> Vec<Problem> {
             let doc: serde_json::Value = match refopt_spec::yaml::load(&path) {
                 Ok(d) => d,
                 Err(e) => {
-                    problems.push(Problem::from(e));
+                    problems.push(e);
                     continue;
                 }
             };
@@ -112,14 +66,13 @@ pub fn check_k8s(k8s_dir: &Path) -> Vec<Problem> {
                     let relative = entry.split_once('=').map_or(entry, |(_, p)| p);
                     if !dir.join(relative).is_file() {
                         problems.push(
-                            Problem::at(
-                                &Location::file_start(&path),
+                            Diagnostic::of(Code::Deployment, Location::file_start(&path),
                                 format!(
                                     "configMapGenerator `{}` names `{relative}`, which does not exist",
                                     generator["name"].as_str().unwrap_or("?")
                                 ),
                             )
-                            .hint("run k8s/sync.py to regenerate k8s/base from rules/ and pipelines/"),
+                            .help("run k8s/sync.py to regenerate k8s/base from rules/ and pipelines/"),
                         );
                     }
                 }
@@ -136,7 +89,7 @@ pub async fn validate(pipeline_file: &Path, rules_location: Option<&str>) -> Val
     let pipeline = match Pipeline::load(pipeline_file) {
         Ok(p) => Some(p),
         Err(errors) => {
-            v.problems.extend(errors.0.into_iter().map(Problem::from));
+            v.problems.extend(errors.0.into_iter());
             None
         }
     };
@@ -144,17 +97,15 @@ pub async fn validate(pipeline_file: &Path, rules_location: Option<&str>) -> Val
         Some(location) => match load_rules(location).await {
             Ok(loaded) => Some(loaded.rules),
             Err(crate::EngineError::Config(errors)) => {
-                v.problems.extend(errors.0.into_iter().map(Problem::from));
+                v.problems.extend(errors.0.into_iter());
                 None
             }
             Err(e) => {
-                v.problems.push(Problem {
-                    file: location.to_string(),
-                    line: 1,
-                    column: 1,
-                    message: e.to_string(),
-                    hint: None,
-                });
+                v.problems.push(Diagnostic::of(
+                    Code::Unreadable,
+                    Location::file_start(Path::new(location)),
+                    e.to_string(),
+                ));
                 None
             }
         },
@@ -170,15 +121,77 @@ pub async fn validate(pipeline_file: &Path, rules_location: Option<&str>) -> Val
     plan_stages(&ctx, &pipeline, &mut v).await;
     if let Some(rules) = &rules {
         check_rules(&pipeline, rules, &v.stage_schemas.clone(), &mut v);
+        v.problems
+            .extend(expired_suppressions(rules, chrono::Utc::now().date_naive()));
     }
+    v.problems.extend(unused_stages(&pipeline, rules.as_ref()));
     v
+}
+
+/// Warnings for suppressions that expired before `today`: they no longer apply, so the
+/// referrals they cover are flagged again.
+fn expired_suppressions(rules: &RuleSet, today: chrono::NaiveDate) -> Vec<Diagnostic> {
+    let Some(suppressions) = &rules.suppressions else {
+        return Vec::new();
+    };
+    suppressions
+        .entries
+        .iter()
+        .filter(|s| !s.is_active_on(today))
+        .map(|s| {
+            Diagnostic::of(
+                Code::Expired,
+                s.location.clone(),
+                format!(
+                    "suppression `{}` expired on {}: referrals with these `{}` values are flagged again",
+                    s.id, s.expires, s.column
+                ),
+            )
+            .help(format!(
+                "renew it (owner {}) if the reason still holds, or delete it",
+                s.owner
+            ))
+        })
+        .collect()
+}
+
+/// Warnings for SQL stages whose output nothing reads: no later stage depends on them, they
+/// publish no role, and no rule reads them as a table.
+fn unused_stages(pipeline: &Pipeline, rules: Option<&RuleSet>) -> Vec<Diagnostic> {
+    let mut read: BTreeSet<&str> = pipeline
+        .stages
+        .iter()
+        .flat_map(|s| s.depends_on.iter().map(String::as_str))
+        .collect();
+    if let Some(fraud) = rules.and_then(|r| r.fraud.as_ref()) {
+        read.insert(fraud.referrals_table.as_str());
+        read.extend(fraud.rules.iter().map(|r| r.table.as_str()));
+        read.extend(fraud.payout_concentration.iter().map(|l| l.table.as_str()));
+    }
+    pipeline
+        .stages
+        .iter()
+        .filter(|s| matches!(s.kind, StageKind::Sql { .. }))
+        .filter(|s| s.publishes.is_none() && !read.contains(s.id.as_str()))
+        .map(|s| {
+            Diagnostic::of(
+                Code::Unused,
+                s.location.clone(),
+                format!(
+                    "stage `{}`: nothing reads its output (no stage depends on it, it publishes no role, no rule reads it)",
+                    s.id
+                ),
+            )
+            .help("remove the stage, or publish a role from it, or read it in a later stage or rule")
+        })
+        .collect()
 }
 
 /// A session with every dataset registered as an empty table of its declared column types.
 /// Datasets with untyped columns are reported (their stages cannot be planned).
 pub fn planning_session(
     pipeline: &Pipeline,
-    problems: &mut Vec<Problem>,
+    problems: &mut Vec<Diagnostic>,
 ) -> Option<SessionContext> {
     let ctx = new_session(&SessionOptions::default()).ok()?;
     for d in &pipeline.datasets {
@@ -186,21 +199,20 @@ pub fn planning_session(
         let mut untyped = Vec::new();
         for c in &d.required_columns {
             match d.column_types.get(c) {
-                Some(t) => fields.push(Field::new(c, crate::types::arrow_type(*t), true)),
+                Some(t) => fields.push(Field::new(c, crate::execution::column_types::arrow_type(*t), true)),
                 None => untyped.push(c.as_str()),
             }
         }
         if !untyped.is_empty() {
             problems.push(
-                Problem::at(
-                    &d.location,
+                Diagnostic::of(Code::InvalidValue, d.location.clone(),
                     format!(
                         "dataset `{}`: column(s) {} have no declared type, so SQL over them cannot be checked",
                         d.name,
                         untyped.join(", ")
                     ),
                 )
-                .hint(format!(
+                .help(format!(
                     "write `- {}: string` (types: {})",
                     untyped[0],
                     refopt_spec::ColumnType::NAMES.join(", ")
@@ -221,7 +233,7 @@ pub fn planning_session(
 pub fn planning_params() -> datafusion::common::ParamValues {
     let window = Window { days: 30 };
     let as_of = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid date");
-    crate::params::bind(&WindowRange::new(window, as_of), window.days)
+    crate::execution::params::bind(&WindowRange::new(window, as_of), window.days)
 }
 
 /// Plans every SQL stage in dependency order, registering each output schema as an empty table.
@@ -253,17 +265,16 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
             Ok(df) => {
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
                 if let Some(role) = stage.publishes {
-                    for (column, _) in crate::roles::contract(role) {
+                    for (column, _) in crate::execution::roles::contract(role) {
                         if schema.field_with_name(column).is_err() {
                             v.problems.push(
-                                Problem::at(
-                                    &stage.location,
+                                Diagnostic::of(Code::RoleContract, stage.location.clone(),
                                     format!(
-                                        "stage `{}` publishes {role:?} but its output lacks column `{column}`",
+                                        "stage `{}` publishes the `{role}` role but its output lacks column `{column}`",
                                         stage.id,
                                     ),
                                 )
-                                .hint("see the role contracts in docs/pipeline-authoring.md"),
+                                .help("see the role contracts in docs/pipeline-authoring.md"),
                             );
                         }
                     }
@@ -285,7 +296,7 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
 
 /// A SQL planning error located in the SQL file (line and column from the parser, or of the
 /// first mention of the unknown column), with a hint.
-fn sql_problem(stage: &refopt_spec::Stage, sql: &str, source: &SqlSource, error: &str) -> Problem {
+fn sql_problem(stage: &refopt_spec::Stage, sql: &str, source: &SqlSource, error: &str) -> Diagnostic {
     // DataFusion chains context lines ("type_coercion", "caused by", the cause): keep them on
     // one line, without the connective.
     let message = error
@@ -302,27 +313,29 @@ fn sql_problem(stage: &refopt_spec::Stage, sql: &str, source: &SqlSource, error:
     {
         (line, column) = pos;
     }
-    let mut problem = match source {
-        SqlSource::File(path) => Problem {
-            file: path.display().to_string(),
+    let location = match source {
+        SqlSource::File(path) => Location {
+            file: path.clone(),
             line: line.max(1),
             column: column.max(1),
-            message: String::new(),
-            hint: None,
         },
         SqlSource::Inline(location) => {
-            let mut p = Problem::at(location, "");
+            let mut l = location.clone();
             if line > 0 {
                 // Block scalars start on the line after `sql: |`.
-                p.line += line;
-                p.column = column;
+                l.line += line;
+                l.column = column;
             }
-            p
+            l
         }
     };
-    problem.message = format!("stage `{}`: SQL does not plan: {message}", stage.id);
+    let mut problem = Diagnostic::of(
+        Code::Sql,
+        location,
+        format!("stage `{}`: SQL does not plan: {message}", stage.id),
+    );
     if let Some(name) = unknown {
-        problem.hint = Some(format!(
+        problem = problem.help(format!(
             "`{name}` is not a column of the tables this stage reads; check the spelling, the dataset's required_columns, or the upstream stage's SELECT"
         ));
     }
@@ -405,11 +418,10 @@ fn check_rules(
 
     if let Some(fraud) = &rules.fraud {
         if let Err(errors) = fraud.check_tables(stage_ids.iter().copied()) {
-            v.problems.extend(errors.0.into_iter().map(Problem::from));
+            v.problems.extend(errors.0.into_iter());
         }
         if !stage_ids.contains(&fraud.referrals_table.as_str()) {
-            v.problems.push(Problem::at(
-                &Location::file_start(&fraud.file),
+            v.problems.push(Diagnostic::of(Code::UnknownReference, Location::file_start(&fraud.file),
                 format!(
                     "referrals_table `{}` is not a stage of the pipeline",
                     fraud.referrals_table
@@ -421,14 +433,13 @@ fn check_rules(
             let mut check = |table: &str, column: &str, what: &str| {
                 if let Some(hint) = missing(table, column) {
                     v.problems.push(
-                        Problem::at(
-                            &rule.location,
+                        Diagnostic::of(Code::UnknownReference, rule.location.clone(),
                             format!(
                                 "rule `{}`: {what} `{column}` is not a column of `{table}`",
                                 rule.id
                             ),
                         )
-                        .hint(hint),
+                        .help(hint),
                     );
                 }
             };
@@ -444,14 +455,13 @@ fn check_rules(
                 for (column, pos) in &usage.row_fields {
                     if let Some(hint) = missing(&rule.table, column) {
                         v.problems.push(
-                            Problem::at(
-                                &script_location(&expr.location, true, *pos),
+                            Diagnostic::of(Code::UnknownReference, script_location(&expr.location, true, *pos),
                                 format!(
                                     "rule `{}`: `row.{column}` is not a column of `{}`",
                                     rule.id, rule.table
                                 ),
                             )
-                            .hint(hint),
+                            .help(hint),
                         );
                     }
                 }
@@ -459,11 +469,10 @@ fn check_rules(
                     if !rule.params.contains_key(p) {
                         let declared: Vec<&str> = rule.params.keys().map(String::as_str).collect();
                         v.problems.push(
-                            Problem::at(
-                                &script_location(&expr.location, true, *pos),
+                            Diagnostic::of(Code::UnknownReference, script_location(&expr.location, true, *pos),
                                 format!("rule `{}`: `params.{p}` is not declared in the rule's `params`", rule.id),
                             )
-                            .hint(format!("declared params: {}", if declared.is_empty() { "none".to_string() } else { declared.join(", ") })),
+                            .help(format!("declared params: {}", if declared.is_empty() { "none".to_string() } else { declared.join(", ") })),
                         );
                     }
                 }
@@ -493,14 +502,13 @@ fn check_rules(
             ] {
                 if let Some(hint) = missing(&limits.table, column) {
                     v.problems.push(
-                        Problem::at(
-                            &Location::file_start(&fraud.file),
+                        Diagnostic::of(Code::UnknownReference, Location::file_start(&fraud.file),
                             format!(
                                 "payout_concentration: `{}` lacks column `{column}`",
                                 limits.table
                             ),
                         )
-                        .hint(hint),
+                        .help(hint),
                     );
                 }
             }
@@ -510,14 +518,13 @@ fn check_rules(
                 v.rules_checked += 1;
                 if let Some(hint) = missing(&fraud.referrals_table, &s.column) {
                     v.problems.push(
-                        Problem::at(
-                            &s.location,
+                        Diagnostic::of(Code::UnknownReference, s.location.clone(),
                             format!(
                                 "suppression `{}`: `{}` is not a column of `{}`",
                                 s.id, s.column, fraud.referrals_table
                             ),
                         )
-                        .hint(hint),
+                        .help(hint),
                     );
                 }
             }
@@ -539,11 +546,10 @@ fn check_rules(
                     .map(|c| format!("did you mean `{c}`?"))
                     .unwrap_or_else(|| format!("dimensions: overall, {}", names.join(", ")));
                 v.problems.push(
-                    Problem::at(
-                        &a.location,
+                    Diagnostic::of(Code::UnknownReference, a.location.clone(),
                         format!("alert `{}`: unknown dimension `{}`", a.id, a.dimension),
                     )
-                    .hint(hint),
+                    .help(hint),
                 );
             }
         }
@@ -562,13 +568,12 @@ fn check_rules(
             for (column, pos) in &usage.row_fields {
                 if let Some(hint) = missing(&table, column) {
                     v.problems.push(
-                        Problem::at(
-                            &script_location(&location, false, *pos),
+                        Diagnostic::of(Code::UnknownReference, script_location(&location, false, *pos),
                             format!(
                                 "partner health script: `row.{column}` is not a column of `{table}`"
                             ),
                         )
-                        .hint(hint),
+                        .help(hint),
                     );
                 }
             }
@@ -610,15 +615,16 @@ fn unknown_function(
     location: &Location,
     subject: &str,
     name: &str,
-) -> Problem {
+) -> Diagnostic {
     let hint = refopt_spec::pipeline::closest(name, api.iter().map(String::as_str))
         .map(|c| format!("did you mean `{c}`? The sandbox API is listed in docs/rule-authoring.md"))
         .unwrap_or_else(|| "the sandbox API is listed in docs/rule-authoring.md".to_string());
-    Problem::at(
-        location,
+    Diagnostic::of(
+        Code::Script,
+        location.clone(),
         format!("{subject}: calls `{name}`, which the rules sandbox does not provide"),
     )
-    .hint(hint)
+    .help(hint)
 }
 
 /// Names of every function the sandbox offers (registered helpers and Rhai's standard

@@ -19,7 +19,7 @@ use refopt_spec::{FraudRule, FraudRules, Suppression, Suppressions, sandbox};
 use rhai::Scope;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::rhai_rows::RowReader;
+use crate::rules::rows::RowReader;
 
 /// One referral flagged by at least one rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +37,7 @@ pub struct FlaggedReferral {
 pub struct RuleOutcome {
     pub rule_id: String,
     pub pattern: String,
-    pub severity: String,
+    pub severity: refopt_plan::Severity,
     /// Rows of the feature table the rule selected.
     pub rows_selected: u64,
     pub referrals_flagged: u64,
@@ -147,7 +147,7 @@ pub async fn review(
                 outcomes.push(RuleOutcome {
                     rule_id: rule.id.clone(),
                     pattern: rule.pattern.clone(),
-                    severity: format!("{:?}", rule.severity).to_lowercase(),
+                    severity: crate::rules::plan_severity(rule.severity),
                     rows_selected,
                     referrals_flagged: matched.len() as u64,
                     error: None,
@@ -413,7 +413,7 @@ fn failed(rule: &FraudRule, message: String) -> RuleOutcome {
     RuleOutcome {
         rule_id: rule.id.clone(),
         pattern: rule.pattern.clone(),
-        severity: format!("{:?}", rule.severity).to_lowercase(),
+        severity: crate::rules::plan_severity(rule.severity),
         rows_selected: 0,
         referrals_flagged: 0,
         error: Some(format!("{}: rule `{}`: {message}", rule.location, rule.id)),

@@ -2,12 +2,12 @@
 //! safeguard): funnel rates that moved beyond a tolerance, configuration files that changed,
 //! findings that appeared or were resolved, escalation levels and suggested tier changes.
 
-use std::collections::{BTreeMap, BTreeSet};
 
 use refopt_plan::{ChangeLogEntry, Plan};
 use refopt_spec::alerts::FUNNEL_RATES;
 
-use crate::alerts::rate_of;
+use crate::assembly::plan_delta::PlanDelta;
+use crate::rules::alerts::rate_of;
 
 /// Relative change of a funnel rate that the change log reports (5%).
 pub const RATE_TOLERANCE: f64 = 0.05;
@@ -72,66 +72,27 @@ pub fn change_log(plan: &Plan, previous: Option<&Plan>) -> Vec<ChangeLogEntry> {
         }
     }
 
-    // Findings by id.
-    let ids = |p: &Plan| {
-        p.findings
-            .iter()
-            .map(|f| f.id.clone())
-            .collect::<BTreeSet<_>>()
-    };
-    let (was, now) = (ids(prev), ids(plan));
-    for id in now.difference(&was) {
+    let delta = PlanDelta::between(prev, plan);
+    for id in &delta.findings.gained {
         out.push(entry("finding_new", format!("new finding {id}")));
     }
-    for id in was.difference(&now) {
+    for id in &delta.findings.lost {
         out.push(entry(
             "finding_resolved",
             format!("finding {id} no longer present"),
         ));
     }
-
-    // Escalation levels per trigger.
-    let levels = |p: &Plan| {
-        p.escalations
-            .iter()
-            .map(|e| (e.trigger.clone(), e.level))
-            .collect::<BTreeMap<_, _>>()
-    };
-    let (was, now) = (levels(prev), levels(plan));
-    for (trigger, level) in &now {
-        match was.get(trigger) {
-            Some(l) if l == level => {}
-            Some(l) => out.push(entry(
-                "escalation",
-                format!("{trigger}: level {l} -> {level}"),
-            )),
-            None => out.push(entry(
-                "escalation",
-                format!("{trigger}: escalated to level {level}"),
-            )),
-        }
+    for (trigger, levels) in &delta.escalation_levels {
+        let description = match *levels {
+            (Some(l), Some(level)) => format!("{trigger}: level {l} -> {level}"),
+            (None, Some(level)) => format!("{trigger}: escalated to level {level}"),
+            (_, None) => format!("{trigger}: no longer escalated"),
+        };
+        out.push(entry("escalation", description));
     }
-    for trigger in was.keys().filter(|t| !now.contains_key(*t)) {
-        out.push(entry(
-            "escalation",
-            format!("{trigger}: no longer escalated"),
-        ));
-    }
-
     // Suggested tier changes that are new.
-    let tiers = |p: &Plan| {
-        p.partner_health
-            .tier_changes
-            .iter()
-            .map(|t| (t.partner_id.clone(), t.to.clone()))
-            .collect::<BTreeSet<_>>()
-    };
-    let was = tiers(prev);
-    for (partner, to) in tiers(plan).difference(&was) {
-        out.push(entry(
-            "tier_change",
-            format!("{partner}: suggested tier {to}"),
-        ));
+    for change in &delta.tier_changes.gained {
+        out.push(entry("tier_change", change.clone()));
     }
     out
 }

@@ -1,56 +1,26 @@
 //! One run end to end: resolve stores, register datasets, execute the stage DAG, assemble the
 //! plan and write it to the plan store. Nothing is written unless every stage succeeded.
 
+pub mod backfill;
+
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use datafusion::common::ParamValues;
 use datafusion::prelude::SessionContext;
 use rand::Rng;
-use refopt_plan::{Detail, Plan, PlanStore, Risk, StoredPlan};
-use refopt_spec::{Pipeline, RuleSet, Window, WindowRange};
+use refopt_plan::{Plan, PlanStore, Risk, StoredPlan};
+use refopt_spec::{RuleSet, WindowRange};
 
-use crate::assemble::{PlanContext, assemble};
-use crate::datasets::{RegisteredDataset, register_datasets};
+use crate::assembly::{PlanContext, assemble};
 use crate::error::EngineError;
-use crate::executor::{Execution, SharedStages, StageObserver, StageStatus, execute};
-use crate::fraud::{FraudReview, ReviewOptions, review};
-use crate::session::{SessionOptions, new_session};
-use crate::storage::{self, StorageLocation, StoragePolicy};
+use crate::execution::datasets::{RegisteredDataset, register_datasets};
+use crate::execution::executor::{Execution, SharedStages, StageObserver, StageStatus, execute};
+use crate::execution::session::new_session;
+use crate::rules::{FraudReview, RuleInputs};
+use crate::storage::{self, StorageLocation};
 
-/// Everything a run needs.
-#[derive(Debug, Clone)]
-pub struct RunRequest {
-    pub pipeline: Pipeline,
-    /// Data root (URL or path).
-    pub data_root: String,
-    /// Plans root (URL or path); `None` means do not write (dry run).
-    pub plans_root: Option<String>,
-    pub window: Window,
-    /// Exclusive end day of the window.
-    pub as_of: NaiveDate,
-    pub detail: Detail,
-    pub dimensions: Vec<String>,
-    pub experiments: Vec<String>,
-    pub alert_threshold: Option<f64>,
-    /// Rules (fraud heuristics, alerts, ladder) run after the stages.
-    pub rules: RuleSet,
-    /// Where the rules were loaded from (folder or object-store URL), recorded in the plan.
-    pub rules_source: String,
-    /// `rules/<file>` -> SHA-256 of the rule files (see [`crate::config_hash`]).
-    pub rules_hashes: std::collections::BTreeMap<String, String>,
-    /// Write a new plan even when the latest plan has the same inputs fingerprint.
-    pub force: bool,
-    pub session: SessionOptions,
-    /// Retries and timeouts of object-store requests; failed attempts land in the plan.
-    pub storage: StoragePolicy,
-    /// Plan series under the pipeline's folder (empty: the live series); see
-    /// [`PlanStore::with_series`].
-    pub plan_series: Vec<String>,
-    /// Outputs of the `scope: range` stages, computed once for all windows of a backfill;
-    /// `None`: the run computes them over its own window's days.
-    pub shared_stages: Option<Arc<SharedStages>>,
-}
+pub use crate::request::RunRequest;
 
 /// What a run produced.
 #[derive(Debug)]
@@ -67,48 +37,9 @@ pub struct RunOutcome {
     /// The plan store the run used (None for a dry run), for what follows the write
     /// (notifications, audit records).
     pub store: Option<PlanStore>,
-    /// The HTML report and Markdown summary written beside the plan, or why they could not be
-    /// (the plan stands either way; `refopt report` renders them again). None when no plan was
-    /// written.
-    pub report: Option<Result<StoredReport, String>>,
-}
-
-/// The dashboard snapshot written beside a plan.
-#[derive(Debug, Clone)]
-pub struct StoredReport {
-    pub html_url: String,
-    pub markdown_url: String,
-    /// The Markdown summary itself (for chat notifications).
-    pub markdown: String,
-}
-
-/// Renders the plan's report and writes it beside the plan (`plan-v<N>.html`, `.md`).
-async fn write_report(
-    store: &PlanStore,
-    plan: &Plan,
-    history: &[Plan],
-    detail: Detail,
-) -> Result<StoredReport, String> {
-    let report = refopt_report::render(plan, history, detail).map_err(|e| e.to_string())?;
-    let (html_name, markdown_name) = refopt_report::file_names(plan.version);
-    let pipeline = &plan.pipeline.name;
-    let html_url = store
-        .write_artifact(pipeline, &html_name, report.html.into_bytes().into())
-        .await
-        .map_err(|e| e.to_string())?;
-    let markdown_url = store
-        .write_artifact(
-            pipeline,
-            &markdown_name,
-            report.markdown.clone().into_bytes().into(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(StoredReport {
-        html_url,
-        markdown_url,
-        markdown: report.markdown,
-    })
+    /// The earlier plans the run read (newest first): the history its report shows (trend,
+    /// deltas). Empty when nothing was written.
+    pub history: Vec<Plan>,
 }
 
 /// Runs the pipeline and writes its plan: [`prepare`], [`ReadyRun::analyze`],
@@ -206,8 +137,12 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
         None => None,
     };
     let range = WindowRange::new(request.window, request.as_of);
-    crate::assemble::selected_experiments(&request, &range)?;
-    let params = crate::params::bind(&range, request.window.days);
+    crate::experiments::selected(
+        request.rules.experiments.as_ref(),
+        &request.experiments,
+        &range,
+    )?;
+    let params = crate::execution::params::bind(&range, request.window.days);
     let fingerprint = fingerprint(&request, &datasets);
     // The series' earlier plans, read once: the latest decides whether this run is a
     // duplicate, and all of them feed cross-run triggers (escalations) and the change log.
@@ -226,7 +161,7 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
             fraud: None,
             unchanged: true,
             store: plan_store.clone(),
-            report: None,
+            history: Vec::new(),
         })));
     }
     Ok(Prepared::Ready(Box::new(ReadyRun {
@@ -297,65 +232,51 @@ impl ReadyRun {
         }
     }
 
-    /// Runs the rules (fraud review, risk section) over the stage outputs of `execution`.
+    /// Runs the fraud review and builds the risk section over the stage outputs of
+    /// `execution`.
     pub async fn apply_rules(self, execution: Execution) -> Result<AnalyzedRun, EngineError> {
         let request = &self.request;
-        let rules_started = std::time::Instant::now();
-        let fraud = match &request.rules.fraud {
-            Some(rules) => {
-                let sweep_factors: &[f64] = match request.detail {
-                    Detail::Full => &SWEEP_FACTORS,
-                    Detail::Summary => &[],
-                };
-                let options = ReviewOptions {
-                    suppressions: request.rules.suppressions.as_ref(),
-                    as_of: request.as_of,
-                    sweep_factors,
-                };
-                Some(review(&self.ctx, rules, options).await?)
-            }
-            None => None,
-        };
-
-        let review_ms = rules_started.elapsed().as_millis() as u64;
+        let review = crate::rules::review(
+            &self.ctx,
+            &request.rules,
+            &self.params,
+            request.as_of,
+            request.detail,
+        )
+        .await?;
         let created_at = Utc::now();
-        let run_id = run_id(created_at);
-        let risk = match &fraud {
-            Some(review) => {
-                let limits = request
-                    .rules
-                    .fraud
-                    .as_ref()
-                    .and_then(|f| f.payout_concentration.as_ref());
-                crate::risk::risk_section(&self.ctx, review, &self.params, limits).await?
-            }
-            None => Risk::default(),
-        };
-        let risk_ms = rules_started.elapsed().as_millis() as u64 - review_ms;
         Ok(AnalyzedRun {
-            ready: self,
             execution,
-            fraud,
-            risk,
-            run_id,
+            fraud: review.fraud,
+            risk: review.risk,
+            run_id: run_id(created_at),
             created_at,
-            review_ms,
-            risk_ms,
+            review_ms: review.review_ms,
+            risk_ms: review.risk_ms,
+            ready: self,
         })
     }
 
-    fn storage_error(&self, e: impl std::fmt::Display) -> EngineError {
-        EngineError::Storage {
-            location: self.request.plans_root.clone().unwrap_or_default(),
-            message: e.to_string(),
+    fn storage_error(&self, e: refopt_plan::PlanStoreError) -> EngineError {
+        match EngineError::from(e) {
+            EngineError::Storage {
+                location,
+                context,
+                source,
+            } if location.is_empty() => EngineError::Storage {
+                location: self.request.plans_root.clone().unwrap_or_default(),
+                context,
+                source,
+            },
+            e => e,
         }
     }
 }
 
 impl AnalyzedRun {
     /// Assembles the plan with its earlier plans (newest first; `None`: the plans stored in
-    /// the series — backfills and backtests pass their own chronology) and writes the flagged-referrals file,
-    /// the plan and its report.
+    /// the series — backfills and backtests pass their own chronology) and writes the flagged-referrals file
+    /// and the plan. The report beside it is the caller's (`refopt_report::write_beside`).
     pub async fn finish(self, previous: Option<Vec<Plan>>) -> Result<RunOutcome, EngineError> {
         let AnalyzedRun {
             ready,
@@ -372,7 +293,7 @@ impl AnalyzedRun {
         if let (Some(store), Some(review)) = (&ready.plan_store, &fraud)
             && !review.flagged.is_empty()
         {
-            let bytes = crate::fraud::flagged_parquet(&review.flagged)?;
+            let bytes = crate::rules::fraud::flagged_parquet(&review.flagged)?;
             let name = format!("flagged-referrals/{run_id}.parquet");
             let url = store
                 .write_artifact(&request.pipeline.name, &name, bytes)
@@ -382,19 +303,7 @@ impl AnalyzedRun {
         }
         let assembling = std::time::Instant::now();
         let previous = previous.unwrap_or_else(|| ready.stored_previous.clone());
-        let mut plan = assemble(&PlanContext {
-            request,
-            run_id,
-            created_at,
-            range: &ready.range,
-            data_root_display: &ready.data_root_display,
-            datasets: &ready.datasets,
-            execution: &execution,
-            risk,
-            previous: &previous,
-        })?;
-        plan.inputs.fingerprint = ready.fingerprint.clone();
-        plan.change_log = crate::change_log::change_log(&plan, previous.first());
+        let plan = plan_of(&ready, &execution, risk, run_id, created_at, &previous)?;
         // Where the time after the stages goes (JSON logs), for performance work.
         tracing::info!(
             fraud_review_ms = review_ms,
@@ -402,6 +311,7 @@ impl AnalyzedRun {
             assemble_ms = assembling.elapsed().as_millis() as u64,
             "rules phase finished"
         );
+        let mut plan = plan;
         let stored = match &ready.plan_store {
             Some(store) => Some(
                 store
@@ -411,10 +321,6 @@ impl AnalyzedRun {
             ),
             None => None,
         };
-        let report = match &ready.plan_store {
-            Some(store) => Some(write_report(store, &plan, &previous, request.detail).await),
-            None => None,
-        };
         Ok(RunOutcome {
             plan,
             stored,
@@ -422,9 +328,63 @@ impl AnalyzedRun {
             fraud,
             unchanged: false,
             store: ready.plan_store,
-            report,
+            history: previous,
         })
     }
+}
+
+/// The plan of an analyzed run: measures, the rules phase, experiments, assembly, then the
+/// playbook's backlog and the change log (both read the assembled plan).
+fn plan_of(
+    ready: &ReadyRun,
+    execution: &Execution,
+    risk: Risk,
+    run_id: String,
+    created_at: DateTime<Utc>,
+    previous: &[Plan],
+) -> Result<Plan, EngineError> {
+    let request = &ready.request;
+    let pipeline = &request.pipeline;
+    let full = request.detail == refopt_plan::Detail::Full;
+    let measures = crate::metrics::measure(pipeline, execution, &request.dimensions, full)?;
+    let rule_results = crate::rules::apply(&RuleInputs {
+        rules: &request.rules,
+        pipeline,
+        execution,
+        measures: &measures,
+        risk: &risk,
+        alert_threshold: request.alert_threshold,
+        detail: request.detail,
+        run_id: &run_id,
+        previous,
+    })?;
+    let experiments = crate::experiments::evaluate(
+        request.rules.experiments.as_ref(),
+        &request.experiments,
+        pipeline,
+        execution,
+        &ready.range,
+    )?;
+    let mut plan = assemble(PlanContext {
+        request,
+        run_id,
+        created_at,
+        range: &ready.range,
+        data_root_display: &ready.data_root_display,
+        datasets: &ready.datasets,
+        execution,
+        measures,
+        risk,
+        rule_results,
+        experiments,
+    });
+    match crate::rules::backlog(&request.rules, &plan) {
+        Ok(items) => plan.backlog = items,
+        Err(skipped) => plan.error_handling.events.push(skipped),
+    }
+    plan.inputs.fingerprint = ready.fingerprint.clone();
+    plan.change_log = crate::assembly::change_log::change_log(&plan, previous.first());
+    Ok(plan)
 }
 
 /// The error of a run whose stages did not all succeed: how many failed and the first one.
@@ -452,7 +412,7 @@ pub(crate) fn stages_failed(execution: &Execution) -> EngineError {
 }
 
 /// SHA-256 over the data files, the configuration and the parameters of a run.
-fn fingerprint(request: &RunRequest, datasets: &[crate::datasets::RegisteredDataset]) -> String {
+fn fingerprint(request: &RunRequest, datasets: &[RegisteredDataset]) -> String {
     let mut text = format!(
         "pipeline {}\nwindow {}\nas_of {}\ndetail {:?}\ndimensions {:?}\nexperiments {:?}\nalert_threshold {:?}\nrules {}\n",
         request.pipeline.name,
@@ -477,13 +437,11 @@ fn fingerprint(request: &RunRequest, datasets: &[crate::datasets::RegisteredData
     crate::config_hash::sha256_hex(text.as_bytes())
 }
 
-/// Threshold factors of the sensitivity sweep at `--detail full`.
-const SWEEP_FACTORS: [f64; 2] = [0.8, 1.25];
-
 /// How many earlier plans are read for cross-run triggers.
 pub const PREVIOUS_PLANS: usize = 8;
 
-/// The pipeline's most recent plans, newest first (unreadable objects are skipped).
+/// The pipeline's most recent plans, newest first (unreadable objects are skipped with a
+/// warning).
 #[derive(Debug, Default)]
 struct PreviousPlans {
     /// Version of the newest stored plan, readable or not.
@@ -509,14 +467,17 @@ async fn previous_plans(
     let listed = store
         .list(pipeline)
         .await
-        .map_err(|e| EngineError::Storage {
-            location: request.plans_root.clone().unwrap_or_default(),
-            message: e.to_string(),
-        })?;
+        .map_err(EngineError::from)?;
     let mut plans = Vec::new();
     for stored in listed.iter().rev().take(PREVIOUS_PLANS) {
-        if let Ok(plan) = store.read(stored).await {
-            plans.push((stored.clone(), plan));
+        match store.read(stored).await {
+            Ok(plan) => plans.push((stored.clone(), plan)),
+            // Escalation memory and the change log go without it: say so.
+            Err(e) => tracing::warn!(
+                plan = %stored.url,
+                error = %e,
+                "an earlier plan could not be read; escalations and the change log do not see it"
+            ),
         }
     }
     Ok(PreviousPlans {

@@ -1,0 +1,10 @@
+//! Executing the pipeline: the DataFusion session, the declared datasets registered as tables,
+//! run parameters bound into the SQL, the stage DAG executor and the role contracts that stage
+//! outputs are read through.
+
+pub mod column_types;
+pub mod datasets;
+pub mod executor;
+pub mod params;
+pub mod roles;
+pub mod session;
