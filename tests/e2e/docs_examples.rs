@@ -75,3 +75,17 @@ fn example_rules_folder_loads_and_runs() {
         "params are swept"
     );
 }
+
+#[test]
+fn every_diagnostic_code_is_documented_with_its_level() {
+    let cli = std::fs::read_to_string(repo().join("docs/cli.md")).unwrap();
+    let rows: Vec<&str> = cli.lines().filter(|l| l.starts_with("| RF")).collect();
+    assert_eq!(rows.len(), refopt_spec::Code::ALL.len(), "{rows:#?}");
+    for code in refopt_spec::Code::ALL {
+        let row = format!("| {} | {} |", code.as_str(), code.level());
+        assert!(
+            rows.iter().any(|r| r.starts_with(&row)),
+            "docs/cli.md lacks `{row} ...`"
+        );
+    }
+}

@@ -203,8 +203,7 @@ fn an_unknown_experiment_is_a_configuration_error() {
         "--experiments",
         "exp_double_rewards",
     ]));
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = expect_exit(&o, 3);
     assert!(
         err.contains("unknown experiment `exp_double_rewards` (did you mean `exp_double_reward`?)"),
         "{err}"

@@ -32,6 +32,21 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("command starts")
 }
 
+/// Asserts that a finished command failed the documented way: exit `code`, a message on
+/// stderr, no panic. Returns stderr for assertions on the message.
+#[track_caller]
+pub fn expect_exit(o: &Output, code: i32) -> String {
+    assert_eq!(o.status.code(), Some(code), "exit code\n{}", text(o));
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "panic\n{}", text(o));
+    assert!(
+        !stderr.trim().is_empty(),
+        "a failure says why on stderr\n{}",
+        text(o)
+    );
+    stderr
+}
+
 /// Text of stdout + stderr, for assertions and failure messages.
 pub fn text(o: &Output) -> String {
     format!(

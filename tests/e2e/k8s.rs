@@ -302,7 +302,7 @@ fn validate_reports_a_configmap_file_that_went_missing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     std::fs::remove_file(dir.path().join("k8s/base/config/rules/ladder.yaml")).unwrap();
     let o = run(refopt().current_dir(dir.path()).arg("validate"));
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    expect_exit(&o, 1);
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(
             "k8s/base/kustomization.yaml:1:1: configMapGenerator `refopt-rules` names `config/rules/ladder.yaml`, which does not exist"

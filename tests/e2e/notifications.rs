@@ -309,7 +309,7 @@ fn approvals_are_refused_with_reasons_idempotent_and_valid() {
 
     // v1 is no longer the latest for its window.
     let o = approve("1", "alice", "fraud-detection");
-    assert!(!o.status.success());
+    expect_exit(&o, 1);
     assert!(
         text(&o).contains("plan v1 is not the latest for its window (v2 is)"),
         "{}",
@@ -328,7 +328,7 @@ fn approvals_are_refused_with_reasons_idempotent_and_valid() {
     let o = run_with(&broken, &plans, &[], &["--force"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = approve("3", "alice", "fraud-detection");
-    assert!(!o.status.success());
+    expect_exit(&o, 1);
     assert!(text(&o).contains("type_error` failed"), "{}", text(&o));
 
     // A good plan: approved once, the second approval records nothing.

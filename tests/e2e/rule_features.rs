@@ -162,8 +162,7 @@ fn a_suppression_naming_an_unknown_rule_is_a_located_config_error() {
         "--rules",
         &rules,
     ]));
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = expect_exit(&o, 3);
     assert!(err.contains("suppressions.yaml:3:"), "{err}");
     assert!(
         err.contains("did you mean `self_referral_same_device_and_card`"),
@@ -295,6 +294,7 @@ fn partner_health_scores_follow_the_script_and_compliance_failures_are_at_risk()
         partners.len() as u64,
         health["partners_evaluated"].as_u64().unwrap()
     );
+    let mut failing_partners = 0;
     for p in partners {
         let score = p["health_score"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&score), "{p:#}");
@@ -302,6 +302,7 @@ fn partner_health_scores_follow_the_script_and_compliance_failures_are_at_risk()
             || (p["disclosure_checks"].as_i64().unwrap_or(0) >= 10
                 && p["disclosure_failure_rate"].as_f64().unwrap_or(0.0) > 0.10);
         if failing {
+            failing_partners += 1;
             assert!(score <= 40.0, "failing compliance, scored {score}: {p:#}");
             assert!(
                 health["at_risk"]
@@ -313,6 +314,11 @@ fn partner_health_scores_follow_the_script_and_compliance_failures_are_at_risk()
             );
         }
     }
+    // The data has partners failing compliance (else the checks above checked nothing).
+    assert!(
+        failing_partners > 0,
+        "no partner fails compliance: {health:#}"
+    );
     // Top and bottom lists are ordered by score.
     let scores = |list: &str| -> Vec<f64> {
         health[list]
@@ -325,7 +331,16 @@ fn partner_health_scores_follow_the_script_and_compliance_failures_are_at_risk()
     assert!(scores("top").windows(2).all(|w| w[0] >= w[1]));
     assert!(scores("bottom").windows(2).all(|w| w[0] <= w[1]));
 
-    // One line of the script changes the next run's scores (no rebuild).
+    // One line of the script changes the next run's scores (no rebuild): a cap at 50 that
+    // binds, since active partners scored above it before.
+    let above_cap: Vec<&serde_json::Value> = partners
+        .iter()
+        .filter(|p| p["status"] == "active" && p["health_score"].as_f64().unwrap() > 50.0)
+        .collect();
+    assert!(
+        !above_cap.is_empty(),
+        "no active partner scored above 50: {health:#}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_copy_with(dir.path(), |name, t| {
         if name == "partner_health.rhai" {
@@ -340,8 +355,19 @@ fn partner_health_scores_follow_the_script_and_compliance_failures_are_at_risk()
         }
     });
     let capped = plan_with(&rules, &["--detail", "full"]);
-    for p in capped["partner_health"]["partners"].as_array().unwrap() {
+    let capped_partners = capped["partner_health"]["partners"].as_array().unwrap();
+    for p in capped_partners {
         assert!(p["health_score"].as_f64().unwrap() <= 50.0, "{p:#}");
+    }
+    for p in above_cap {
+        let after = capped_partners
+            .iter()
+            .find(|c| c["partner_id"] == p["partner_id"])
+            .unwrap_or_else(|| panic!("partner still scored: {p:#}"));
+        assert!(
+            after["health_score"].as_f64().unwrap() < p["health_score"].as_f64().unwrap(),
+            "score lowered by the edit: before {p:#}, after {after:#}"
+        );
     }
     assert!(
         capped["partner_health"]["tier_changes"]
@@ -382,16 +408,20 @@ fn playbook_backlog_is_deterministic_owned_and_ordered() {
         "{priorities:?}"
     );
     // The payout hold recommendation carries the plan's numbers.
-    if let Some(hold) = a["risk"]["payout_hold"].as_object() {
-        let referrals = hold["referrals"].as_u64().unwrap();
-        assert!(
-            backlog.iter().any(|i| i["title"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("on {referrals} flagged referrals"))),
-            "{backlog:#?}"
-        );
-    }
+    let hold = a["risk"]["payout_hold"].as_object().unwrap_or_else(|| {
+        panic!(
+            "the shared data has flagged referrals to hold: {:#}",
+            a["risk"]
+        )
+    });
+    let referrals = hold["referrals"].as_u64().unwrap();
+    assert!(
+        backlog.iter().any(|i| i["title"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("on {referrals} flagged referrals"))),
+        "{backlog:#?}"
+    );
 }
 
 /// Uploads every file under `dir` (subfolders included) to `s3://bucket/prefix/` on moto.
@@ -448,8 +478,7 @@ fn rules_are_read_from_an_object_store_url() {
             "s3://ops/broken",
         ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str()))));
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = expect_exit(&o, 3);
     assert!(err.contains("s3://ops/broken/alerts.yaml:"), "{err}");
     assert!(err.contains("unknown_key"), "{err}");
 }

@@ -204,8 +204,7 @@ fn rhai_syntax_error_is_a_located_config_error() {
         "--rules",
         &rules,
     ]));
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = expect_exit(&o, 3);
     assert!(
         stderr.contains("fraud.yaml:")
             && stderr.contains("rule `partner_payouts_out_of_proportion`"),

@@ -109,7 +109,7 @@ fn no_secret_reaches_plans_logs_or_errors() {
             AS_OF,
         ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str()))));
-    assert!(!o.status.success());
+    expect_exit(&o, 5);
     outputs.push(String::from_utf8_lossy(&o.stdout).to_string());
     outputs.push(String::from_utf8_lossy(&o.stderr).to_string());
     // Every object refopt wrote to the bucket.

@@ -254,13 +254,7 @@ fn storage_faults_are_retried_recorded_or_fail_cleanly() {
         }),
     );
     let o = run_through(&proxy.env(&moto));
-    assert_eq!(
-        o.status.code(),
-        Some(5),
-        "storage error exit code\n{}",
-        text(&o)
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = expect_exit(&o, 5);
     assert!(err.contains("dataset `compliance_events`"), "{err}");
     assert!(err.contains("after 2 retries"), "{err}");
     assert!(o.stdout.is_empty(), "no plan printed");

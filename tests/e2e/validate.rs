@@ -262,7 +262,7 @@ fn all_problems_are_reported_in_one_pass_in_every_format() {
         edit(dir.path(), c.file, c.find, c.replace);
     }
     let o = validate_in(dir.path(), &["--format", "json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    expect_exit(&o, 1);
     let problems: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let problems = problems.as_array().unwrap();
     assert_eq!(problems.len(), 3, "{problems:#?}");
@@ -277,7 +277,7 @@ fn all_problems_are_reported_in_one_pass_in_every_format() {
     assert!(problems.iter().any(|p| p["hint"] == "did you mean `won`?"));
 
     let o = validate_in(dir.path(), &["--format", "github"]);
-    assert_eq!(o.status.code(), Some(1));
+    expect_exit(&o, 1);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let annotations: Vec<&str> = stdout.lines().collect();
     assert_eq!(annotations.len(), 3, "{stdout}");
@@ -292,7 +292,7 @@ fn all_problems_are_reported_in_one_pass_in_every_format() {
 #[test]
 fn usage_errors_exit_2() {
     let o = run(refopt().args(["validate", "--format", "xml"]));
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    expect_exit(&o, 2);
 }
 
 #[test]
@@ -343,7 +343,7 @@ fn explain_prints_bound_sql_and_plans_without_running() {
     assert!(stdout.contains(".parquet"), "{stdout}");
 
     let o = run(refopt().args(["explain", "risk_device"]));
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    expect_exit(&o, 3);
     assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean `risk_devices`?"));
 }
 
@@ -376,7 +376,7 @@ fn a_wrong_expectation_fails_with_a_readable_diff() {
     )
     .unwrap();
     let o = run(refopt().args(["test", file.to_str().unwrap()]));
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    expect_exit(&o, 1);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains("FAIL expects the busy hour to be flagged too"),

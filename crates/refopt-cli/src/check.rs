@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use refopt_engine::checks::validate::{Validation, validate};
+use refopt_engine::checks::validate::validate;
 use refopt_engine::{EngineError, RunRequest, SessionOptions};
 use refopt_plan::Detail;
 use refopt_spec::{Diagnostic, Level, Window, WindowRange};
@@ -259,13 +259,15 @@ pub async fn run_explain(args: ExplainArgs) -> anyhow::Result<()> {
         Some(d) => parse_date("--as-of", d)?,
         None => today(),
     };
-    let params = refopt_engine::execution::params::bind(&WindowRange::new(window, as_of), window.days);
+    let params =
+        refopt_engine::execution::params::bind(&WindowRange::new(window, as_of), window.days);
     let ctx = match &args.root {
         Some(root) => {
             let ctx = refopt_engine::execution::session::new_session(&SessionOptions::default())?;
             let data = refopt_engine::storage::resolve(root)
                 .map_err(|e| EngineError::Parameter(e.to_string()))?;
-            refopt_engine::execution::datasets::register_datasets(&ctx, &data, &pipeline.datasets).await?;
+            refopt_engine::execution::datasets::register_datasets(&ctx, &data, &pipeline.datasets)
+                .await?;
             ctx
         }
         None => {

@@ -2,12 +2,11 @@
 //! (`refopt plan approve|reject|audit`).
 
 use anyhow::bail;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use refopt_engine::distribution::approvals::{approval_blockers, standing};
 use refopt_engine::distribution::notify::{self, Delivery, Event, PlanRef};
-use refopt_plan::{ApprovalRecord, DeliveryRecord, Plan, PlanStore, StoredPlan, TaskStatus};
+use refopt_plan::{ApprovalRecord, Plan, PlanStore, StoredPlan};
 use refopt_spec::RuleSet;
-use refopt_spec::distribution::Approvals;
 
 use crate::args::{DecisionArgs, Output, PlanStoreArgs};
 use crate::progress::json_logs;

@@ -203,9 +203,10 @@ pub async fn run_backtest(args: BacktestArgs) -> anyhow::Result<()> {
     let dates = dates(&args.range)?;
     let request =
         crate::build_request(pipeline, args.root.clone(), None, dates[0], &args.analysis).await?;
-    let new_rules = refopt_engine::rules::source::load_rules_with(&args.new_rules, &request.storage)
-        .await
-        .with_context(|| format!("loading --new-rules {}", args.new_rules))?;
+    let new_rules =
+        refopt_engine::rules::source::load_rules_with(&args.new_rules, &request.storage)
+            .await
+            .with_context(|| format!("loading --new-rules {}", args.new_rules))?;
     let progress = WindowProgress::new(dates.len(), "backtest");
     let changes = backfill::backtest(
         &request,

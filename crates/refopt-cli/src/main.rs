@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use chrono::{NaiveDate, Utc};
 use clap::Parser;
 use refopt_engine::storage::StoragePolicy;

@@ -156,10 +156,7 @@ pub(crate) fn decode(stored: &StoredPlan, bytes: &[u8]) -> anyhow::Result<Plan> 
 }
 
 pub(crate) async fn read(store: &PlanStore, p: &StoredPlan) -> anyhow::Result<Plan> {
-    store
-        .read(p)
-        .await
-        .map_err(|e| EngineError::from(e).into())
+    store.read(p).await.map_err(|e| EngineError::from(e).into())
 }
 
 /// A version number (`7`, `v7`) or `latest`.

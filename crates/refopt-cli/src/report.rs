@@ -3,8 +3,8 @@
 
 use anyhow::{Context, anyhow};
 use refopt_engine::{EngineError, RunOutcome};
-use refopt_report::StoredReport;
 use refopt_plan::{Detail, Plan};
+use refopt_report::StoredReport;
 
 use crate::args::{self, PlanStoreArgs, ReportArgs, ReportFormat};
 use crate::plan_cmd;

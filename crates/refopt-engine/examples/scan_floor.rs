@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use chrono::{Days, NaiveDate};
-use refopt_engine::session::{SessionOptions, new_session};
-use refopt_engine::{datasets::register_datasets, storage};
+use refopt_engine::execution::session::{SessionOptions, new_session};
+use refopt_engine::{execution::datasets::register_datasets, storage};
 use refopt_spec::Pipeline;
 use refopt_spec::pipeline::ColumnType;
 

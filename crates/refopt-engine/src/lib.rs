@@ -14,14 +14,15 @@
 //!
 //! Dependencies point down this list (a phase uses the phases above it, never below).
 
-pub mod assembly;
+pub(crate) mod assembly;
 pub mod checks;
 pub mod config_hash;
 pub mod distribution;
 pub mod error;
 pub mod execution;
-pub mod experiments;
-pub mod metrics;
+pub(crate) mod experiments;
+pub(crate) mod metrics;
+pub mod request;
 pub mod rules;
 pub mod run;
 pub mod storage;

@@ -44,4 +44,3 @@ pub struct RunRequest {
     /// `None`: the run computes them over its own window's days.
     pub shared_stages: Option<Arc<SharedStages>>,
 }
-

@@ -1,15 +1,17 @@
 //! Plan JSON v1 (types and JSON Schema) and the versioned plan store.
 
 pub mod audit;
+pub mod name;
 pub mod plan;
 pub mod read;
 pub mod store;
 pub mod vocabulary;
 
 pub use audit::{ApprovalRecord, DeliveryAttempt, DeliveryRecord, approval_json_schema};
+pub use name::{plan_file_name, plan_stem, plan_version};
 pub use plan::*;
-pub use read::{PlanReadError, ReadPlan, parse_plan, plan_file_name};
-pub use store::{PlanStore, PlanStoreError, StoredPlan, backoff, plan_version};
+pub use read::{PlanReadError, ReadPlan, parse_plan};
+pub use store::{PlanStore, PlanStoreError, StoredPlan, backoff};
 
 /// Relative change from `previous` to `current`, `(current - previous) / previous`; `None`
 /// unless `previous` is a positive finite number and `current` finite. The one definition the
@@ -30,7 +32,10 @@ mod tests {
 
     #[test]
     fn relative_change_needs_a_positive_previous_value() {
-        assert_eq!(relative_change(110.0, 100.0).map(|v| (v * 1e6).round()), Some(100_000.0));
+        assert_eq!(
+            relative_change(110.0, 100.0).map(|v| (v * 1e6).round()),
+            Some(100_000.0)
+        );
         assert_eq!(relative_change(1.0, 0.0), None);
         assert_eq!(relative_change(1.0, -2.0), None);
         assert_eq!(relative_change(f64::NAN, 2.0), None);

@@ -70,11 +70,6 @@ pub fn parse_plan(bytes: &[u8]) -> Result<ReadPlan, PlanReadError> {
     })
 }
 
-/// The file name of a stored plan's artifact: `plan-v000007.json`, `.html`, `.md`.
-pub fn plan_file_name(version: u64, extension: &str) -> String {
-    format!("plan-v{version:06}.{extension}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,11 +110,5 @@ mod tests {
         let err = parse_plan(&plan_json("2.0", None)).unwrap_err();
         assert!(matches!(err, PlanReadError::OtherMajor { .. }));
         assert!(err.to_string().contains("2.0"), "{err}");
-    }
-
-    #[test]
-    fn file_names_have_six_digit_versions() {
-        assert_eq!(plan_file_name(7, "json"), "plan-v000007.json");
-        assert_eq!(crate::plan_version(&plan_file_name(7, "json")), Some(7));
     }
 }

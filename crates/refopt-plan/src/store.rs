@@ -9,6 +9,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use rand::Rng;
 
+use crate::name::{plan_file_name, plan_stem, plan_version};
 use crate::plan::Plan;
 
 /// Errors of the plan store.
@@ -133,9 +134,7 @@ impl PlanStore {
                 .map_or(1, |p| p.version + 1);
             plan.version = version;
             let body = serde_json::to_vec_pretty(&*plan).expect("plans always serialize");
-            let path = dir
-                .clone()
-                .join(crate::read::plan_file_name(version, "json").as_str());
+            let path = dir.clone().join(plan_file_name(version, "json").as_str());
             match self.create(&path, bytes::Bytes::from(body)).await {
                 Ok(_) => {
                     let url = self.url_of(&path);
@@ -264,7 +263,7 @@ impl PlanStore {
     fn audit_dir(&self, pipeline: &str, version: u64) -> Path {
         self.pipeline_dir(pipeline)
             .join("audit")
-            .join(format!("plan-v{version:06}").as_str())
+            .join(plan_stem(version).as_str())
     }
 
     /// Writes an audit record (create-only). `Ok(false)` when a record of that name exists
@@ -387,12 +386,181 @@ fn version_of(path: &Path) -> Option<u64> {
     plan_version(path.filename()?)
 }
 
-/// The version of a stored plan's file name (`plan-v000007.json` -> 7); `None` for any other
-/// name.
-pub fn plan_version(file_name: &str) -> Option<u64> {
-    file_name
-        .strip_prefix("plan-v")?
-        .strip_suffix(".json")?
-        .parse()
-        .ok()
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutResult,
+    };
+
+    use super::*;
+
+    /// An in-memory store whose first `failures` create-only puts fail with a transient error;
+    /// with `lands`, each failing put stores the object first (a response lost after the
+    /// server stored it).
+    #[derive(Debug)]
+    struct Flaky {
+        inner: Arc<InMemory>,
+        failures: AtomicU32,
+        lands: bool,
+    }
+
+    impl std::fmt::Display for Flaky {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Flaky")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Flaky {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            let fail = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if !fail {
+                return self.inner.put_opts(location, payload, opts).await;
+            }
+            if self.lands {
+                self.inner.put_opts(location, payload, opts).await?;
+            }
+            Err(object_store::Error::Generic {
+                store: "Flaky",
+                source: "connection reset".into(),
+            })
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// A plan store over `inner` whose create-only puts go through a [`Flaky`] store.
+    fn store(inner: &Arc<InMemory>, failures: u32, lands: bool, retries: u32) -> PlanStore {
+        let flaky = Arc::new(Flaky {
+            inner: Arc::clone(inner),
+            failures: AtomicU32::new(failures),
+            lands,
+        });
+        PlanStore::new(inner.clone(), Path::from("plans"), "mem://plans").with_create_retries(
+            flaky,
+            retries,
+            Duration::from_millis(1),
+        )
+    }
+
+    fn plan() -> Plan {
+        let mut plan = Plan {
+            schema_version: crate::plan::SCHEMA_VERSION.into(),
+            run_id: "run-1".into(),
+            ..Plan::default()
+        };
+        plan.pipeline.name = "p".into();
+        plan
+    }
+
+    async fn versions(store: &PlanStore) -> Vec<u64> {
+        store
+            .list("p")
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.version)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn transient_create_failures_are_retried() {
+        let inner = Arc::new(InMemory::new());
+        let store = store(&inner, 2, false, 2);
+        let stored = store.write(&mut plan()).await.unwrap();
+        assert_eq!(stored.version, 1);
+        assert_eq!(stored.url, "mem://plans/p/plan-v000001.json");
+        assert_eq!(versions(&store).await, [1]);
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_response_was_lost_counts_as_written_once() {
+        let inner = Arc::new(InMemory::new());
+        let store = store(&inner, 1, true, 2);
+        let mut written = plan();
+        let stored = store.write(&mut written).await.unwrap();
+        // The retry found its own bytes: version 1, not a second copy as version 2.
+        assert_eq!(stored.version, 1);
+        assert_eq!(versions(&store).await, [1]);
+        assert_eq!(store.read(&stored).await.unwrap(), written);
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded_and_the_error_names_the_object() {
+        let inner = Arc::new(InMemory::new());
+        let store = store(&inner, 3, false, 2);
+        let err = store.write(&mut plan()).await.unwrap_err();
+        assert!(matches!(err, PlanStoreError::Store { .. }), "{err}");
+        assert!(
+            err.to_string().contains("mem://plans/p/plan-v000001.json"),
+            "{err}"
+        );
+        assert!(versions(&store).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_version_taken_by_another_run_moves_to_the_next() {
+        let inner = Arc::new(InMemory::new());
+        let store = store(&inner, 0, false, 0);
+        let mut other = plan();
+        other.run_id = "run-0".into();
+        store.write(&mut other).await.unwrap();
+        // The other run's plan is there as v1: this one becomes v2, v1 is untouched.
+        let stored = store.write(&mut plan()).await.unwrap();
+        assert_eq!(stored.version, 2);
+        assert_eq!(versions(&store).await, [1, 2]);
+        let first = store.list("p").await.unwrap().remove(0);
+        assert_eq!(store.read(&first).await.unwrap().run_id, "run-0");
+    }
 }

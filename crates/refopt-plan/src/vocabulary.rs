@@ -28,7 +28,18 @@ macro_rules! named {
 /// How bad a finding, a fraud rule's match or a payout concentration is. Ordered from the least
 /// to the most severe.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -43,7 +54,18 @@ named!(Severity { Info => "info", Low => "low", Medium => "medium", High => "hig
 
 /// The level an alert breached.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum AlertLevel {
@@ -54,9 +76,7 @@ pub enum AlertLevel {
 named!(AlertLevel { Warn => "warn", Critical => "critical" });
 
 /// What happened after a failed attempt of a task or rule.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorAction {
     /// A transient failure; the task was tried again after the backoff.
@@ -78,9 +98,7 @@ named!(ErrorAction {
 });
 
 /// An experiment's decision (docs/experiments.md).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// A treatment is significantly better on the primary metric and breaks no guardrail.
@@ -101,9 +119,7 @@ named!(Decision {
 });
 
 /// Whether a success metric reached its target.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetStatus {
     Met,
@@ -115,9 +131,7 @@ pub enum TargetStatus {
 named!(TargetStatus { Met => "met", NotMet => "not_met", Unknown => "unknown" });
 
 /// Which way a metric is better.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Better {
     #[default]
@@ -127,9 +141,7 @@ pub enum Better {
 named!(Better { HigherIsBetter => "higher_is_better", LowerIsBetter => "lower_is_better" });
 
 /// Where a suppression stands on the run's as-of date.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SuppressionStatus {
     /// In force: matching referrals are not flagged.
@@ -144,7 +156,18 @@ named!(SuppressionStatus { Active => "active", Expired => "expired", Failed => "
 
 /// Partner tiers of the data contract, lowest first.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
@@ -167,9 +190,7 @@ impl Tier {
 }
 
 /// Which side of its level an alert's value went.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Crossing {
     /// The value fell below the level (a rate that should stay high).
@@ -196,7 +217,13 @@ mod tests {
                 assert_eq!(serde_json::to_value(v).unwrap(), v.to_string());
             }
         }
-        check(&[Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]);
+        check(&[
+            Severity::Info,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]);
         check(&[AlertLevel::Warn, AlertLevel::Critical]);
         check(&[
             ErrorAction::Retried,
@@ -204,8 +231,17 @@ mod tests {
             ErrorAction::NotRetryable,
             ErrorAction::RuleSkipped,
         ]);
-        check(&[Decision::Ship, Decision::Stop, Decision::KeepRunning, Decision::InvestigateSrm]);
-        check(&[TargetStatus::Met, TargetStatus::NotMet, TargetStatus::Unknown]);
+        check(&[
+            Decision::Ship,
+            Decision::Stop,
+            Decision::KeepRunning,
+            Decision::InvestigateSrm,
+        ]);
+        check(&[
+            TargetStatus::Met,
+            TargetStatus::NotMet,
+            TargetStatus::Unknown,
+        ]);
         check(&[Better::HigherIsBetter, Better::LowerIsBetter]);
         check(&[Crossing::Below, Crossing::Above]);
         check(&[

@@ -344,7 +344,11 @@ pub fn partners(plan: &Plan) -> Option<String> {
 
 /// An experiment's decision in one line (the plan's own reason).
 pub fn experiment(e: &ExperimentResult) -> String {
-    format!("{}: {}", e.decision.as_str().replace('_', " "), e.decision_reason)
+    format!(
+        "{}: {}",
+        e.decision.as_str().replace('_', " "),
+        e.decision_reason
+    )
 }
 
 #[cfg(test)]

@@ -209,7 +209,7 @@ fn markdown_summary_stays_under_4000_characters_with_long_lists() {
     p.alerts = (0..50)
         .map(|i| Alert {
             id: format!("a{i}"),
-            level: "critical".into(),
+            level: refopt_plan::AlertLevel::Critical,
             message: long.clone(),
             owner: long.clone(),
             ..Default::default()
@@ -235,7 +235,7 @@ fn markdown_summary_stays_under_4000_characters_with_long_lists() {
     p.experiments = (0..10)
         .map(|i| ExperimentResult {
             id: format!("exp_{i}_{long}"),
-            decision: "keep_running".into(),
+            decision: refopt_plan::Decision::KeepRunning,
             decision_reason: long.clone(),
             ..Default::default()
         })

@@ -86,7 +86,7 @@ pub enum Code {
     Deployment,
     /// A secret written where an environment variable name belongs.
     Secret,
-    /// Warning: a suppression or experiment whose dates are over; it no longer applies.
+    /// Warning: a suppression past its expiry date; it no longer applies.
     Expired,
     /// Warning: a stage whose output nothing reads.
     Unused,
@@ -148,8 +148,8 @@ impl Code {
             Code::Dataset => "a dataset that is missing or lacks a required column",
             Code::Deployment => "a kustomization names a file that does not exist",
             Code::Secret => "a secret written where an environment variable name belongs",
-            Code::Expired => "a suppression or experiment whose dates are over",
-            Code::Unused => "a stage whose output nothing reads",
+            Code::Expired => "a suppression past its expiry date: it no longer applies",
+            Code::Unused => "a stage whose output nothing reads and that publishes no role",
         }
     }
 
@@ -267,7 +267,11 @@ mod tests {
         let names: std::collections::BTreeSet<_> = Code::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(names.len(), Code::ALL.len());
         for c in Code::ALL {
-            assert_eq!(c.level() == Level::Warning, c.as_str().starts_with("RF1"), "{c}");
+            assert_eq!(
+                c.level() == Level::Warning,
+                c.as_str().starts_with("RF1"),
+                "{c}"
+            );
         }
     }
 

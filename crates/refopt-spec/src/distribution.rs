@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::{Location, Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use crate::yaml;
 
 /// Events a notification sink can subscribe to.
@@ -183,25 +183,31 @@ impl Notifications {
         for s in raw.sinks {
             let location = at(&s.id.referenced);
             if !ids.insert(s.id.value.clone()) {
-                errors.push(Diagnostic::new(
-                    location.clone(),
-                    format!("sink `{}` is declared twice", s.id.value),
-                ).code(crate::diagnostic::Code::Duplicate));
+                errors.push(
+                    Diagnostic::new(
+                        location.clone(),
+                        format!("sink `{}` is declared twice", s.id.value),
+                    )
+                    .code(crate::diagnostic::Code::Duplicate),
+                );
             }
             for e in &s.events {
                 if !EVENT_KINDS.contains(&e.value.as_str()) {
                     let hint = crate::pipeline::closest(&e.value, EVENT_KINDS.iter().copied())
                         .map(|c| format!(" (did you mean `{c}`?)"))
                         .unwrap_or_default();
-                    errors.push(Diagnostic::new(
-                        at(&e.referenced),
-                        format!(
-                            "sink `{}`: unknown event `{}`{hint}; events: {}",
-                            s.id.value,
-                            e.value,
-                            EVENT_KINDS.join(", ")
-                        ),
-                    ).code(crate::diagnostic::Code::UnknownReference));
+                    errors.push(
+                        Diagnostic::new(
+                            at(&e.referenced),
+                            format!(
+                                "sink `{}`: unknown event `{}`{hint}; events: {}",
+                                s.id.value,
+                                e.value,
+                                EVENT_KINDS.join(", ")
+                            ),
+                        )
+                        .code(crate::diagnostic::Code::UnknownReference),
+                    );
                 }
             }
             let mut missing = |field: &str| {
@@ -255,13 +261,16 @@ impl Notifications {
                     }
                 }
                 other => {
-                    errors.push(Diagnostic::new(
-                        at(&s.kind.referenced),
-                        format!(
-                            "sink `{}`: unknown kind `{other}` (webhook or smtp)",
-                            s.id.value
-                        ),
-                    ).code(crate::diagnostic::Code::UnknownReference));
+                    errors.push(
+                        Diagnostic::new(
+                            at(&s.kind.referenced),
+                            format!(
+                                "sink `{}`: unknown kind `{other}` (webhook or smtp)",
+                                s.id.value
+                            ),
+                        )
+                        .code(crate::diagnostic::Code::UnknownReference),
+                    );
                     continue;
                 }
             };

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::diagnostic::{Location, Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use crate::yaml;
 
 /// The experiments file format version.
@@ -221,7 +221,12 @@ impl Experiments {
         let raw: RawFile = yaml::load(file)?;
         let at = |l: &serde_saphyr::Location| Location::from_yaml(file, l);
         let mut errors = Vec::new();
-        errors.extend(crate::yaml::check_version(file, &raw.version, EXPERIMENTS_VERSION, "experiments"));
+        errors.extend(crate::yaml::check_version(
+            file,
+            &raw.version,
+            EXPERIMENTS_VERSION,
+            "experiments",
+        ));
         let file_start = Location::file_start(file);
         let mut probability = |value: f64, what: &str, location: &Location| {
             if !(value > 0.0 && value < 1.0) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::{Location, Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use crate::pipeline::closest;
 use crate::{sandbox, yaml};
 
@@ -230,7 +230,12 @@ impl FraudRules {
         let raw: RawFraudRules = yaml::load(file)?;
         let at = |l: &serde_saphyr::Location| Location::from_yaml(file, l);
         let mut errors = Vec::new();
-        errors.extend(crate::yaml::check_version(file, &raw.version, FRAUD_RULES_VERSION, "fraud rules"));
+        errors.extend(crate::yaml::check_version(
+            file,
+            &raw.version,
+            FRAUD_RULES_VERSION,
+            "fraud rules",
+        ));
         let engine = sandbox::engine();
         // Expressions see one variable, `row` (strict variables catch typos at load time).
         let mut row_scope = rhai::Scope::new();
@@ -242,10 +247,10 @@ impl FraudRules {
             let location = at(&r.id.referenced);
             let id = r.id.value.clone();
             if !ids.insert(id.clone()) {
-                errors.push(Diagnostic::new(
-                    location.clone(),
-                    format!("rule `{id}` is declared twice"),
-                ).code(crate::diagnostic::Code::Duplicate));
+                errors.push(
+                    Diagnostic::new(location.clone(), format!("rule `{id}` is declared twice"))
+                        .code(crate::diagnostic::Code::Duplicate),
+                );
             }
             if !(0.0..=1.0).contains(&r.score) {
                 errors.push(Diagnostic::new(
@@ -300,10 +305,13 @@ impl FraudRules {
                             loc.line += line as u64 - 1;
                             loc.column += col as u64 - 1;
                         }
-                        errors.push(Diagnostic::new(
-                            loc,
-                            format!("rule `{id}`: Rhai syntax error: {}", err.0),
-                        ).code(crate::diagnostic::Code::Script));
+                        errors.push(
+                            Diagnostic::new(
+                                loc,
+                                format!("rule `{id}`: Rhai syntax error: {}", err.0),
+                            )
+                            .code(crate::diagnostic::Code::Script),
+                        );
                         None
                     }
                 },
@@ -357,23 +365,29 @@ impl FraudRules {
         if let Some(limits) = &self.payout_concentration
             && !tables.clone().any(|t| t == limits.table)
         {
-            errors.push(Diagnostic::new(
-                Location::file_start(&self.file),
-                format!(
-                    "payout_concentration reads unknown table `{}`",
-                    limits.table
-                ),
-            ).code(crate::diagnostic::Code::UnknownReference));
+            errors.push(
+                Diagnostic::new(
+                    Location::file_start(&self.file),
+                    format!(
+                        "payout_concentration reads unknown table `{}`",
+                        limits.table
+                    ),
+                )
+                .code(crate::diagnostic::Code::UnknownReference),
+            );
         }
         for r in &self.rules {
             if !tables.clone().any(|t| t == r.table) {
                 let hint = closest(&r.table, tables.clone())
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_default();
-                errors.push(Diagnostic::new(
-                    r.location.clone(),
-                    format!("rule `{}` reads unknown table `{}`{hint}", r.id, r.table),
-                ).code(crate::diagnostic::Code::UnknownReference));
+                errors.push(
+                    Diagnostic::new(
+                        r.location.clone(),
+                        format!("rule `{}` reads unknown table `{}`{hint}", r.id, r.table),
+                    )
+                    .code(crate::diagnostic::Code::UnknownReference),
+                );
             }
         }
         if errors.is_empty() {

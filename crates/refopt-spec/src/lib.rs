@@ -5,8 +5,8 @@
 
 pub mod alerts;
 pub mod dag;
-pub mod distribution;
 pub mod diagnostic;
+pub mod distribution;
 pub mod experiments;
 pub mod fraud;
 pub mod partner_health;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::dag;
-use crate::diagnostic::{Location, Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use crate::yaml;
 
 /// The pipeline file format version this build reads.
@@ -325,7 +325,12 @@ impl Pipeline {
 fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
     let mut errors = Vec::new();
     let at = |loc: &serde_saphyr::Location| Location::from_yaml(file, loc);
-    errors.extend(crate::yaml::check_version(file, &raw.version, PIPELINE_VERSION, "pipeline"));
+    errors.extend(crate::yaml::check_version(
+        file,
+        &raw.version,
+        PIPELINE_VERSION,
+        "pipeline",
+    ));
     if !is_identifier(&raw.name.value.replace('-', "_")) {
         errors.push(Diagnostic::new(
             at(&raw.name.referenced),
@@ -350,10 +355,13 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
             ));
         }
         if !names.insert(d.name.value.clone()) {
-            errors.push(Diagnostic::new(
-                location.clone(),
-                format!("dataset `{}` is declared twice", d.name.value),
-            ).code(crate::diagnostic::Code::Duplicate));
+            errors.push(
+                Diagnostic::new(
+                    location.clone(),
+                    format!("dataset `{}` is declared twice", d.name.value),
+                )
+                .code(crate::diagnostic::Code::Duplicate),
+            );
         }
         if d.path.trim().is_empty() || d.path.contains("..") {
             errors.push(Diagnostic::new(
@@ -421,10 +429,13 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
     let mut dim_names = BTreeSet::new();
     for d in raw.dimensions {
         if !dim_names.insert(d.name.value.clone()) {
-            errors.push(Diagnostic::new(
-                at(&d.name.referenced),
-                format!("dimension `{}` is declared twice", d.name.value),
-            ).code(crate::diagnostic::Code::Duplicate));
+            errors.push(
+                Diagnostic::new(
+                    at(&d.name.referenced),
+                    format!("dimension `{}` is declared twice", d.name.value),
+                )
+                .code(crate::diagnostic::Code::Duplicate),
+            );
         }
         dimensions.push(Dimension {
             name: d.name.value,
@@ -448,19 +459,25 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
             ));
         }
         if names.contains(&s.id.value) {
-            errors.push(Diagnostic::new(
-                location.clone(),
-                format!("stage `{}` has the same name as a dataset", s.id.value),
-            ).code(crate::diagnostic::Code::Duplicate));
+            errors.push(
+                Diagnostic::new(
+                    location.clone(),
+                    format!("stage `{}` has the same name as a dataset", s.id.value),
+                )
+                .code(crate::diagnostic::Code::Duplicate),
+            );
         }
         if stage_ids
             .insert(s.id.value.clone(), location.clone())
             .is_some()
         {
-            errors.push(Diagnostic::new(
-                location,
-                format!("stage `{}` is declared twice", s.id.value),
-            ).code(crate::diagnostic::Code::Duplicate));
+            errors.push(
+                Diagnostic::new(
+                    location,
+                    format!("stage `{}` is declared twice", s.id.value),
+                )
+                .code(crate::diagnostic::Code::Duplicate),
+            );
         }
     }
     let mut publishers: BTreeMap<Role, String> = BTreeMap::new();
@@ -472,13 +489,16 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
                 let hint = closest(&dep.value, stage_ids.keys().map(String::as_str))
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_default();
-                errors.push(Diagnostic::new(
-                    at(&dep.referenced),
-                    format!(
-                        "stage `{id}` depends on unknown stage `{}`{hint}",
-                        dep.value
-                    ),
-                ).code(crate::diagnostic::Code::UnknownReference));
+                errors.push(
+                    Diagnostic::new(
+                        at(&dep.referenced),
+                        format!(
+                            "stage `{id}` depends on unknown stage `{}`{hint}",
+                            dep.value
+                        ),
+                    )
+                    .code(crate::diagnostic::Code::UnknownReference),
+                );
             }
         }
         if let Some(role) = s.publishes
@@ -510,13 +530,16 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
                         source: SqlSource::File(path),
                     },
                     Err(e) => {
-                        errors.push(Diagnostic::new(
-                            at(&f.referenced),
-                            format!(
-                                "stage `{id}`: cannot read sql_file `{}`: {e}",
-                                path.display()
-                            ),
-                        ).code(crate::diagnostic::Code::Unreadable));
+                        errors.push(
+                            Diagnostic::new(
+                                at(&f.referenced),
+                                format!(
+                                    "stage `{id}`: cannot read sql_file `{}`: {e}",
+                                    path.display()
+                                ),
+                            )
+                            .code(crate::diagnostic::Code::Unreadable),
+                        );
                         StageKind::Gate
                     }
                 }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::{Location, Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use crate::yaml;
 
 /// A row: column name -> value (numbers, strings, booleans, null).
@@ -207,10 +207,13 @@ pub fn load_tests(path: &Path) -> Result<Vec<TestCase>, Diagnostics> {
     let files: Vec<PathBuf> = if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| {
-                Diagnostics::from(Diagnostic::new(
-                    Location::file_start(path),
-                    format!("cannot read {}: {e}", path.display()),
-                ).code(crate::diagnostic::Code::Unreadable))
+                Diagnostics::from(
+                    Diagnostic::new(
+                        Location::file_start(path),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                    .code(crate::diagnostic::Code::Unreadable),
+                )
             })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
@@ -239,7 +242,12 @@ fn load_file(file: &Path) -> Result<Vec<TestCase>, Diagnostics> {
     let raw: RawTestFile = yaml::load(file)?;
     let at = |l: &serde_saphyr::Location| Location::from_yaml(file, l);
     let mut errors = Vec::new();
-    errors.extend(crate::yaml::check_version(file, &raw.version, 1, "rule tests"));
+    errors.extend(crate::yaml::check_version(
+        file,
+        &raw.version,
+        1,
+        "rule tests",
+    ));
     let mut cases = Vec::new();
     for c in raw.tests {
         let location = at(&c.name.referenced);

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::alerts::{Alerts, Ladder};
-use crate::distribution::{Approvals, Notifications};
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::distribution::{Approvals, Notifications};
 use crate::experiments::Experiments;
 use crate::fraud::FraudRules;
 use crate::partner_health::PartnerHealthRules;
@@ -33,10 +33,13 @@ impl RuleSet {
     /// `dir/{partner_health,playbook}.rhai`, collecting the problems of every file.
     pub fn load(dir: &Path) -> Result<RuleSet, Diagnostics> {
         if !dir.is_dir() {
-            return Err(Diagnostics(vec![Diagnostic::new(
-                crate::diagnostic::Location::file_start(dir),
-                format!("rules folder {} not found", dir.display()),
-            ).code(crate::diagnostic::Code::Unreadable)]));
+            return Err(Diagnostics(vec![
+                Diagnostic::new(
+                    crate::diagnostic::Location::file_start(dir),
+                    format!("rules folder {} not found", dir.display()),
+                )
+                .code(crate::diagnostic::Code::Unreadable),
+            ]));
         }
         let mut errors = Vec::new();
         let mut set = RuleSet {

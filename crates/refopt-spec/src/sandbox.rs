@@ -113,12 +113,13 @@ pub fn compile_file(
     file: &std::path::Path,
     variables: &[&str],
 ) -> Result<Script, crate::Diagnostic> {
-    use crate::diagnostic::{Location, Diagnostic};
+    use crate::diagnostic::{Diagnostic, Location};
     let text = std::fs::read_to_string(file).map_err(|e| {
         Diagnostic::new(
             Location::file_start(file),
             format!("cannot read script: {e}"),
-        ).code(crate::diagnostic::Code::Unreadable)
+        )
+        .code(crate::diagnostic::Code::Unreadable)
     })?;
     let mut scope = rhai::Scope::new();
     for v in variables {
@@ -133,7 +134,8 @@ pub fn compile_file(
                 column: column as u64,
             },
             format!("Rhai syntax error: {}", e.0),
-        ).code(crate::diagnostic::Code::Script)
+        )
+        .code(crate::diagnostic::Code::Script)
     })?;
     Ok(Script {
         file: file.to_path_buf(),

@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::diagnostic::{Location, Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use crate::yaml;
 
 /// The suppressions file format version.
@@ -94,10 +94,13 @@ impl Suppressions {
             let location = at(&s.id.referenced);
             let id = s.id.value;
             if !ids.insert(id.clone()) {
-                errors.push(Diagnostic::new(
-                    location.clone(),
-                    format!("suppression `{id}` is declared twice"),
-                ).code(crate::diagnostic::Code::Duplicate));
+                errors.push(
+                    Diagnostic::new(
+                        location.clone(),
+                        format!("suppression `{id}` is declared twice"),
+                    )
+                    .code(crate::diagnostic::Code::Duplicate),
+                );
             }
             if s.reason.trim().is_empty() {
                 errors.push(Diagnostic::new(
@@ -157,13 +160,16 @@ impl Suppressions {
                     let hint = crate::pipeline::closest(r, rule_ids.clone())
                         .map(|c| format!(" (did you mean `{c}`?)"))
                         .unwrap_or_default();
-                    errors.push(Diagnostic::new(
-                        s.location.clone(),
-                        format!(
-                            "suppression `{}` names unknown fraud rule `{r}`{hint}",
-                            s.id
-                        ),
-                    ).code(crate::diagnostic::Code::UnknownReference));
+                    errors.push(
+                        Diagnostic::new(
+                            s.location.clone(),
+                            format!(
+                                "suppression `{}` names unknown fraud rule `{r}`{hint}",
+                                s.id
+                            ),
+                        )
+                        .code(crate::diagnostic::Code::UnknownReference),
+                    );
                 }
             }
         }

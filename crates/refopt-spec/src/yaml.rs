@@ -54,6 +54,8 @@ pub fn check_version(
             Location::from_yaml(file, &version.referenced),
             format!("unsupported {what} version {}", version.value),
         )
-        .help(format!("this build of refopt reads {what} version {supported}"))
+        .help(format!(
+            "this build of refopt reads {what} version {supported}"
+        ))
     })
 }

@@ -2,7 +2,6 @@
 //! safeguard): funnel rates that moved beyond a tolerance, configuration files that changed,
 //! findings that appeared or were resolved, escalation levels and suggested tier changes.
 
-
 use refopt_plan::{ChangeLogEntry, Plan};
 use refopt_spec::alerts::FUNNEL_RATES;
 

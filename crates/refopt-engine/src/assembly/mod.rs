@@ -1,5 +1,7 @@
 //! Plan assembly: turns the execution record and the role outputs into plan JSON v1.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use refopt_plan::*;
 use refopt_spec::{StageKind, StageScope, WindowRange};
@@ -322,5 +324,106 @@ pub fn dependency_graph(pipeline: &refopt_spec::Pipeline) -> DependencyGraph {
             .filter(|s| s.kind == StageKind::Gate)
             .map(|s| s.id.clone())
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(id: &str, severity: Severity, flagged: u64) -> RuleSummary {
+        RuleSummary {
+            rule_id: id.into(),
+            pattern: "p".into(),
+            severity,
+            rows_selected: flagged,
+            referrals_flagged: flagged,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn fraud_findings_are_most_severe_first_then_largest_and_report_broken_suppressions() {
+        let risk = Risk {
+            rules: vec![
+                rule("medium_many", Severity::Medium, 50),
+                rule("high_few", Severity::High, 2),
+                rule("silent", Severity::Critical, 0),
+                rule("high_many", Severity::High, 9),
+            ],
+            suppressions: vec![
+                SuppressionReport {
+                    id: "office".into(),
+                    status: SuppressionStatus::Active,
+                    ..Default::default()
+                },
+                SuppressionReport {
+                    id: "old".into(),
+                    status: SuppressionStatus::Expired,
+                    referrals_matched: 3,
+                    ..Default::default()
+                },
+                SuppressionReport {
+                    id: "typo".into(),
+                    status: SuppressionStatus::Failed,
+                    error: Some("no column `nope`".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let findings = fraud_findings(&risk);
+        let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "fraud/high_many",
+                "fraud/high_few",
+                "fraud/medium_many",
+                "suppression/old",
+                "suppression/typo"
+            ]
+        );
+        assert_eq!(findings[3].kind, "suppression_expired");
+        assert!(
+            findings[3].detail.starts_with("3 referrals"),
+            "{:?}",
+            findings[3]
+        );
+        assert_eq!(
+            (findings[4].severity, findings[4].detail.as_str()),
+            (Severity::High, "no column `nope`")
+        );
+    }
+
+    #[test]
+    fn the_default_pipeline_is_a_diamond_joined_by_its_merge_gate() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../pipelines/optimize-referrals.yaml");
+        let pipeline = refopt_spec::Pipeline::load(&file).unwrap();
+        let graph = dependency_graph(&pipeline);
+        assert_eq!(graph.nodes.len(), pipeline.stages.len());
+        assert_eq!(graph.merge_gates, ["merge_gate"]);
+        // Every edge goes from a shallower group to a deeper one, and every stage is in one group.
+        let depth = |id: &str| {
+            graph
+                .parallel_groups
+                .iter()
+                .position(|g| g.iter().any(|s| s == id))
+                .unwrap()
+        };
+        assert!(graph.edges.iter().all(|e| depth(&e.from) < depth(&e.to)));
+        assert_eq!(
+            graph.parallel_groups.iter().map(Vec::len).sum::<usize>(),
+            graph.nodes.len()
+        );
+        // The gate waits for parallel branches: its dependencies share a group.
+        let gate_deps: Vec<&Edge> = graph
+            .edges
+            .iter()
+            .filter(|e| e.to == "merge_gate")
+            .collect();
+        assert!(gate_deps.len() >= 2, "{gate_deps:?}");
+        assert!(graph.parallel_groups.iter().any(|g| g.len() > 1));
     }
 }

@@ -95,7 +95,7 @@ impl PlanDelta {
 
 #[cfg(test)]
 mod tests {
-    use refopt_plan::{Escalation, Finding, Severity};
+    use refopt_plan::{Escalation, FRAUD_SPIKE_TRIGGER, Finding, Severity};
 
     use super::*;
 
@@ -109,26 +109,30 @@ mod tests {
 
     #[test]
     fn keys_gained_lost_and_changed() {
-        let mut old = Plan::default();
-        old.findings = vec![finding("a", Severity::High), finding("b", Severity::Low)];
-        old.escalations = vec![Escalation {
-            trigger: "fraud_spike".into(),
-            level: 1,
-            ..Escalation::default()
-        }];
-        let mut new = Plan::default();
-        new.findings = vec![finding("b", Severity::Medium), finding("c", Severity::Low)];
-        new.escalations = vec![Escalation {
-            trigger: "fraud_spike".into(),
-            level: 2,
-            ..Escalation::default()
-        }];
+        let old = Plan {
+            findings: vec![finding("a", Severity::High), finding("b", Severity::Low)],
+            escalations: vec![Escalation {
+                trigger: FRAUD_SPIKE_TRIGGER.into(),
+                level: 1,
+                ..Escalation::default()
+            }],
+            ..Plan::default()
+        };
+        let new = Plan {
+            findings: vec![finding("b", Severity::Medium), finding("c", Severity::Low)],
+            escalations: vec![Escalation {
+                trigger: FRAUD_SPIKE_TRIGGER.into(),
+                level: 2,
+                ..Escalation::default()
+            }],
+            ..Plan::default()
+        };
         let d = PlanDelta::between(&old, &new);
         assert_eq!(d.findings.gained, vec!["c"]);
         assert_eq!(d.findings.lost, vec!["a"]);
         assert_eq!(d.findings_changed, vec!["b"]);
         assert_eq!(
-            d.escalation_levels.get("fraud_spike"),
+            d.escalation_levels.get(FRAUD_SPIKE_TRIGGER),
             Some(&(Some(1), Some(2)))
         );
         assert_eq!(d.escalations.gained, vec!["fraud_spike level 2"]);

@@ -268,7 +268,7 @@ fn partner_health_case(case: &PartnerHealthCase, rules: &RuleSet) -> Compared {
         let got: BTreeMap<String, String> = health
             .tier_changes
             .iter()
-            .map(|t| (t.partner_id.clone(), t.to.clone()))
+            .map(|t| (t.partner_id.clone(), t.to.to_string()))
             .collect();
         expected.insert("tier_changes".into(), json!(changes));
         actual.insert("tier_changes".into(), json!(got));

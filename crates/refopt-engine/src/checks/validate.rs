@@ -13,12 +13,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use refopt_spec::pipeline::SqlSource;
-use refopt_spec::{
-    Code, Diagnostic, Location, Pipeline, RuleSet, StageKind, Window, WindowRange,
-};
+use refopt_spec::{Code, Diagnostic, Location, Pipeline, RuleSet, StageKind, Window, WindowRange};
 
-use crate::rules::source::load_rules;
 use crate::execution::session::{SessionOptions, new_session};
+use crate::rules::source::load_rules;
 
 /// What validation found, and what it planned.
 #[derive(Debug, Default)]
@@ -89,7 +87,7 @@ pub async fn validate(pipeline_file: &Path, rules_location: Option<&str>) -> Val
     let pipeline = match Pipeline::load(pipeline_file) {
         Ok(p) => Some(p),
         Err(errors) => {
-            v.problems.extend(errors.0.into_iter());
+            v.problems.extend(errors.0);
             None
         }
     };
@@ -97,7 +95,7 @@ pub async fn validate(pipeline_file: &Path, rules_location: Option<&str>) -> Val
         Some(location) => match load_rules(location).await {
             Ok(loaded) => Some(loaded.rules),
             Err(crate::EngineError::Config(errors)) => {
-                v.problems.extend(errors.0.into_iter());
+                v.problems.extend(errors.0);
                 None
             }
             Err(e) => {
@@ -199,7 +197,11 @@ pub fn planning_session(
         let mut untyped = Vec::new();
         for c in &d.required_columns {
             match d.column_types.get(c) {
-                Some(t) => fields.push(Field::new(c, crate::execution::column_types::arrow_type(*t), true)),
+                Some(t) => fields.push(Field::new(
+                    c,
+                    crate::execution::column_types::arrow_type(*t),
+                    true,
+                )),
                 None => untyped.push(c.as_str()),
             }
         }
@@ -296,7 +298,12 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
 
 /// A SQL planning error located in the SQL file (line and column from the parser, or of the
 /// first mention of the unknown column), with a hint.
-fn sql_problem(stage: &refopt_spec::Stage, sql: &str, source: &SqlSource, error: &str) -> Diagnostic {
+fn sql_problem(
+    stage: &refopt_spec::Stage,
+    sql: &str,
+    source: &SqlSource,
+    error: &str,
+) -> Diagnostic {
     // DataFusion chains context lines ("type_coercion", "caused by", the cause): keep them on
     // one line, without the connective.
     let message = error
@@ -418,10 +425,12 @@ fn check_rules(
 
     if let Some(fraud) = &rules.fraud {
         if let Err(errors) = fraud.check_tables(stage_ids.iter().copied()) {
-            v.problems.extend(errors.0.into_iter());
+            v.problems.extend(errors.0);
         }
         if !stage_ids.contains(&fraud.referrals_table.as_str()) {
-            v.problems.push(Diagnostic::of(Code::UnknownReference, Location::file_start(&fraud.file),
+            v.problems.push(Diagnostic::of(
+                Code::UnknownReference,
+                Location::file_start(&fraud.file),
                 format!(
                     "referrals_table `{}` is not a stage of the pipeline",
                     fraud.referrals_table
@@ -433,7 +442,9 @@ fn check_rules(
             let mut check = |table: &str, column: &str, what: &str| {
                 if let Some(hint) = missing(table, column) {
                     v.problems.push(
-                        Diagnostic::of(Code::UnknownReference, rule.location.clone(),
+                        Diagnostic::of(
+                            Code::UnknownReference,
+                            rule.location.clone(),
                             format!(
                                 "rule `{}`: {what} `{column}` is not a column of `{table}`",
                                 rule.id
@@ -455,7 +466,9 @@ fn check_rules(
                 for (column, pos) in &usage.row_fields {
                     if let Some(hint) = missing(&rule.table, column) {
                         v.problems.push(
-                            Diagnostic::of(Code::UnknownReference, script_location(&expr.location, true, *pos),
+                            Diagnostic::of(
+                                Code::UnknownReference,
+                                script_location(&expr.location, true, *pos),
                                 format!(
                                     "rule `{}`: `row.{column}` is not a column of `{}`",
                                     rule.id, rule.table
@@ -502,7 +515,9 @@ fn check_rules(
             ] {
                 if let Some(hint) = missing(&limits.table, column) {
                     v.problems.push(
-                        Diagnostic::of(Code::UnknownReference, Location::file_start(&fraud.file),
+                        Diagnostic::of(
+                            Code::UnknownReference,
+                            Location::file_start(&fraud.file),
                             format!(
                                 "payout_concentration: `{}` lacks column `{column}`",
                                 limits.table
@@ -518,7 +533,9 @@ fn check_rules(
                 v.rules_checked += 1;
                 if let Some(hint) = missing(&fraud.referrals_table, &s.column) {
                     v.problems.push(
-                        Diagnostic::of(Code::UnknownReference, s.location.clone(),
+                        Diagnostic::of(
+                            Code::UnknownReference,
+                            s.location.clone(),
                             format!(
                                 "suppression `{}`: `{}` is not a column of `{}`",
                                 s.id, s.column, fraud.referrals_table
@@ -546,7 +563,9 @@ fn check_rules(
                     .map(|c| format!("did you mean `{c}`?"))
                     .unwrap_or_else(|| format!("dimensions: overall, {}", names.join(", ")));
                 v.problems.push(
-                    Diagnostic::of(Code::UnknownReference, a.location.clone(),
+                    Diagnostic::of(
+                        Code::UnknownReference,
+                        a.location.clone(),
                         format!("alert `{}`: unknown dimension `{}`", a.id, a.dimension),
                     )
                     .help(hint),
@@ -568,7 +587,9 @@ fn check_rules(
             for (column, pos) in &usage.row_fields {
                 if let Some(hint) = missing(&table, column) {
                     v.problems.push(
-                        Diagnostic::of(Code::UnknownReference, script_location(&location, false, *pos),
+                        Diagnostic::of(
+                            Code::UnknownReference,
+                            script_location(&location, false, *pos),
                             format!(
                                 "partner health script: `row.{column}` is not a column of `{table}`"
                             ),

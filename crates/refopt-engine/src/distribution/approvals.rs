@@ -128,7 +128,11 @@ pub async fn standing(
         .await?
     {
         let record = |e: serde_json::Error| {
-            EngineError::storage_while(format!("{}/audit", stored.url), format_args!("audit record {name}"), e)
+            EngineError::storage_while(
+                format!("{}/audit", stored.url),
+                format_args!("audit record {name}"),
+                e,
+            )
         };
         if name.starts_with("approval-") || name.starts_with("rejection-") {
             let r: ApprovalRecord = serde_json::from_slice(&bytes).map_err(record)?;

@@ -424,7 +424,7 @@ mod tests {
                 .collect::<BTreeSet<_>>(),
             owners: owners.iter().map(|o| o.to_string()).collect(),
             min_escalation_level: min_level,
-            location: refopt_spec::error::Location::file_start(std::path::Path::new("n.yaml")),
+            location: refopt_spec::Location::file_start(std::path::Path::new("n.yaml")),
         }
     }
 

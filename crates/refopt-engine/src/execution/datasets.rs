@@ -68,15 +68,15 @@ async fn register_one(
         .list(Some(&prefix))
         .try_collect()
         .await
-        .map_err(|e| {
-            Registration::Engine(EngineError::storage(display.clone(), e))
-        })?;
+        .map_err(|e| Registration::Engine(EngineError::storage(display.clone(), e)))?;
     let parquet: Vec<_> = objects
         .iter()
         .filter(|o| o.location.as_ref().ends_with(".parquet"))
         .collect();
     if parquet.is_empty() {
-        return Err(Registration::Problems(vec![Diagnostic::of(Code::Dataset, dataset.location.clone(),
+        return Err(Registration::Problems(vec![Diagnostic::of(
+            Code::Dataset,
+            dataset.location.clone(),
             format!(
                 "dataset `{}` not found: no Parquet files under {display}/",
                 dataset.name
@@ -103,9 +103,8 @@ async fn register_one(
     listing.sort();
     let fingerprint = crate::config_hash::sha256_hex(listing.join("\n").as_bytes());
 
-    let table_url = ListingTableUrl::parse(root.folder_url(&dataset.path)).map_err(|e| {
-        Registration::Engine(EngineError::storage(display.clone(), e))
-    })?;
+    let table_url = ListingTableUrl::parse(root.folder_url(&dataset.path))
+        .map_err(|e| Registration::Engine(EngineError::storage(display.clone(), e)))?;
     let mut options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     if dataset.partitioned_by_day {
@@ -123,7 +122,9 @@ async fn register_one(
                     e,
                 ));
             }
-            Registration::Problems(vec![Diagnostic::of(Code::Dataset, dataset.location.clone(),
+            Registration::Problems(vec![Diagnostic::of(
+                Code::Dataset,
+                dataset.location.clone(),
                 format!(
                     "dataset `{}` at {display}/ is not readable Parquet: {e}",
                     dataset.name
@@ -134,18 +135,22 @@ async fn register_one(
         .required_columns
         .iter()
         .filter(|c| schema.field_with_name(c).is_err())
-        .map(|c| Diagnostic::of(Code::Dataset, dataset.location.clone(),
-            format!(
-                "dataset `{}` is missing required column `{c}` (found: {})",
-                dataset.name,
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ))
+        .map(|c| {
+            Diagnostic::of(
+                Code::Dataset,
+                dataset.location.clone(),
+                format!(
+                    "dataset `{}` is missing required column `{c}` (found: {})",
+                    dataset.name,
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
         .collect();
     if !missing.is_empty() {
         return Err(Registration::Problems(missing));
@@ -155,13 +160,17 @@ async fn register_one(
         .iter()
         .filter_map(|(column, declared)| {
             let found = schema.field_with_name(column).ok()?.data_type();
-            (!crate::execution::column_types::matches(*declared, found)).then(|| Diagnostic::of(Code::Dataset, dataset.location.clone(),
-                format!(
-                    "dataset `{}`: column `{column}` is declared {} but the data has {found}",
-                    dataset.name,
-                    declared.name()
-                ),
-            ))
+            (!crate::execution::column_types::matches(*declared, found)).then(|| {
+                Diagnostic::of(
+                    Code::Dataset,
+                    dataset.location.clone(),
+                    format!(
+                        "dataset `{}`: column `{column}` is declared {} but the data has {found}",
+                        dataset.name,
+                        declared.name()
+                    ),
+                )
+            })
         })
         .collect();
     if !mistyped.is_empty() {

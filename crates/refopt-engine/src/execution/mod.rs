@@ -2,9 +2,9 @@
 //! run parameters bound into the SQL, the stage DAG executor and the role contracts that stage
 //! outputs are read through.
 
-pub mod column_types;
+pub(crate) mod column_types;
 pub mod datasets;
 pub mod executor;
 pub mod params;
-pub mod roles;
+pub(crate) mod roles;
 pub mod session;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 use refopt_plan::FunnelCounts;
 use refopt_spec::{ColumnType, Role};
 
@@ -135,7 +135,12 @@ pub fn read(
                 ))
             })?;
             let cast_column = cast(column, &crate::execution::column_types::role_type(*ty))
-                .map_err(|e| err(format!("column `{name}` cannot be read as {}: {e}", ty.name())))?;
+                .map_err(|e| {
+                    err(format!(
+                        "column `{name}` cannot be read as {}: {e}",
+                        ty.name()
+                    ))
+                })?;
             columns.push(Arc::clone(&cast_column));
         }
         out.push(RoleBatch {

@@ -21,10 +21,10 @@ use refopt_spec::experiments::{
 };
 
 use crate::error::EngineError;
+use crate::execution::roles;
 use crate::experiments::statistics::{
     self as stats, MeanSummary, TestResult, benjamini_hochberg, holm, two_proportions, welch,
 };
-use crate::execution::roles;
 
 const MICROS_PER_DAY: f64 = 86_400_000_000.0;
 

@@ -46,5 +46,11 @@ pub fn evaluate(
         return Ok(Vec::new());
     };
     let selected = selected(Some(spec), ids, range)?;
-    decisions::evaluate(stage, batches, spec, &selected, range.end.timestamp_micros())
+    decisions::evaluate(
+        stage,
+        batches,
+        spec,
+        &selected,
+        range.end.timestamp_micros(),
+    )
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use refopt_plan::{
-    relative_change, Better, FunnelCounts, FunnelRates, FunnelRow, Kpi, SuccessMetric, TargetStatus,
+    Better, FunnelCounts, FunnelRates, FunnelRow, Kpi, SuccessMetric, TargetStatus, relative_change,
 };
 
 use crate::execution::roles::FunnelRecord;
@@ -46,7 +46,6 @@ fn rate_deltas(cur: &FunnelRates, prev: &FunnelRates) -> FunnelRates {
         ),
     }
 }
-
 
 /// Current and previous window counts of one (dimension, value).
 type PeriodCounts = (FunnelCounts, FunnelCounts);

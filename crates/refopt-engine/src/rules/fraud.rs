@@ -800,3 +800,227 @@ pub fn flagged_parquet(
     writer.close()?;
     Ok(bytes::Bytes::from(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::datasource::MemTable;
+
+    /// A batch of string columns; `None` is a null.
+    fn strings(columns: &[(&str, &[Option<&str>])]) -> RecordBatch {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, _)| Field::new(*name, DataType::Utf8, true))
+            .collect();
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .map(|(_, values)| Arc::new(StringArray::from(values.to_vec())) as ArrayRef)
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+    }
+
+    fn lookup(index: &KeyIndex, value: &str) -> Vec<usize> {
+        let mut found: Vec<usize> = index.referrals(value).collect();
+        found.sort_unstable();
+        found
+    }
+
+    #[test]
+    fn key_index_finds_every_referral_with_a_key_and_none_with_a_null_part() {
+        let batch = strings(&[
+            (
+                "device_id",
+                &[Some("d1"), Some("d2"), Some("d1"), None, Some("d1")],
+            ),
+            (
+                "card",
+                &[Some("c1"), Some("c1"), Some("c2"), Some("c1"), Some("c1")],
+            ),
+        ]);
+        let by_device =
+            KeyIndex::build(std::slice::from_ref(&batch), &["device_id".into()]).unwrap();
+        assert_eq!(lookup(&by_device, "d1"), vec![0, 2, 4]);
+        assert_eq!(lookup(&by_device, "d2"), vec![1]);
+        assert!(lookup(&by_device, "d3").is_empty());
+        let key = ["device_id".to_string(), "card".to_string()];
+        let by_both = KeyIndex::build(&[batch], &key).unwrap();
+        let joined = |d: &str, c: &str| format!("{d}{KEY_SEPARATOR}{c}");
+        assert_eq!(lookup(&by_both, &joined("d1", "c1")), vec![0, 4]);
+        assert_eq!(lookup(&by_both, &joined("d1", "c2")), vec![2]);
+        // Row 3 has no device: no key, so no combination finds it.
+        assert!(lookup(&by_both, &joined("", "c1")).is_empty());
+        // A value with the wrong number of parts matches nothing.
+        assert!(lookup(&by_both, "d1").is_empty());
+    }
+
+    #[test]
+    fn key_index_compares_values_when_hashes_collide() {
+        let batch = strings(&[("device_id", &[Some("a"), Some("b"), Some("a")])]);
+        let mut index = KeyIndex::build(&[batch], &["device_id".into()]).unwrap();
+        assert_eq!(index.earlier, vec![KeyIndex::END, KeyIndex::END, 0]);
+        // Make `b` collide with `a`: one chain a(2) -> a(0) -> b(1), as a shared hash would.
+        index.earlier[0] = 1;
+        assert_eq!(lookup(&index, "a"), vec![0, 2]);
+        // And a key absent from the data whose hash lands on `a`'s chain finds nothing.
+        let absent = key_hash([Some("zzz")]).unwrap();
+        index.last.insert(absent, 2);
+        assert!(lookup(&index, "zzz").is_empty());
+    }
+
+    #[test]
+    fn clusters_link_through_devices_and_cards_transitively_but_not_ips() {
+        // r1 -d1- r2 -c1- r3: r1 and r3 are flagged and linked through r2 (not flagged).
+        // r4 shares only an IP with r1; r5 is alone.
+        let referrals = strings(&[
+            (
+                "referral_id",
+                &[Some("r1"), Some("r2"), Some("r3"), Some("r4"), Some("r5")],
+            ),
+            (
+                "referrer_id",
+                &[Some("A"), Some("B"), Some("C"), Some("D"), Some("E")],
+            ),
+            (
+                "device_id",
+                &[Some("d1"), Some("d1"), Some("d3"), Some("d4"), Some("d5")],
+            ),
+            (
+                "payment_fingerprint",
+                &[Some("c0"), Some("c1"), Some("c1"), Some("c4"), None],
+            ),
+            (
+                "ip",
+                &[
+                    Some("10.0.0.1"),
+                    None,
+                    Some("10.0.0.3"),
+                    Some("10.0.0.1"),
+                    None,
+                ],
+            ),
+        ]);
+        let hits: BTreeMap<usize, Vec<(String, f64)>> = [0, 2, 3, 4]
+            .into_iter()
+            .map(|i| (i, vec![("rule".to_string(), 0.5)]))
+            .collect();
+        let batches = [referrals];
+        let clusters_of = link_clusters(&batches, &hits).unwrap();
+        let expected: HashMap<usize, String> =
+            [(0, "cluster-r1".to_string()), (2, "cluster-r1".to_string())].into();
+        assert_eq!(clusters_of, expected);
+        let clusters = summarize_clusters(&batches, &hits, &clusters_of).unwrap();
+        assert_eq!(
+            clusters,
+            vec![Cluster {
+                cluster_id: "cluster-r1".into(),
+                referrals: 2,
+                referrers: 2,
+                devices: vec!["d1".into(), "d3".into()],
+                ips: vec!["10.0.0.1".into(), "10.0.0.3".into()],
+                payment_fingerprints: 2,
+                rule_ids: vec!["rule".into()],
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn review_applies_active_suppressions_and_reports_expired_and_broken_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let fraud = dir.path().join("fraud.yaml");
+        std::fs::write(
+            &fraud,
+            "version: 1\nreferrals_table: refs\nrules:\n  - id: shared_device\n    description: d\n    severity: high\n    pattern: device_ring\n    table: devices\n    key: device_id\n    when:\n      - { column: referrers, op: \">=\", value: 2 }\n    score: 0.9\n",
+        )
+        .unwrap();
+        let suppressions = dir.path().join("suppressions.yaml");
+        std::fs::write(
+            &suppressions,
+            "version: 1\nsuppressions:\n\
+             \x20 - { id: office, column: ip, values: [\"10.0.0.9\"], reason: r, owner: o, expires: 2030-01-01 }\n\
+             \x20 - { id: old, column: referral_id, values: [r2], rules: [shared_device], reason: r, owner: o, expires: 2020-01-01 }\n\
+             \x20 - { id: typo, column: nope, values: [x], reason: r, owner: o, expires: 2030-01-01 }\n",
+        )
+        .unwrap();
+        let rules = FraudRules::load(&fraud).unwrap();
+        let suppressions = Suppressions::load(&suppressions).unwrap();
+
+        let ctx = SessionContext::new();
+        let refs = strings(&[
+            (
+                "referral_id",
+                &[Some("r1"), Some("r2"), Some("r3"), Some("r4")],
+            ),
+            ("referrer_id", &[Some("A"), Some("B"), Some("C"), Some("D")]),
+            (
+                "device_id",
+                &[Some("d1"), Some("d1"), Some("d1"), Some("d2")],
+            ),
+            (
+                "payment_fingerprint",
+                &[Some("c1"), Some("c2"), Some("c3"), Some("c4")],
+            ),
+            (
+                "ip",
+                &[Some("10.0.0.1"), Some("10.0.0.2"), Some("10.0.0.9"), None],
+            ),
+            (
+                "channel",
+                &[Some("email"), Some("email"), Some("social"), None],
+            ),
+        ]);
+        let devices = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("device_id", DataType::Utf8, false),
+                Field::new("referrers", DataType::Int64, false),
+            ])),
+            vec![
+                Arc::new(StringArray::from(vec!["d1", "d2"])),
+                Arc::new(Int64Array::from(vec![3, 1])),
+            ],
+        )
+        .unwrap();
+        for (name, batch) in [("refs", refs), ("devices", devices)] {
+            let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+            ctx.register_table(name, Arc::new(table)).unwrap();
+        }
+        let options = ReviewOptions {
+            suppressions: Some(&suppressions),
+            as_of: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+            sweep_factors: &[],
+        };
+        let review = review(&ctx, &rules, options).await.unwrap();
+
+        // d1 is shared by three referrers: r1, r2 (its suppression expired) and r3 (behind the
+        // allowlisted office IP, so not flagged).
+        let ids: Vec<&str> = review
+            .flagged
+            .iter()
+            .map(|f| f.referral_id.as_str())
+            .collect();
+        assert_eq!(ids, ["r1", "r2"]);
+        assert!((review.flagged[0].score - 0.9).abs() < 1e-12);
+        assert_eq!(review.outcomes[0].rows_selected, 1);
+        assert_eq!(review.outcomes[0].referrals_flagged, 2);
+        let outcome = |id: &str| {
+            review
+                .suppressions
+                .iter()
+                .find(|s| s.id == id)
+                .unwrap()
+                .clone()
+        };
+        let (office, old, typo) = (outcome("office"), outcome("old"), outcome("typo"));
+        assert!(office.active && office.referrals_matched == 1 && office.error.is_none());
+        assert!(!old.active && old.referrals_matched == 1, "{old:?}");
+        assert!(typo.error.unwrap().contains("no column `nope`"));
+        // The flagged pair shares d1: one cluster.
+        assert_eq!(review.clusters.len(), 1);
+        assert_eq!(review.clusters[0].referrals, 2);
+        assert_eq!(review.referrals_reviewed, 4);
+        assert_eq!(review.by_channel["email"], (2, 2));
+        assert_eq!(review.by_channel["social"], (1, 0));
+        assert_eq!(review.by_channel[""], (1, 0));
+    }
+}

@@ -9,20 +9,20 @@
 //! A rule that fails is recorded as a skipped rule ([`RuleResults::skipped`]) and the others
 //! still run.
 
-pub mod alerts;
-pub mod escalation;
-pub mod fraud;
-pub mod json;
-pub mod partner_health;
-pub mod playbook;
-pub mod risk;
-pub mod rows;
+pub(crate) mod alerts;
+pub(crate) mod escalation;
+pub(crate) mod fraud;
+pub(crate) mod json;
+pub(crate) mod partner_health;
+pub(crate) mod playbook;
+pub(crate) mod risk;
+pub(crate) mod rows;
 pub mod source;
 
 use datafusion::common::ParamValues;
 use datafusion::prelude::SessionContext;
 use refopt_plan::{
-    Alert, BacklogItem, Detail, ErrorAction, ErrorEvent, Escalation, Finding, Plan, PartnerHealth,
+    Alert, BacklogItem, Detail, ErrorAction, ErrorEvent, Escalation, Finding, PartnerHealth, Plan,
     Risk,
 };
 use refopt_spec::{Ladder, Pipeline, Role, RuleSet};

@@ -12,9 +12,9 @@ use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionContext, col};
 use refopt_plan::{
-    SuppressionStatus,
     Cohort, ConcentrationRow, ExistingFlagsComparison, FlagRate, PayoutConcentration, PayoutHold,
     PayoutsAtRisk, Risk, RuleSummary, SensitivityPoint, SensitivityRow, SuppressionReport,
+    SuppressionStatus,
 };
 use refopt_spec::fraud::PayoutConcentrationLimits;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use refopt_spec::{RuleSet, Diagnostics};
+use refopt_spec::{Diagnostics, RuleSet};
 
 use crate::error::EngineError;
 use crate::storage;

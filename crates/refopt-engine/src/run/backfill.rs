@@ -8,13 +8,14 @@
 //! runs two rule sets over the same windows without writing anything and reports, per window,
 //! what the new rules would have changed.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use refopt_plan::Plan;
 use refopt_spec::{Pipeline, RuleSet, Stage, StageScope, Window, WindowRange};
 
+use crate::assembly::plan_delta::PlanDelta;
 use crate::error::EngineError;
 use crate::execution::executor::{Quiet, SharedOutput, SharedStages, execute};
 use crate::run::{
@@ -63,12 +64,7 @@ pub fn series(window_days: u32, as_of: NaiveDate) -> Vec<String> {
 
 /// The newest earlier plans, newest first: as many as a live run reads.
 fn recent(history: &[Plan]) -> Vec<Plan> {
-    history
-        .iter()
-        .rev()
-        .take(PREVIOUS_PLANS)
-        .cloned()
-        .collect()
+    history.iter().rev().take(PREVIOUS_PLANS).cloned().collect()
 }
 
 /// What happened to one window.
@@ -398,67 +394,30 @@ pub async fn backtest(
     Ok(changes)
 }
 
-fn keys<T>(items: &[T], key: impl Fn(&T) -> String) -> BTreeSet<String> {
-    items.iter().map(key).collect()
-}
-
-fn gained_lost(old: BTreeSet<String>, new: BTreeSet<String>) -> (Vec<String>, Vec<String>) {
-    (
-        new.difference(&old).cloned().collect(),
-        old.difference(&new).cloned().collect(),
-    )
-}
-
 /// The decision-relevant differences between two plans of the same window.
 pub fn compare(as_of: NaiveDate, old: &Plan, new: &Plan) -> WindowChange {
-    let id = |f: &refopt_plan::Finding| f.id.clone();
-    let (findings_gained, findings_lost) =
-        gained_lost(keys(&old.findings, id), keys(&new.findings, id));
-    let findings_changed = old
-        .findings
-        .iter()
-        .filter_map(|f| {
-            let other = new.findings.iter().find(|g| g.id == f.id)?;
-            (other.detail != f.detail || other.severity != f.severity).then(|| f.id.clone())
-        })
-        .collect::<Vec<_>>();
-    let alert =
-        |a: &refopt_plan::Alert| format!("{} {} {} {}", a.id, a.dimension, a.value, a.level);
-    let (alerts_gained, alerts_lost) =
-        gained_lost(keys(&old.alerts, alert), keys(&new.alerts, alert));
-    let escalation = |e: &refopt_plan::Escalation| format!("{} level {}", e.trigger, e.level);
-    let (escalations_gained, escalations_lost) = gained_lost(
-        keys(&old.escalations, escalation),
-        keys(&new.escalations, escalation),
-    );
-    let title = |b: &refopt_plan::BacklogItem| b.title.clone();
-    let (backlog_gained, backlog_lost) =
-        gained_lost(keys(&old.backlog, title), keys(&new.backlog, title));
-    let mut change = WindowChange {
+    let delta = PlanDelta::between(old, new);
+    let flagged_referrals = [old.risk.referrals_flagged, new.risk.referrals_flagged];
+    let changed = !(delta.findings.is_empty()
+        && delta.findings_changed.is_empty()
+        && delta.alerts.is_empty()
+        && delta.escalations.is_empty()
+        && delta.backlog.is_empty()
+        && flagged_referrals[0] == flagged_referrals[1]);
+    WindowChange {
         as_of: as_of.to_string(),
-        changed: false,
-        findings_gained,
-        findings_lost,
-        findings_changed,
-        alerts_gained,
-        alerts_lost,
-        escalations_gained,
-        escalations_lost,
-        backlog_gained,
-        backlog_lost,
-        flagged_referrals: [old.risk.referrals_flagged, new.risk.referrals_flagged],
-    };
-    change.changed = !(change.findings_gained.is_empty()
-        && change.findings_lost.is_empty()
-        && change.findings_changed.is_empty()
-        && change.alerts_gained.is_empty()
-        && change.alerts_lost.is_empty()
-        && change.escalations_gained.is_empty()
-        && change.escalations_lost.is_empty()
-        && change.backlog_gained.is_empty()
-        && change.backlog_lost.is_empty()
-        && change.flagged_referrals[0] == change.flagged_referrals[1]);
-    change
+        changed,
+        findings_gained: delta.findings.gained,
+        findings_lost: delta.findings.lost,
+        findings_changed: delta.findings_changed,
+        alerts_gained: delta.alerts.gained,
+        alerts_lost: delta.alerts.lost,
+        escalations_gained: delta.escalations.gained,
+        escalations_lost: delta.escalations.lost,
+        backlog_gained: delta.backlog.gained,
+        backlog_lost: delta.backlog.lost,
+        flagged_referrals,
+    }
 }
 
 #[cfg(test)]

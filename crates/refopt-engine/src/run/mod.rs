@@ -147,7 +147,7 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
     // The series' earlier plans, read once: the latest decides whether this run is a
     // duplicate, and all of them feed cross-run triggers (escalations) and the change log.
     let previous = match &plan_store {
-        Some(store) => previous_plans(store, &pipeline.name, &request).await?,
+        Some(store) => previous_plans(store, &pipeline.name).await?,
         None => PreviousPlans::default(),
     };
     if !request.force
@@ -459,15 +459,8 @@ impl PreviousPlans {
 }
 
 /// Lists the pipeline's plans once and reads the newest [`PREVIOUS_PLANS`] of them.
-async fn previous_plans(
-    store: &PlanStore,
-    pipeline: &str,
-    request: &RunRequest,
-) -> Result<PreviousPlans, EngineError> {
-    let listed = store
-        .list(pipeline)
-        .await
-        .map_err(EngineError::from)?;
+async fn previous_plans(store: &PlanStore, pipeline: &str) -> Result<PreviousPlans, EngineError> {
+    let listed = store.list(pipeline).await.map_err(EngineError::from)?;
     let mut plans = Vec::new();
     for stored in listed.iter().rev().take(PREVIOUS_PLANS) {
         match store.read(stored).await {

@@ -15,7 +15,7 @@ use object_store::path::Path;
 use object_store::{ClientConfigKey, ObjectStore};
 use url::Url;
 
-pub mod attempts;
+pub(crate) mod attempts;
 
 pub use attempts::StoragePolicy;
 
