@@ -290,6 +290,58 @@ fn all_problems_are_reported_in_one_pass_in_every_format() {
 }
 
 #[test]
+fn warnings_pass_unless_denied_and_carry_their_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_config(dir.path());
+    // An expired suppression and a stage nothing reads.
+    edit(
+        dir.path(),
+        "rules/suppressions.yaml",
+        "suppressions: []",
+        "suppressions:\n  - id: old-office\n    column: ip\n    values: [\"203.0.113.10\"]\n    reason: office wifi\n    owner: fraud-detection\n    expires: 2020-01-31",
+    );
+    edit(
+        dir.path(),
+        "pipelines/optimize-referrals.yaml",
+        "stages:\n",
+        "stages:\n  - id: scratch\n    sql: SELECT 1 AS one\n",
+    );
+    let o = validate_in(dir.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("rules/suppressions.yaml:17:9: warning[RF101]: suppression `old-office` expired on 2020-01-31"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("warning[RF102]: stage `scratch`"), "{stderr}");
+    assert!(stderr.contains("2 warning(s)"), "{stderr}");
+
+    let o = validate_in(dir.path(), &["--deny-warnings", "--format", "json"]);
+    let err = expect_exit(&o, 1);
+    assert!(err.contains("0 error(s), 2 warning(s)"), "{err}");
+    let diagnostics: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let codes: Vec<&str> = diagnostics
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["level"], "warning", "{d:#}");
+            d["code"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(codes.len(), 2, "{diagnostics:#}");
+    assert!(codes.contains(&"RF101") && codes.contains(&"RF102"), "{codes:?}");
+
+    let o = validate_in(dir.path(), &["--format", "github"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.lines().all(|l| l.starts_with("::warning file=")),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let o = run(refopt().args(["validate", "--format", "xml"]));
     expect_exit(&o, 2);
