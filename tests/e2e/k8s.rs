@@ -305,7 +305,7 @@ fn validate_reports_a_configmap_file_that_went_missing() {
     expect_exit(&o, 1);
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(
-            "k8s/base/kustomization.yaml:1:1: configMapGenerator `refopt-rules` names `config/rules/ladder.yaml`, which does not exist"
+            "k8s/base/kustomization.yaml:1:1: error[RF011]: configMapGenerator `refopt-rules` names `config/rules/ladder.yaml`, which does not exist"
         ),
         "{}",
         text(&o)

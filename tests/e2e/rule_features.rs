@@ -281,11 +281,47 @@ print(json.dumps(out))
     }
 }
 
+/// A copy of the shared data in which one partner fails a KYC check inside the window (the
+/// shared data has no partner failing compliance); returns the root and the partner's id.
+fn data_with_kyc_failure(dir: &Path) -> (String, String) {
+    copy_tree(shared_data(), dir);
+    let root = dir.to_str().unwrap();
+    let script = format!(
+        r#"
+import duckdb
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+row = con.sql("""
+  SELECT * REPLACE ('fail' AS status, event_id || '-planted' AS event_id)
+  FROM read_parquet('{root}/compliance_events/*/*.parquet', hive_partitioning = true)
+  WHERE subject_type = 'partner' AND status = 'pass' AND "at" >= TIMESTAMPTZ '{AS_OF}' - INTERVAL 20 DAY
+    AND subject_id IN (SELECT partner_id FROM read_parquet('{root}/partners/*.parquet') WHERE status = 'active')
+  ORDER BY "at", subject_id LIMIT 1
+""")
+partner, day = con.sql("SELECT subject_id, dt FROM row").fetchone()
+con.sql("SELECT * EXCLUDE (dt) FROM row").write_parquet(f"{root}/compliance_events/dt={{day}}/planted.parquet")
+print(partner)
+"#
+    );
+    let o = run(Command::new(python()).args(["-c", &script]));
+    assert!(o.status.success(), "planting failed\n{}", text(&o));
+    (
+        root.to_string(),
+        String::from_utf8_lossy(&o.stdout).trim().to_string(),
+    )
+}
+
 #[test]
 fn partner_health_scores_follow_the_script_and_compliance_failures_are_at_risk() {
-    let plan = plan_with(
-        repo().join("rules").to_str().unwrap(),
-        &["--detail", "full"],
+    let data = tempfile::tempdir().unwrap();
+    let (root, failing_partner) = data_with_kyc_failure(data.path());
+    let plans = tempfile::tempdir().unwrap();
+    let rules = repo().join("rules");
+    let (plan, _) = run_pipeline(
+        &root,
+        plans.path().to_str().unwrap(),
+        &["--rules", rules.to_str().unwrap(), "--detail", "full"],
+        &[],
     );
     let health = &plan["partner_health"];
     assert!(health["error"].is_null(), "{health:#}");

@@ -109,7 +109,12 @@ fn no_secret_reaches_plans_logs_or_errors() {
             AS_OF,
         ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str()))));
-    expect_exit(&o, 5);
+    // Credentials in a URL are refused as configuration, before anything is read.
+    let err = expect_exit(&o, 3);
+    assert!(
+        err.contains("credentials in URLs are not accepted"),
+        "{err}"
+    );
     outputs.push(String::from_utf8_lossy(&o.stdout).to_string());
     outputs.push(String::from_utf8_lossy(&o.stderr).to_string());
     // Every object refopt wrote to the bucket.

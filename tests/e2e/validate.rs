@@ -21,182 +21,182 @@ const CORPUS: &[BrokenCase] = &[
         file: "pipelines/sql/risk_referrals.sql",
         find: "SELECT r.referral_id, r.referrer_id",
         replace: "SELECT r.referral_id, r.refferer_id",
-        expect: "pipelines/sql/risk_referrals.sql:4:25: stage `risk_referrals`: SQL does not plan: Schema error: No field named r.refferer_id. Did you mean 'r.referrer_id'?",
+        expect: "pipelines/sql/risk_referrals.sql:4:25: error[RF007]: stage `risk_referrals`: SQL does not plan: Schema error: No field named r.refferer_id. Did you mean 'r.referrer_id'?",
     },
     BrokenCase {
         name: "pipeline_unknown_key",
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/kpis.sql\n",
         replace: "    sql_file: sql/kpis.sql\n    retyr: { limit: 3 }\n",
-        expect: "pipelines/optimize-referrals.yaml:182:5: unknown field `retyr`, expected one of id, description, kind, sql, sql_file, depends_on, retry, publishes, scope",
+        expect: "pipelines/optimize-referrals.yaml:182:5: error[RF002]: unknown field `retyr`, expected one of id, description, kind, sql, sql_file, depends_on, retry, publishes, scope",
     },
     BrokenCase {
         name: "pipeline_cycle",
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/funnel_cube.sql\n    depends_on: [data_refresh, invite_days]",
         replace: "    sql_file: sql/funnel_cube.sql\n    depends_on: [data_refresh, invite_days, funnel]",
-        expect: "pipelines/optimize-referrals.yaml:174:9: dependency cycle: funnel -> funnel_cube -> funnel",
+        expect: "pipelines/optimize-referrals.yaml:174:9: error[RF004]: dependency cycle: funnel -> funnel_cube -> funnel",
     },
     BrokenCase {
         name: "pipeline_unknown_dependency",
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/kpis.sql\n    depends_on: [funnel_cube]",
         replace: "    sql_file: sql/kpis.sql\n    depends_on: [funnel_cub]",
-        expect: "pipelines/optimize-referrals.yaml:182:18: stage `kpis` depends on unknown stage `funnel_cub` (did you mean `funnel_cube`?)",
+        expect: "pipelines/optimize-referrals.yaml:182:18: error[RF006]: stage `kpis` depends on unknown stage `funnel_cub` (did you mean `funnel_cube`?)",
     },
     BrokenCase {
         name: "range_stage_depends_on_window_stage",
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/invite_days.sql\n    scope: range\n",
         replace: "    sql_file: sql/invite_days.sql\n    scope: range\n    depends_on: [data_refresh]\n",
-        expect: "pipelines/optimize-referrals.yaml:161:9: stage `invite_days` has `scope: range` but depends on `data_refresh`, a window stage: a range stage is computed once for all windows of a backfill, so it may depend on range stages only",
+        expect: "pipelines/optimize-referrals.yaml:161:9: error[RF004]: stage `invite_days` has `scope: range` but depends on `data_refresh`, a window stage: a range stage is computed once for all windows of a backfill, so it may depend on range stages only",
     },
     BrokenCase {
         name: "fraud_rule_empty_key",
         file: "rules/fraud.yaml",
         find: "    key: device_id\n",
         replace: "    key: []\n",
-        expect: "rules/fraud.yaml:15:9: rule `device_shared_across_referrers`: `key` names no column; name the column(s) whose value links a row of `risk_devices` to the window's referrals",
+        expect: "rules/fraud.yaml:15:9: error[RF004]: rule `device_shared_across_referrers`: `key` names no column; name the column(s) whose value links a row of `risk_devices` to the window's referrals",
     },
     BrokenCase {
         name: "column_unknown_type",
         file: "pipelines/optimize-referrals.yaml",
         find: "      - sent_at: timestamp",
         replace: "      - sent_at: timestmp",
-        expect: "pipelines/optimize-referrals.yaml:26:9: dataset `invites`: column `sent_at` has unknown type `timestmp` (did you mean `timestamp`?); types: string, int64, float64, bool, timestamp, date",
+        expect: "pipelines/optimize-referrals.yaml:26:9: error[RF006]: dataset `invites`: column `sent_at` has unknown type `timestmp` (did you mean `timestamp`?); types: string, int64, float64, bool, timestamp, date",
     },
     BrokenCase {
         name: "rhai_syntax_error",
         file: "rules/fraud.yaml",
         find: "row.won >= params.min_wins &&",
         replace: "row.won >= params.min_wins &&&",
-        expect: "rules/fraud.yaml:104:36: rule `partner_payouts_out_of_proportion`: Rhai syntax error: Unexpected '&'",
+        expect: "rules/fraud.yaml:104:36: error[RF008]: rule `partner_payouts_out_of_proportion`: Rhai syntax error: Unexpected '&'",
     },
     BrokenCase {
         name: "rhai_row_field_typo",
         file: "rules/fraud.yaml",
         find: "row.won >= params.min_wins",
         replace: "row.wins >= params.min_wins",
-        expect: "rules/fraud.yaml:104:11: rule `partner_payouts_out_of_proportion`: `row.wins` is not a column of `risk_partners`",
+        expect: "rules/fraud.yaml:104:11: error[RF006]: rule `partner_payouts_out_of_proportion`: `row.wins` is not a column of `risk_partners`",
     },
     BrokenCase {
         name: "rhai_params_undeclared",
         file: "rules/fraud.yaml",
         find: "row.minutes_to_qualified < params.max_minutes)",
         replace: "row.minutes_to_qualified < params.max_minute)",
-        expect: "rules/fraud.yaml:89:80: rule `qualified_within_an_hour`: `params.max_minute` is not declared in the rule's `params`",
+        expect: "rules/fraud.yaml:89:80: error[RF006]: rule `qualified_within_an_hour`: `params.max_minute` is not declared in the rule's `params`",
     },
     BrokenCase {
         name: "fraud_unknown_table",
         file: "rules/fraud.yaml",
         find: "    table: risk_devices",
         replace: "    table: risk_device",
-        expect: "rules/fraud.yaml:15:9: rule `device_shared_across_referrers` reads unknown table `risk_device` (did you mean `risk_devices`?)",
+        expect: "rules/fraud.yaml:15:9: error[RF006]: rule `device_shared_across_referrers` reads unknown table `risk_device` (did you mean `risk_devices`?)",
     },
     BrokenCase {
         name: "fraud_condition_column",
         file: "rules/fraud.yaml",
         find: "{ column: referrals_within_1h,",
         replace: "{ column: referrals_within_hour,",
-        expect: "rules/fraud.yaml:52:9: rule `referral_velocity_burst`: condition column `referrals_within_hour` is not a column of `risk_referral_velocity`",
+        expect: "rules/fraud.yaml:52:9: error[RF006]: rule `referral_velocity_burst`: condition column `referrals_within_hour` is not a column of `risk_referral_velocity`",
     },
     BrokenCase {
         name: "fraud_unknown_key",
         file: "rules/fraud.yaml",
         find: "    score: 0.85",
         replace: "    score: 0.85\n    treshold: 2",
-        expect: "rules/fraud.yaml:51:5: unknown field `treshold`, expected one of id, description, severity, pattern, table, key, when, expression, params, score, enabled",
+        expect: "rules/fraud.yaml:51:5: error[RF002]: unknown field `treshold`, expected one of id, description, severity, pattern, table, key, when, expression, params, score, enabled",
     },
     BrokenCase {
         name: "fraud_score_range",
         file: "rules/fraud.yaml",
         find: "    score: 0.85",
         replace: "    score: 8.5",
-        expect: "rules/fraud.yaml:40:9: rule `self_referral_same_device_and_card`: score 8.5 must be between 0 and 1",
+        expect: "rules/fraud.yaml:40:9: error[RF004]: rule `self_referral_same_device_and_card`: score 8.5 must be between 0 and 1",
     },
     BrokenCase {
         name: "fraud_duplicate_id",
         file: "rules/fraud.yaml",
         find: "  - id: card_shared_across_referrers",
         replace: "  - id: device_shared_across_referrers",
-        expect: "rules/fraud.yaml:28:9: rule `device_shared_across_referrers` is declared twice",
+        expect: "rules/fraud.yaml:28:9: error[RF005]: rule `device_shared_across_referrers` is declared twice",
     },
     BrokenCase {
         name: "alert_unknown_owner",
         file: "rules/alerts.yaml",
         find: "    owner: lifecycle-ops",
         replace: "    owner: growth-team",
-        expect: "rules/alerts.yaml:22:9: alert `channel_signup_rate_low`: owner `growth-team` is neither a ladder owner nor a known agent (referral-architect, lifecycle-ops, fraud-detection, partner-ops)",
+        expect: "rules/alerts.yaml:22:9: error[RF006]: alert `channel_signup_rate_low`: owner `growth-team` is neither a ladder owner nor a known agent (referral-architect, lifecycle-ops, fraud-detection, partner-ops)",
     },
     BrokenCase {
         name: "alert_inverted_thresholds",
         file: "rules/alerts.yaml",
         find: "    warn: 0.40\n    critical: 0.30",
         replace: "    warn: 0.30\n    critical: 0.40",
-        expect: "rules/alerts.yaml:22:9: alert `channel_signup_rate_low`: levels out of order: warn 0.3 critical 0.4 (for `direction: below`, critical must be at or below warn)",
+        expect: "rules/alerts.yaml:22:9: error[RF004]: alert `channel_signup_rate_low`: levels out of order: warn 0.3 critical 0.4 (for `direction: below`, critical must be at or below warn)",
     },
     BrokenCase {
         name: "alert_unknown_dimension",
         file: "rules/alerts.yaml",
         find: "    dimension: channel",
         replace: "    dimension: chanel",
-        expect: "rules/alerts.yaml:22:9: alert `channel_signup_rate_low`: unknown dimension `chanel`",
+        expect: "rules/alerts.yaml:22:9: error[RF006]: alert `channel_signup_rate_low`: unknown dimension `chanel`",
     },
     BrokenCase {
         name: "alert_unknown_metric",
         file: "rules/alerts.yaml",
         find: "    metric: funnel.referral_to_won",
         replace: "    metric: funnel.referal_to_won",
-        expect: "rules/alerts.yaml:11:9: alert `referral_to_won_low`: unknown metric `funnel.referal_to_won` (use funnel.<rate> with a rate of invite_to_referral, referral_to_signup, signup_to_qualified, qualified_to_opportunity, opportunity_to_won, referral_to_won, cost_per_won, revenue_per_payout_dollar, or kpi.<metric>)",
+        expect: "rules/alerts.yaml:11:9: error[RF004]: alert `referral_to_won_low`: unknown metric `funnel.referal_to_won` (use funnel.<rate> with a rate of invite_to_referral, referral_to_signup, signup_to_qualified, qualified_to_opportunity, opportunity_to_won, referral_to_won, cost_per_won, revenue_per_payout_dollar, or kpi.<metric>)",
     },
     BrokenCase {
         name: "playbook_unknown_function",
         file: "rules/playbook.rhai",
         find: "let items = [];",
         replace: "let items = []; http_post(\"https://example.com\");",
-        expect: "rules/playbook.rhai:7:17: playbook: calls `http_post`, which the rules sandbox does not provide",
+        expect: "rules/playbook.rhai:7:17: error[RF008]: playbook: calls `http_post`, which the rules sandbox does not provide",
     },
     BrokenCase {
         name: "partner_health_row_typo",
         file: "rules/partner_health.rhai",
         find: "coalesce(row.content_shares, 0)",
         replace: "coalesce(row.content_share, 0)",
-        expect: "rules/partner_health.rhai:23:44: partner health script: `row.content_share` is not a column of `partner_health`",
+        expect: "rules/partner_health.rhai:23:44: error[RF006]: partner health script: `row.content_share` is not a column of `partner_health`",
     },
     BrokenCase {
         name: "suppression_unknown_rule",
         file: "rules/suppressions.yaml",
         find: "suppressions: []",
         replace: "suppressions:\n  - id: office\n    column: ip\n    values: [203.0.113.10]\n    rules: [device_shared_across_referrer]\n    reason: HQ wifi\n    owner: fraud-detection\n    expires: 2027-01-31",
-        expect: "rules/suppressions.yaml:17:9: suppression `office` names unknown fraud rule `device_shared_across_referrer` (did you mean `device_shared_across_referrers`?)",
+        expect: "rules/suppressions.yaml:17:9: error[RF006]: suppression `office` names unknown fraud rule `device_shared_across_referrer` (did you mean `device_shared_across_referrers`?)",
     },
     BrokenCase {
         name: "suppression_unknown_column",
         file: "rules/suppressions.yaml",
         find: "suppressions: []",
         replace: "suppressions:\n  - id: office\n    column: ip_address\n    values: [203.0.113.10]\n    reason: HQ wifi\n    owner: fraud-detection\n    expires: 2027-01-31",
-        expect: "rules/suppressions.yaml:17:9: suppression `office`: `ip_address` is not a column of `risk_referrals`",
+        expect: "rules/suppressions.yaml:17:9: error[RF006]: suppression `office`: `ip_address` is not a column of `risk_referrals`",
     },
     BrokenCase {
         name: "ladder_unknown_key",
         file: "rules/ladder.yaml",
         find: "    fallback: lifecycle-ops",
         replace: "    fallback: lifecycle-ops\n    backup: partner-ops",
-        expect: "rules/ladder.yaml:11:5: unknown field `backup`, expected one of role, owner, fallback",
+        expect: "rules/ladder.yaml:11:5: error[RF002]: unknown field `backup`, expected one of role, owner, fallback",
     },
     BrokenCase {
         name: "experiment_unknown_metric",
         file: "rules/experiments.yaml",
         find: "    secondary_metrics: [won]",
         replace: "    secondary_metrics: [wins]",
-        expect: "rules/experiments.yaml:39:25: experiment `exp_aa_holdout`: unknown metric `wins` (did you mean `won`?); known: referred, qualified, won, fraud_flag_rate, qualified_per_unit, revenue_per_unit, payout_cost_per_unit",
+        expect: "rules/experiments.yaml:39:25: error[RF004]: experiment `exp_aa_holdout`: unknown metric `wins` (did you mean `won`?); known: referred, qualified, won, fraud_flag_rate, qualified_per_unit, revenue_per_unit, payout_cost_per_unit",
     },
     BrokenCase {
         name: "experiment_control_not_a_variant",
         file: "rules/experiments.yaml",
         find: "    control: a\n",
         replace: "    control: c\n",
-        expect: "rules/experiments.yaml:36:14: experiment `exp_aa_holdout`: control `c` is not one of the variants (a, b)",
+        expect: "rules/experiments.yaml:36:14: error[RF004]: experiment `exp_aa_holdout`: control `c` is not one of the variants (a, b)",
     },
 ];
 
@@ -274,7 +274,19 @@ fn all_problems_are_reported_in_one_pass_in_every_format() {
     assert!(files.contains(&"rules/fraud.yaml"));
     assert!(files.contains(&"rules/alerts.yaml"));
     assert!(problems.iter().all(|p| p["line"].as_u64().unwrap() > 0));
-    assert!(problems.iter().any(|p| p["hint"] == "did you mean `won`?"));
+    assert!(problems.iter().any(|p| p["help"] == "did you mean `won`?"));
+    assert!(
+        problems.iter().all(|p| p["level"] == "error"),
+        "{problems:#?}"
+    );
+    let codes: Vec<&str> = problems
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"RF007") && codes.contains(&"RF006"),
+        "{codes:?}"
+    );
 
     let o = validate_in(dir.path(), &["--format", "github"]);
     expect_exit(&o, 1);
@@ -283,7 +295,7 @@ fn all_problems_are_reported_in_one_pass_in_every_format() {
     assert_eq!(annotations.len(), 3, "{stdout}");
     assert!(
         annotations.contains(
-            &"::error file=rules/alerts.yaml,line=22,col=9::alert `channel_signup_rate_low`: unknown dimension `chanel`%0Ahint: did you mean `channel`?"
+            &"::error file=rules/alerts.yaml,line=22,col=9,title=RF006::alert `channel_signup_rate_low`: unknown dimension `chanel`%0Ahelp: did you mean `channel`?"
         ),
         "{stdout}"
     );
@@ -313,7 +325,10 @@ fn warnings_pass_unless_denied_and_carry_their_codes() {
         stderr.contains("rules/suppressions.yaml:17:9: warning[RF101]: suppression `old-office` expired on 2020-01-31"),
         "{stderr}"
     );
-    assert!(stderr.contains("warning[RF102]: stage `scratch`"), "{stderr}");
+    assert!(
+        stderr.contains("warning[RF102]: stage `scratch`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 warning(s)"), "{stderr}");
 
     let o = validate_in(dir.path(), &["--deny-warnings", "--format", "json"]);
@@ -330,7 +345,10 @@ fn warnings_pass_unless_denied_and_carry_their_codes() {
         })
         .collect();
     assert_eq!(codes.len(), 2, "{diagnostics:#}");
-    assert!(codes.contains(&"RF101") && codes.contains(&"RF102"), "{codes:?}");
+    assert!(
+        codes.contains(&"RF101") && codes.contains(&"RF102"),
+        "{codes:?}"
+    );
 
     let o = validate_in(dir.path(), &["--format", "github"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -84,9 +84,9 @@ fn main() -> ExitCode {
         Ok(Err(e)) => {
             let code = exit_code(&e);
             if progress::json_logs() {
-                tracing::error!(exit_code = code, elapsed_ms, error = %format!("{e:#}"), "refopt failed");
+                tracing::error!(exit_code = code, elapsed_ms, error = %error_text(&e), "refopt failed");
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_text(&e));
             }
             ExitCode::from(code)
         }
@@ -104,6 +104,21 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// An error and its causes on one line. Causes whose text the message already contains are
+/// left out: many errors (object_store's, DataFusion's) print their cause in their own message
+/// and also return it as `source()`, which would repeat it.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Resolves when SIGTERM or SIGINT arrives, with the signal's name and exit code.
@@ -593,5 +608,20 @@ mod index_tests {
         assert!(as_of_from_index("2026-01-01", Some("3".into())).is_err());
         assert!(as_of_from_index("2026-01-01:7", None).is_err());
         assert!(as_of_from_index("2026-01-01:x", Some("1".into())).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn error_text_prints_each_cause_once() {
+        let e = anyhow::Error::new(std::io::Error::other("disk on fire")).context("cannot read x");
+        assert_eq!(error_text(&e), "cannot read x: disk on fire");
+        // A message that already carries its cause does not repeat it.
+        let e = anyhow::Error::new(std::io::Error::other("disk on fire"))
+            .context("cannot read x: disk on fire");
+        assert_eq!(error_text(&e), "cannot read x: disk on fire");
     }
 }
