@@ -350,10 +350,17 @@ fn partner_health_scores_follow_the_script_and_compliance_failures_are_at_risk()
             );
         }
     }
-    // The data has partners failing compliance (else the checks above checked nothing).
+    // The planted failure is among them (else the checks above checked nothing).
     assert!(
         failing_partners > 0,
         "no partner fails compliance: {health:#}"
+    );
+    assert!(
+        partners
+            .iter()
+            .any(|p| p["partner_id"] == failing_partner.as_str()
+                && p["kyc_failures"].as_i64().unwrap_or(0) > 0),
+        "planted KYC failure of {failing_partner} not in the partner rows"
     );
     // Top and bottom lists are ordered by score.
     let scores = |list: &str| -> Vec<f64> {
