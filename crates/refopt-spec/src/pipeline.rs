@@ -715,7 +715,7 @@ mod tests {
         .to_string();
         assert!(bad.contains("p.yaml:10:"), "{bad}");
         assert!(bad.contains("uses `$previous_...`"), "{bad}");
-        assert!(bad.contains("publishes Funnel"), "{bad}");
+        assert!(bad.contains("publishes the `funnel` role"), "{bad}");
         assert!(bad.contains("depends on `w`, a window stage"), "{bad}");
         assert!(
             bad.contains("stage `g`: a gate has no output to share"),
