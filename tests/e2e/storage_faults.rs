@@ -109,7 +109,7 @@ fn run_through(env: &[(&str, String)]) -> std::process::Output {
         "json",
         "--force",
         "--storage-timeout",
-        "2s",
+        "5s",
     ]);
     for (k, v) in env {
         cmd.env(k, v);
@@ -148,14 +148,15 @@ fn storage_faults_are_retried_recorded_or_fail_cleanly() {
 
     // Two faults on every request for some days of one dataset, the partner table and the
     // plan store (listing, reading v1, writing the flagged referrals and v2): resets, 503s and
-    // stalls past the 2 s timeout.
+    // stalls past the 5 s timeout (a debug build under test load can take 2 s to read a
+    // healthy response, so the timeout leaves room and the stall exceeds it clearly).
     let proxy = FaultProxy::start(
         &moto.endpoint,
         serde_json::json!({
             "faults_per_request": 2,
             "kinds": ["reset", "503", "reset", "503", "reset", "stall"],
             "path_regex": "partners/|plans|compliance_events/dt%3D[0-9-]+5/",
-            "stall_seconds": 3,
+            "stall_seconds": 8,
         }),
     );
     let o = run_through(&proxy.env(&moto));
