@@ -489,18 +489,13 @@ fn check_rules(
                         );
                     }
                 }
-                for (f, pos) in usage
-                    .calls
-                    .iter()
-                    .filter(|(f, _)| !api.contains(f.as_str()))
-                {
-                    v.problems.push(unknown_function(
-                        &api,
-                        &script_location(&expr.location, true, *pos),
-                        &format!("rule `{}`", rule.id),
-                        f,
-                    ));
-                }
+                v.problems.extend(unknown_functions(
+                    &api,
+                    &usage,
+                    &expr.location,
+                    true,
+                    &format!("rule `{}`", rule.id),
+                ));
             }
         }
         if let Some(limits) = &fraud.payout_concentration {
@@ -599,53 +594,55 @@ fn check_rules(
                 }
             }
         }
-        for (f, pos) in usage
-            .calls
-            .iter()
-            .filter(|(f, _)| !api.contains(f.as_str()))
-        {
-            v.problems.push(unknown_function(
-                &api,
-                &script_location(&location, false, *pos),
-                "partner health script",
-                f,
-            ));
-        }
+        v.problems.extend(unknown_functions(
+            &api,
+            &usage,
+            &location,
+            false,
+            "partner health script",
+        ));
     }
     if let Some(playbook) = &rules.playbook {
         v.rules_checked += 1;
         let usage = refopt_spec::sandbox::usage(&playbook.ast);
         let location = Location::file_start(&playbook.file);
-        for (f, pos) in usage
-            .calls
-            .iter()
-            .filter(|(f, _)| !api.contains(f.as_str()))
-        {
-            v.problems.push(unknown_function(
-                &api,
-                &script_location(&location, false, *pos),
-                "playbook",
-                f,
-            ));
-        }
+        v.problems.extend(unknown_functions(
+            &api, &usage, &location, false, "playbook",
+        ));
     }
 }
 
-fn unknown_function(
+/// A diagnostic for every function a script calls that the sandbox does not provide.
+/// `subject` names the script in the message (`rule `x``, `playbook`).
+fn unknown_functions(
     api: &BTreeSet<String>,
-    location: &Location,
+    usage: &refopt_spec::sandbox::ScriptUsage,
+    base: &Location,
+    embedded: bool,
     subject: &str,
-    name: &str,
-) -> Diagnostic {
-    let hint = refopt_spec::pipeline::closest(name, api.iter().map(String::as_str))
-        .map(|c| format!("did you mean `{c}`? The sandbox API is listed in docs/rule-authoring.md"))
-        .unwrap_or_else(|| "the sandbox API is listed in docs/rule-authoring.md".to_string());
-    Diagnostic::of(
-        Code::Script,
-        location.clone(),
-        format!("{subject}: calls `{name}`, which the rules sandbox does not provide"),
-    )
-    .help(hint)
+) -> Vec<Diagnostic> {
+    usage
+        .calls
+        .iter()
+        .filter(|(name, _)| !api.contains(name.as_str()))
+        .map(|(name, pos)| {
+            let hint = refopt_spec::pipeline::closest(name, api.iter().map(String::as_str))
+                .map(|c| {
+                    format!(
+                        "did you mean `{c}`? The sandbox API is listed in docs/rule-authoring.md"
+                    )
+                })
+                .unwrap_or_else(|| {
+                    "the sandbox API is listed in docs/rule-authoring.md".to_string()
+                });
+            Diagnostic::of(
+                Code::Script,
+                script_location(base, embedded, *pos),
+                format!("{subject}: calls `{name}`, which the rules sandbox does not provide"),
+            )
+            .help(hint)
+        })
+        .collect()
 }
 
 /// Names of every function the sandbox offers (registered helpers and Rhai's standard
