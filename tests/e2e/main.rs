@@ -6,6 +6,7 @@ mod backfill;
 mod bad_input;
 mod data_refresh;
 mod docs_examples;
+mod escalation;
 mod experiments;
 mod funnel_vs_duckdb;
 mod harness;

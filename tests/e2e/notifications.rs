@@ -80,7 +80,7 @@ fn rules_with_sinks(dir: &Path, smtp_port: u16) -> PathBuf {
     // One-level ladder: the first escalation is the top of the ladder (the rip-cord).
     std::fs::write(
         rules.join("ladder.yaml"),
-        "version: 1\nlevels:\n  - role: Referral Architect\n    owner: referral-architect\n    fallback: lifecycle-ops\ntriggers:\n  consecutive_breaches: 2\n  fraud_spike:\n    multiplier: 100.0\n    trailing_runs: 4\n    owner: fraud-detection\n",
+        "version: 1\nlevels:\n  - role: Referral Architect\n    owner: referral-architect\n    fallback: lifecycle-ops\nseries:\n  cadence: 1d\ntriggers:\n  consecutive_breaches: 2\n  advance_after: 1d\n  recover_after: 2\n  fraud_spike:\n    multiplier: 100.0\n    trailing_periods: 4\n    owner: fraud-detection\n",
     )
     .unwrap();
     std::fs::write(
@@ -106,8 +106,6 @@ fn run_with(rules: &Path, plans: &Path, env: &[(&str, String)], extra: &[&str]) 
         shared_data().to_str().unwrap(),
         "--plans",
         plans.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
         "--rules",
         rules.to_str().unwrap(),
         "--alert-threshold",
@@ -115,6 +113,9 @@ fn run_with(rules: &Path, plans: &Path, env: &[(&str, String)], extra: &[&str]) 
         "--output",
         "json",
     ]);
+    if !extra.contains(&"--as-of") {
+        cmd.args(["--as-of", AS_OF]);
+    }
     cmd.args(extra);
     for (k, v) in env {
         cmd.env(k, v);
@@ -168,11 +169,11 @@ fn each_event_is_delivered_once_and_failures_are_recorded() {
     let plans = dir.path().join("plans");
     let env = sinks.env();
 
-    // v1: the threshold is breached once (alerts only); v2 (--force): breached twice, so it
-    // escalates to the top of the one-level ladder and pulls the rip-cord.
-    let first = run_with(&rules, &plans, &env, &[]);
+    // v1: the threshold is breached on the day before (alerts only); v2: breached on a second
+    // day in a row, so it pulls the rip-cord (level 1, the top of the one-level ladder).
+    let first = run_with(&rules, &plans, &env, &["--as-of", "2026-05-31"]);
     assert!(first.status.success(), "{}", text(&first));
-    let second = run_with(&rules, &plans, &env, &["--force"]);
+    let second = run_with(&rules, &plans, &env, &[]);
     assert!(
         second.status.success(),
         "a dead receiver never fails the run\n{}",
@@ -204,7 +205,13 @@ fn each_event_is_delivered_once_and_failures_are_recorded() {
         .filter(|(k, e)| k == "ok" && e.starts_with("v1 alert:"))
         .count();
     assert!(alerts_v1 > 0, "{counts:?}");
-    assert!(counts.contains_key(&("ok".to_string(), "v2 rip_cord".to_string())));
+    assert!(
+        counts.contains_key(&(
+            "ok".to_string(),
+            "v2 rip_cord:alert:referral_to_won_low:all:2026-05-31".to_string()
+        )),
+        "{counts:?}"
+    );
     assert_eq!(
         counts.get(&("smtp".into(), "rip_cord".into())),
         Some(&1),

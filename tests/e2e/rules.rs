@@ -214,67 +214,78 @@ fn rhai_syntax_error_is_a_located_config_error() {
 }
 
 #[test]
-fn a_second_consecutive_breach_escalates_the_first_only_alerts() {
-    let plans = tempfile::tempdir().unwrap();
-    let store = plans.path().to_str().unwrap();
-    let root = shared_data().to_str().unwrap();
-    // --alert-threshold replaces the warn level of referral_to_won_low: 99% is always breached.
-    // The same data stands in for consecutive days: --force writes a plan each time.
-    let breach = ["--alert-threshold", "0.99", "--force"];
-    let (first, _) = run_pipeline(root, store, &breach, &[]);
-    let alert = first["alerts"]
+fn a_rule_past_its_time_limit_is_retried_twice_then_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    // ~150,000 operations per row (under the operation limit) against a 1 ms budget: every
+    // attempt runs out of time, as a rule would on an overloaded machine.
+    let slow_rule = r#"
+  - id: slow_scan
+    description: a rule too slow for its time budget
+    severity: low
+    pattern: test
+    table: risk_partners
+    key: partner_id
+    time_limit_ms: 1
+    expression: |
+      { let s = 0; for i in 0..50000 { s += i; } s < 0 }
+  - id: type_error
+    description: a script error fails the same way every time
+    severity: low
+    pattern: test
+    table: risk_partners
+    key: partner_id
+    expression: row.partner_id - 3 > 0
+"#;
+    let rules = rules_copy(dir.path(), |y| {
+        y.replace(
+            "\n# Payout concentration",
+            &format!("{slow_rule}\n# Payout concentration"),
+        )
+    });
+    let plan = run_with_rules(&rules);
+    let events: Vec<&serde_json::Value> = plan["error_handling"]["events"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["id"] == "referral_to_won_low")
-        .expect("alert fires");
-    assert_eq!(alert["level"], "warn");
-    assert_eq!(alert["threshold"], 0.99);
-    assert!(
-        first["escalations"].as_array().unwrap().is_empty(),
-        "first breach only alerts"
-    );
-
-    let (second, _) = run_pipeline(root, store, &breach, &[]);
-    let escalations = second["escalations"].as_array().unwrap();
-    let e = escalations
+        .filter(|e| e["task_id"] == "fraud_rules/slow_scan")
+        .collect();
+    let steps: Vec<(u64, &str)> = events
         .iter()
-        .find(|e| e["trigger"] == "alert:referral_to_won_low:all")
-        .expect("second breach escalates");
-    assert_eq!(e["level"], 1);
-    assert_eq!(e["role"], "Referral Architect");
-    assert_eq!(e["owner"], "referral-architect");
-    assert_eq!(e["fallback_owner"], "lifecycle-ops");
+        .map(|e| {
+            (
+                e["attempt"].as_u64().unwrap(),
+                e["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        e["run_ids"],
-        serde_json::json!([first["run_id"], second["run_id"]])
+        steps,
+        [(1, "retried"), (2, "retried"), (3, "rule_skipped")],
+        "retry limit 2: {events:#?}"
     );
-
-    let (third, _) = run_pipeline(root, store, &breach, &[]);
-    let e = third["escalations"]
+    assert!(
+        events
+            .iter()
+            .all(|e| e["error"].as_str().unwrap().contains("time limit of 1 ms")),
+        "{events:#?}"
+    );
+    // Not transient: one attempt, skipped at once.
+    let type_error: Vec<(u64, &str)> = plan["error_handling"]["events"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["trigger"] == "alert:referral_to_won_low:all")
-        .unwrap();
-    assert_eq!(e["level"], 2, "still breached: next rung");
-    assert_eq!(e["role"], "Partner Ops");
-
-    // Without the override the alert clears, and so does the escalation.
-    let (calm, _) = run_pipeline(root, store, &["--force"], &[]);
+        .filter(|e| e["task_id"] == "fraud_rules/type_error")
+        .map(|e| {
+            (
+                e["attempt"].as_u64().unwrap(),
+                e["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(type_error, [(1, "rule_skipped")]);
     assert!(
-        calm["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|a| a["id"] != "referral_to_won_low")
-    );
-    assert!(
-        calm["escalations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["trigger"] != "alert:referral_to_won_low:all")
+        flagged_by(&plan, "device_shared_across_referrers") > 0,
+        "the other rules still ran"
     );
 }
 

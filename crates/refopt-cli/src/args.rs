@@ -271,6 +271,11 @@ pub enum PlanCommand {
     Approve(DecisionArgs),
     /// Reject a plan version (recorded like an approval).
     Reject(DecisionArgs),
+    /// Acknowledge an escalation episode of the latest plan: someone has it in hand, so it
+    /// stays at the level it stands at instead of climbing the ladder every `advance_after`
+    /// (rules/ladder.yaml) until it recovers. Recorded create-only under `<pipeline>/acks/`;
+    /// acknowledging twice is a no-op.
+    Ack(AckArgs),
     /// The audit trail of a version: approvals, rejections, notification deliveries, and the
     /// approval state (draft, awaiting roles, approved, rejected).
     Audit {
@@ -307,6 +312,22 @@ pub struct DecisionArgs {
     /// Print what would be notified, send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub store: PlanStoreArgs,
+}
+
+/// `plan ack`.
+#[derive(Debug, Clone, Args)]
+pub struct AckArgs {
+    /// The escalation's trigger as the plan names it, e.g. `alert:partner_nps_low:all` or
+    /// `fraud_spike` (`refopt plan show latest --section escalations`).
+    #[arg(value_name = "TRIGGER")]
+    pub trigger: String,
+    /// Who takes it in hand (recorded).
+    #[arg(long)]
+    pub by: String,
+    #[arg(long)]
+    pub note: Option<String>,
     #[command(flatten)]
     pub store: PlanStoreArgs,
 }
@@ -393,8 +414,12 @@ pub struct AnalysisArgs {
     /// Experiments to evaluate, comma-separated ids (recorded in the plan).
     #[arg(long, value_delimiter = ',')]
     pub experiments: Vec<String>,
-    /// KPI threshold that overrides the rules' default for escalations.
-    #[arg(long)]
+    /// Replaces the warn level of the alerts marked `uses_alert_threshold: true` in
+    /// alerts.yaml (shipped rules: `referral_to_won_low`, the referral -> won rate, so a share
+    /// between 0 and 1). Checked against each such alert: a rate must be within 0..1, and the
+    /// value must lie on the warn side of the alert's critical level; a value that changes no
+    /// alert is an error (exit 3). Recorded in the plan's inputs.
+    #[arg(long, value_name = "LEVEL")]
     pub alert_threshold: Option<f64>,
     /// Print a human summary or the plan JSON.
     #[arg(long, value_enum, default_value_t = Output::Human)]

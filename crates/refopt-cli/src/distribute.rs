@@ -5,10 +5,10 @@ use anyhow::bail;
 use chrono::{SecondsFormat, Utc};
 use refopt_engine::distribution::approvals::{approval_blockers, standing};
 use refopt_engine::distribution::notify::{self, Delivery, Event, PlanRef};
-use refopt_plan::{ApprovalRecord, Plan, PlanStore, StoredPlan};
+use refopt_plan::{AcknowledgementRecord, ApprovalRecord, Plan, PlanStore, StoredPlan};
 use refopt_spec::RuleSet;
 
-use crate::args::{DecisionArgs, Output, PlanStoreArgs};
+use crate::args::{AckArgs, DecisionArgs, Output, PlanStoreArgs};
 use crate::progress::json_logs;
 
 /// Reports deliveries on stderr (or as JSON log lines).
@@ -128,6 +128,70 @@ pub async fn notify_failure(
         report_url: None,
     };
     report(&notify::deliver(config, &[event], &plan_ref, None, dry_run).await);
+}
+
+/// `refopt plan ack`: records an acknowledgement of an open escalation episode of the latest
+/// plan.
+pub async fn acknowledge(args: AckArgs) -> anyhow::Result<()> {
+    let by = args.by.trim();
+    if by.is_empty() {
+        bail!("--by must name who acknowledges");
+    }
+    let (store, plans) = crate::plan_cmd::open(&args.store).await?;
+    let stored = crate::plan_cmd::pick(&plans, "latest")?;
+    let plan = crate::plan_cmd::read(&store, stored).await?;
+    let Some(escalation) = plan.escalations.iter().find(|e| e.trigger == args.trigger) else {
+        let open: Vec<&str> = plan
+            .escalations
+            .iter()
+            .map(|e| e.trigger.as_str())
+            .collect();
+        bail!(
+            "no open escalation `{}` in {} (open: {})",
+            args.trigger,
+            stored.url,
+            if open.is_empty() {
+                "none".to_string()
+            } else {
+                open.join(", ")
+            }
+        );
+    };
+    let record = AcknowledgementRecord {
+        pipeline: plan.pipeline.name.clone(),
+        trigger: escalation.trigger.clone(),
+        episode_opened: escalation.episode_opened.clone(),
+        level: escalation.level,
+        by: by.to_string(),
+        note: args.note.clone(),
+        at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        plan_version: stored.version,
+    };
+    let key = format!("{}\n{}", record.trigger, record.episode_opened);
+    let name = format!(
+        "ack-{}.json",
+        &refopt_engine::config_hash::sha256_hex(key.as_bytes())[..16]
+    );
+    let created = store
+        .write_series_record(
+            &plan.pipeline.name,
+            refopt_engine::run::ACKS_FOLDER,
+            &name,
+            &record,
+        )
+        .await?;
+    if created {
+        println!(
+            "{} (episode opened {}) acknowledged by {by} at level {} ({}): it stays there until it recovers",
+            record.trigger, record.episode_opened, record.level, escalation.role
+        );
+    } else {
+        println!(
+            "{} (episode opened {}) was already acknowledged; nothing recorded",
+            record.trigger, record.episode_opened
+        );
+    }
+    Ok(())
 }
 
 /// `refopt plan approve` and `refopt plan reject`.

@@ -23,6 +23,7 @@ pub async fn run(command: PlanCommand) -> anyhow::Result<()> {
     match command {
         PlanCommand::Approve(args) => crate::distribute::decide(args, true).await,
         PlanCommand::Reject(args) => crate::distribute::decide(args, false).await,
+        PlanCommand::Ack(args) => crate::distribute::acknowledge(args).await,
         PlanCommand::Audit {
             which,
             output,

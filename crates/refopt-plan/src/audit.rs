@@ -26,6 +26,26 @@ pub struct ApprovalRecord {
     pub at: String,
 }
 
+/// An acknowledgement of an escalation episode (`refopt plan ack`), stored create-only under
+/// `<series>/acks/`: the episode stops climbing the ladder.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgementRecord {
+    pub pipeline: String,
+    /// `alert:<id>:<value>` or `fraud_spike`.
+    pub trigger: String,
+    /// As-of date of the episode's first breach.
+    pub episode_opened: String,
+    /// The level the episode stood at (and stays at).
+    pub level: u32,
+    pub by: String,
+    pub note: Option<String>,
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// The plan version that showed the episode.
+    pub plan_version: u64,
+}
+
 /// One attempt to deliver a notification.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

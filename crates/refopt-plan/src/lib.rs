@@ -7,7 +7,9 @@ pub mod read;
 pub mod store;
 pub mod vocabulary;
 
-pub use audit::{ApprovalRecord, DeliveryAttempt, DeliveryRecord, approval_json_schema};
+pub use audit::{
+    AcknowledgementRecord, ApprovalRecord, DeliveryAttempt, DeliveryRecord, approval_json_schema,
+};
 pub use name::{plan_file_name, plan_stem, plan_version};
 pub use plan::*;
 pub use read::{PlanReadError, ReadPlan, parse_plan};

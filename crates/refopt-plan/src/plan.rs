@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::vocabulary::*;
 
 /// Version of the plan format written by this build.
-pub const SCHEMA_VERSION: &str = "1.0";
+pub const SCHEMA_VERSION: &str = "1.1";
 
 /// One run's plan: inputs, what was read, what ran, what was measured and recommended.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -36,7 +36,11 @@ pub struct Plan {
     pub partner_health: PartnerHealth,
     pub experiments: Vec<ExperimentResult>,
     pub alerts: Vec<Alert>,
+    /// The escalated episodes that are open (level 1 or higher), one per trigger.
     pub escalations: Vec<Escalation>,
+    /// The escalation memory of the series, continued by the next as-of date's plan (since 1.1).
+    #[serde(default)]
+    pub escalation_state: EscalationState,
     pub backlog: Vec<BacklogItem>,
     pub change_log: Vec<ChangeLogEntry>,
 }
@@ -48,8 +52,8 @@ pub enum RunStatus {
     #[default]
     Succeeded,
     Failed,
-    /// Succeeded, and an escalation reached the top of the ladder or a fraud spike fired: every
-    /// level's owner and fallback is notified (the rip-cord).
+    /// Succeeded, and an escalation episode stands escalated: its rip-cord was pulled (every
+    /// level's owner and fallback told once) and it has not recovered.
     Escalated,
 }
 
@@ -512,6 +516,9 @@ pub struct PartnerScore {
     pub score: f64,
     pub referrals: i64,
     pub revenue: f64,
+    /// The partner's share of all partner mentions in the window (since 1.1).
+    #[serde(default)]
+    pub share_of_voice: Option<f64>,
 }
 
 /// A suggested tier change.
@@ -665,8 +672,82 @@ pub struct Escalation {
     pub owner: String,
     pub fallback_owner: String,
     pub reason: String,
-    /// Runs whose results triggered it, oldest first (this run last).
+    /// Runs of the breached periods that led here, oldest first (one per period).
     pub run_ids: Vec<String>,
+    /// As-of date of the episode's first breach (since 1.1): with the trigger, the episode an
+    /// acknowledgement (`refopt plan ack`) names.
+    #[serde(default)]
+    pub episode_opened: String,
+}
+
+/// Escalation memory: what one plan passes to the plan of the next as-of date of its series.
+/// Breaches are counted per breach period of as-of dates, so reruns of a date count once.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EscalationState {
+    /// First day (YYYY-MM-DD) of this run's breach period.
+    pub period: String,
+    pub breach_period_days: u32,
+    /// As-of date and run id of the plan this state continues (the series' latest plan with an
+    /// earlier as-of date); null for the first plan of a series.
+    pub continues: Option<String>,
+    /// Fraud flag rate per breach period, oldest first (the fraud-spike baseline).
+    pub flag_rates: Vec<PeriodValue>,
+    /// Open episodes, and those that ended in this run.
+    pub episodes: Vec<Episode>,
+}
+
+/// A value measured for one breach period.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PeriodValue {
+    /// First day of the period.
+    pub period: String,
+    pub value: f64,
+}
+
+/// One trigger's run of breaches, from its first breach to its recovery.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Episode {
+    /// `alert:<id>:<value>` or `fraud_spike`.
+    pub trigger: String,
+    pub state: EpisodeState,
+    /// What this run changed.
+    pub transition: Transition,
+    /// Whether this run announces the transition; false when an earlier plan of the same
+    /// episode (a rerun of the date) already did, so owners are notified once.
+    pub announce: bool,
+    /// As-of date of the first breach.
+    pub opened: String,
+    /// Breached periods in a row, oldest first (the most recent 30).
+    pub breaches: Vec<Breach>,
+    /// Periods without a breach since the last breach (first days).
+    pub quiet_periods: Vec<String>,
+    /// Ladder level: 0 before the rip-cord.
+    pub level: u32,
+    /// As-of date the rip-cord was pulled.
+    pub rip_cord: Option<String>,
+    /// As-of date the current level was reached.
+    pub level_since: Option<String>,
+    pub acknowledged: Option<Acknowledgement>,
+    /// As-of date the episode ended.
+    pub recovered: Option<String>,
+}
+
+/// A breached period of an episode: the latest run of the period that breached.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Breach {
+    pub period: String,
+    pub as_of: String,
+    pub run_id: String,
+}
+
+/// Who took an episode in hand (`refopt plan ack`): it stays at the acknowledged level.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Acknowledgement {
+    pub by: String,
+    /// RFC 3339 UTC.
+    pub at: String,
+    pub level: u32,
+    pub note: Option<String>,
 }
 /// A backlog recommendation from the playbook.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]

@@ -275,7 +275,42 @@ impl PlanStore {
         name: &str,
         record: &impl serde::Serialize,
     ) -> Result<bool, PlanStoreError> {
-        let path = self.audit_dir(pipeline, version).join(name);
+        self.create_record(self.audit_dir(pipeline, version), name, record)
+            .await
+    }
+
+    /// Writes a record of the series that belongs to no plan version (create-only), under
+    /// `<series>/<folder>/<name>`: e.g. acknowledgements of escalation episodes in `acks`.
+    /// `Ok(false)` when a record of that name exists.
+    pub async fn write_series_record(
+        &self,
+        pipeline: &str,
+        folder: &str,
+        name: &str,
+        record: &impl serde::Serialize,
+    ) -> Result<bool, PlanStoreError> {
+        self.create_record(self.pipeline_dir(pipeline).join(folder), name, record)
+            .await
+    }
+
+    /// The records of a series folder written by [`PlanStore::write_series_record`]:
+    /// (file name, bytes), by name.
+    pub async fn read_series_records(
+        &self,
+        pipeline: &str,
+        folder: &str,
+    ) -> Result<Vec<(String, bytes::Bytes)>, PlanStoreError> {
+        self.read_records(self.pipeline_dir(pipeline).join(folder))
+            .await
+    }
+
+    async fn create_record(
+        &self,
+        dir: Path,
+        name: &str,
+        record: &impl serde::Serialize,
+    ) -> Result<bool, PlanStoreError> {
+        let path = dir.join(name);
         let body =
             bytes::Bytes::from(serde_json::to_vec_pretty(record).expect("records serialize"));
         match self.create(&path, body).await {
@@ -294,7 +329,10 @@ impl PlanStore {
         pipeline: &str,
         version: u64,
     ) -> Result<Vec<(String, bytes::Bytes)>, PlanStoreError> {
-        let dir = self.audit_dir(pipeline, version);
+        self.read_records(self.audit_dir(pipeline, version)).await
+    }
+
+    async fn read_records(&self, dir: Path) -> Result<Vec<(String, bytes::Bytes)>, PlanStoreError> {
         let metas: Vec<object_store::ObjectMeta> = self
             .store
             .list(Some(&dir))

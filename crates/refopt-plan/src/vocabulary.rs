@@ -201,6 +201,40 @@ pub enum Crossing {
 }
 named!(Crossing { Below => "below", Above => "above" });
 
+/// Where an escalation episode stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EpisodeState {
+    /// Breached, not yet in enough consecutive periods for the rip-cord.
+    #[default]
+    Breaching,
+    /// The rip-cord was pulled: the episode stands at a ladder level.
+    Escalated,
+    /// No breach for the declared number of periods: the episode ended in this run.
+    Recovered,
+}
+named!(EpisodeState { Breaching => "breaching", Escalated => "escalated", Recovered => "recovered" });
+
+/// What a run changed in an escalation episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    /// Nothing: the episode goes on as it stood.
+    #[default]
+    None,
+    /// The first breach.
+    Opened,
+    /// Breached again in a new period, below the rip-cord.
+    Breached,
+    /// Breached in enough consecutive periods (or a fraud spike): level 1, every owner told.
+    RipCord,
+    /// Not acknowledged in time: one rung up.
+    Advanced,
+    /// Quiet for the declared number of periods: the episode ended.
+    Recovered,
+}
+named!(Transition { None => "none", Opened => "opened", Breached => "breached", RipCord => "rip_cord", Advanced => "advanced", Recovered => "recovered" });
+
 /// The trigger name of the fraud-spike escalation (alert triggers are
 /// `alert:<alert id>:<level>`).
 pub const FRAUD_SPIKE_TRIGGER: &str = "fraud_spike";
@@ -250,6 +284,19 @@ mod tests {
             SuppressionStatus::Failed,
         ]);
         check(&Tier::ALL);
+        check(&[
+            EpisodeState::Breaching,
+            EpisodeState::Escalated,
+            EpisodeState::Recovered,
+        ]);
+        check(&[
+            Transition::None,
+            Transition::Opened,
+            Transition::Breached,
+            Transition::RipCord,
+            Transition::Advanced,
+            Transition::Recovered,
+        ]);
     }
 
     #[test]

@@ -95,6 +95,7 @@ fn plan() -> Plan {
         score: 41.0,
         referrals: 90,
         revenue: 120_000.0,
+        share_of_voice: Some(0.25),
     };
     plan.partner_health.partners_evaluated = 1;
     plan.partner_health.partners_scored = 1;

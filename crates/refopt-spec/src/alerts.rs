@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+use crate::window::Window;
 use crate::yaml;
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +73,16 @@ pub struct AlertRule {
     pub owner: String,
     pub uses_alert_threshold: bool,
     pub location: Location,
+}
+
+impl AlertRule {
+    /// `below` or `above`, as the YAML says.
+    pub fn direction_word(&self) -> &'static str {
+        match self.direction {
+            Direction::Below => "below",
+            Direction::Above => "above",
+        }
+    }
 }
 
 /// Funnel rates an alert may watch (`funnel.<name>`).
@@ -172,7 +183,25 @@ impl Alerts {
 struct RawLadder {
     version: serde_saphyr::Spanned<u32>,
     levels: Vec<RawLevel>,
-    triggers: Triggers,
+    series: RawSeries,
+    triggers: RawTriggers,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSeries {
+    cadence: Spanned<String>,
+    #[serde(default)]
+    breach_period: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTriggers {
+    consecutive_breaches: u32,
+    advance_after: Spanned<String>,
+    recover_after: u32,
+    fraud_spike: FraudSpike,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,22 +212,39 @@ struct RawLevel {
     fallback: String,
 }
 
-/// When escalations fire.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// How the plans of a series follow each other in time: breaches are counted per period of
+/// as-of dates, never per plan (reruns of one as-of date count once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Series {
+    /// Days between the as-of dates of consecutive scheduled runs (the CronJob schedule).
+    pub cadence_days: u32,
+    /// Days of one breach period, a multiple of the cadence: every run whose as-of date falls in
+    /// the same period counts as one breach at most.
+    pub breach_period_days: u32,
+}
+
+/// When escalations fire and how an episode moves.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Triggers {
-    /// An alert breached in this many consecutive runs escalates (the seed: twice).
+    /// An alert breached in this many consecutive breach periods pulls the rip-cord (the seed:
+    /// twice).
     pub consecutive_breaches: u32,
-    /// Fraud spike: flag rate above `multiplier` x its trailing average over `trailing_runs`.
+    /// Days (of as-of time) an escalated episode may stay unacknowledged before it climbs one
+    /// rung; again every further `advance_after_days`.
+    pub advance_after_days: u32,
+    /// Breach periods in a row without a breach that end an escalated episode.
+    pub recover_after: u32,
+    /// Fraud spike: pulls the rip-cord at once.
     pub fraud_spike: FraudSpike,
 }
 
-/// Fraud spike trigger.
+/// Fraud spike trigger: the flag rate above `multiplier` x its average over the previous
+/// `trailing_periods` breach periods.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FraudSpike {
     pub multiplier: f64,
-    pub trailing_runs: usize,
+    pub trailing_periods: usize,
     /// Who owns fraud spikes before they climb the ladder.
     pub owner: String,
 }
@@ -217,6 +263,7 @@ pub struct Level {
 #[derive(Debug, Clone)]
 pub struct Ladder {
     pub levels: Vec<Level>,
+    pub series: Series,
     pub triggers: Triggers,
 }
 
@@ -250,12 +297,54 @@ impl Ladder {
                 ));
             }
         }
-        if raw.triggers.consecutive_breaches < 1 || raw.triggers.fraud_spike.multiplier <= 1.0 {
+        let t = &raw.triggers;
+        if t.consecutive_breaches < 1
+            || t.recover_after < 1
+            || t.fraud_spike.trailing_periods < 1
+            || !(t.fraud_spike.multiplier > 1.0 && t.fraud_spike.multiplier.is_finite())
+        {
             errors.push(Diagnostic::new(
                 Location::file_start(file),
-                "triggers: consecutive_breaches must be >= 1 and fraud_spike.multiplier > 1",
+                "triggers: consecutive_breaches, recover_after and fraud_spike.trailing_periods must be >= 1 and fraud_spike.multiplier a number > 1",
             ));
         }
+        let mut days = |value: &Spanned<String>, key: &str| match value.value.parse::<Window>() {
+            Ok(w) => Some(w.days),
+            Err(e) => {
+                errors.push(Diagnostic::new(
+                    Location::from_yaml(file, &value.referenced),
+                    format!("{key}: {e}"),
+                ));
+                None
+            }
+        };
+        let cadence = days(&raw.series.cadence, "series.cadence");
+        let breach_period = match &raw.series.breach_period {
+            Some(p) => days(p, "series.breach_period"),
+            None => cadence,
+        };
+        let advance_after = days(&t.advance_after, "triggers.advance_after");
+        if let (Some(c), Some(p)) = (cadence, breach_period)
+            && p % c != 0
+        {
+            errors.push(Diagnostic::new(
+                Location::from_yaml(
+                    file,
+                    raw.series
+                        .breach_period
+                        .as_ref()
+                        .map_or(&raw.series.cadence.referenced, |p| &p.referenced),
+                ),
+                format!(
+                    "series.breach_period ({p}d) must be a multiple of series.cadence ({c}d): a period holds whole scheduled runs"
+                ),
+            ));
+        }
+        let (Some(cadence_days), Some(breach_period_days), Some(advance_after_days)) =
+            (cadence, breach_period, advance_after)
+        else {
+            return Err(Diagnostics(errors));
+        };
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
@@ -271,7 +360,16 @@ impl Ladder {
                     fallback: l.fallback,
                 })
                 .collect(),
-            triggers: raw.triggers,
+            series: Series {
+                cadence_days,
+                breach_period_days,
+            },
+            triggers: Triggers {
+                consecutive_breaches: raw.triggers.consecutive_breaches,
+                advance_after_days,
+                recover_after: raw.triggers.recover_after,
+                fraud_spike: raw.triggers.fraud_spike,
+            },
         })
     }
 

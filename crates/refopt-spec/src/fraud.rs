@@ -26,7 +26,25 @@ struct RawFraudRules {
     rules: Vec<RawFraudRule>,
     #[serde(default)]
     payout_concentration: Option<PayoutConcentrationLimits>,
+    /// Retries of a rule that failed transiently (the seed: "retry limit 2 for fraud model
+    /// runs").
+    #[serde(default = "default_retry_limit")]
+    retry_limit: u32,
+    /// Wall-clock budget of one rule's expression over all rows, in milliseconds.
+    #[serde(default = "default_time_limit_ms")]
+    time_limit_ms: u64,
 }
+
+fn default_retry_limit() -> u32 {
+    2
+}
+
+fn default_time_limit_ms() -> u64 {
+    120_000
+}
+
+/// Largest `retry_limit` accepted: a failing rule must not hold a run for long.
+const MAX_RETRY_LIMIT: u32 = 5;
 
 fn default_referrals_table() -> String {
     "risk_referrals".to_string()
@@ -53,6 +71,9 @@ struct RawFraudRule {
     score: f64,
     #[serde(default = "default_true")]
     enabled: bool,
+    /// Overrides the file's `time_limit_ms` for this rule.
+    #[serde(default)]
+    time_limit_ms: Option<u64>,
 }
 
 fn default_score() -> f64 {
@@ -142,6 +163,9 @@ pub struct FraudRule {
     /// Named numbers the expression reads as `params.<name>`.
     pub params: BTreeMap<String, f64>,
     pub score: f64,
+    /// Wall-clock budget of the expression over all rows; exceeding it is a transient failure
+    /// (a loaded machine), retried up to the file's `retry_limit`.
+    pub time_limit: std::time::Duration,
     pub location: Location,
 }
 
@@ -222,6 +246,8 @@ pub struct FraudRules {
     pub referrals_table: String,
     pub rules: Vec<FraudRule>,
     pub payout_concentration: Option<PayoutConcentrationLimits>,
+    /// Retries of a rule that failed transiently before it is skipped.
+    pub retry_limit: u32,
 }
 
 impl FraudRules {
@@ -332,9 +358,21 @@ impl FraudRules {
                     expression,
                     params: r.params,
                     score: r.score,
+                    time_limit: std::time::Duration::from_millis(
+                        r.time_limit_ms.unwrap_or(raw.time_limit_ms),
+                    ),
                     location,
                 });
             }
+        }
+        if raw.retry_limit > MAX_RETRY_LIMIT || raw.time_limit_ms == 0 {
+            errors.push(Diagnostic::new(
+                Location::file_start(file),
+                format!(
+                    "retry_limit must be at most {MAX_RETRY_LIMIT} (got {}) and time_limit_ms above 0 (got {})",
+                    raw.retry_limit, raw.time_limit_ms
+                ),
+            ));
         }
         if let Some(limits) = &raw.payout_concentration {
             let share_ok = |v: f64| (0.0..=1.0).contains(&v);
@@ -353,6 +391,7 @@ impl FraudRules {
             referrals_table: raw.referrals_table,
             rules,
             payout_concentration: raw.payout_concentration,
+            retry_limit: raw.retry_limit,
         })
     }
 

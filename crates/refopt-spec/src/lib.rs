@@ -15,10 +15,11 @@ pub mod rule_tests;
 pub mod ruleset;
 pub mod sandbox;
 pub mod suppressions;
+pub mod targets;
 pub mod window;
 pub mod yaml;
 
-pub use alerts::{AlertRule, Alerts, Direction, Ladder};
+pub use alerts::{AlertRule, Alerts, Direction, Ladder, Series, Triggers};
 pub use diagnostic::{Code, Diagnostic, Diagnostics, Level, Location};
 pub use fraud::{FraudRule, FraudRules, Severity};
 pub use pipeline::{
@@ -26,4 +27,5 @@ pub use pipeline::{
 };
 pub use ruleset::RuleSet;
 pub use suppressions::{Suppression, Suppressions};
+pub use targets::SuccessTargets;
 pub use window::{Window, WindowRange};

@@ -59,7 +59,7 @@ impl PartnerHealthRules {
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join(&raw.score_script),
-            &["row"],
+            &["row", "window_days"],
         )
         .map_err(|e| errors.push(e))
         .ok();

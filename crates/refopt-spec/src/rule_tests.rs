@@ -82,7 +82,14 @@ pub struct FraudExpect {
 #[serde(deny_unknown_fields)]
 pub struct PartnerHealthCase {
     pub rows: Vec<Row>,
+    /// The window the rows cover (the script scales counts to 30 days); default 30.
+    #[serde(default = "thirty_days")]
+    pub window_days: u32,
     pub expect: PartnerHealthExpect,
+}
+
+fn thirty_days() -> u32 {
+    30
 }
 
 /// Expected scores (exact or a range) and, when given, the exact at-risk set and tier changes.

@@ -11,6 +11,7 @@ use crate::fraud::FraudRules;
 use crate::partner_health::PartnerHealthRules;
 use crate::sandbox::{Script, compile_file};
 use crate::suppressions::Suppressions;
+use crate::targets::SuccessTargets;
 
 /// Every rule file of a folder.
 #[derive(Debug, Clone, Default)]
@@ -25,11 +26,13 @@ pub struct RuleSet {
     pub experiments: Option<Experiments>,
     pub approvals: Option<Approvals>,
     pub notifications: Option<Notifications>,
+    /// Success-metric targets (the seed's defaults without targets.yaml).
+    pub targets: Option<SuccessTargets>,
 }
 
 impl RuleSet {
     /// Loads `dir/{fraud,alerts,ladder,partner_health,suppressions,experiments,approvals,
-    /// notifications}.yaml` and
+    /// notifications,targets}.yaml` and
     /// `dir/{partner_health,playbook}.rhai`, collecting the problems of every file.
     pub fn load(dir: &Path) -> Result<RuleSet, Diagnostics> {
         if !dir.is_dir() {
@@ -81,6 +84,7 @@ impl RuleSet {
             &mut errors,
         );
         set.experiments = load(dir.join("experiments.yaml"), Experiments::load, &mut errors);
+        set.targets = load(dir.join("targets.yaml"), SuccessTargets::load, &mut errors);
         if let Some(suppressions) = &set.suppressions {
             let rule_ids = set
                 .fraud

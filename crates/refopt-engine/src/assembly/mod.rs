@@ -28,6 +28,8 @@ pub struct PlanContext<'a> {
     pub measures: Measures,
     /// Risk section from the fraud review (default when no rules ran).
     pub risk: Risk,
+    /// Retried attempts of fraud rules that failed transiently.
+    pub rule_retries: Vec<ErrorEvent>,
     pub rule_results: RuleResults,
     pub experiments: Vec<ExperimentResult>,
 }
@@ -51,7 +53,8 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
         alerts,
         gated,
         escalations,
-        rip_cord,
+        escalation_state,
+        escalated,
         partner_health,
         skipped,
     } = ctx.rule_results;
@@ -131,11 +134,17 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
             backoff_ms: f.backoff.map(|b| b.as_millis() as u64),
         })
         .collect();
+    // A failed fraud rule: its retried attempts, then the skip (numbered after them).
+    error_events.extend(ctx.rule_retries.iter().cloned());
     error_events.extend(ctx.risk.rules.iter().filter_map(|r| {
-        Some(crate::rules::skipped_rule(
-            &format!("fraud_rules/{}", r.rule_id),
-            r.error.clone()?,
-        ))
+        let task_id = format!("fraud_rules/{}", r.rule_id);
+        let mut skipped = crate::rules::skipped_rule(&task_id, r.error.clone()?);
+        skipped.attempt += ctx
+            .rule_retries
+            .iter()
+            .filter(|e| e.task_id == task_id)
+            .count() as u32;
+        Some(skipped)
     }));
     error_events.extend(skipped);
 
@@ -148,7 +157,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
             pattern: pattern.to_string(),
         },
         created_at: rfc3339(ctx.created_at),
-        status: if rip_cord {
+        status: if escalated {
             RunStatus::Escalated
         } else {
             RunStatus::Succeeded
@@ -206,6 +215,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
         experiments: ctx.experiments,
         alerts,
         escalations,
+        escalation_state,
         backlog: Vec::new(),
         change_log: Vec::new(),
         version: 0,

@@ -14,7 +14,7 @@ use chrono::{SecondsFormat, Utc};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use refopt_plan::{DeliveryAttempt, DeliveryRecord, Plan, PlanStore, RunStatus};
+use refopt_plan::{DeliveryAttempt, DeliveryRecord, Plan, PlanStore, Transition};
 use refopt_spec::alerts::Ladder;
 use refopt_spec::distribution::{Notifications, Sink, SinkKind, WebhookFormat};
 
@@ -35,8 +35,8 @@ pub struct Event {
     pub text: String,
 }
 
-/// The events of a stored plan: alerts, escalations and, when the plan is `escalated`, the
-/// rip-cord to every ladder level's owner and fallback.
+/// The events of a stored plan: alerts, escalations (an episode's rip-cord or a rung up) and,
+/// with the rip-cord, a message to every ladder level's owner and fallback.
 pub fn plan_events(plan: &Plan, ladder: Option<&Ladder>) -> Vec<Event> {
     let mut events = Vec::new();
     for a in &plan.alerts {
@@ -53,39 +53,53 @@ pub fn plan_events(plan: &Plan, ladder: Option<&Ladder>) -> Vec<Event> {
             text: a.message.clone(),
         });
     }
-    for e in &plan.escalations {
+    // Escalations are announced when an episode pulls the rip-cord or climbs a rung, once per
+    // episode and level (a rerun of the date does not announce again).
+    for episode in &plan.escalation_state.episodes {
+        if !episode.announce
+            || !matches!(
+                episode.transition,
+                Transition::RipCord | Transition::Advanced
+            )
+        {
+            continue;
+        }
+        let Some(e) = plan
+            .escalations
+            .iter()
+            .find(|e| e.trigger == episode.trigger)
+        else {
+            continue;
+        };
         events.push(Event {
-            id: format!("escalation:{}:level{}", e.trigger, e.level),
+            id: format!(
+                "escalation:{}:{}:level{}",
+                e.trigger, e.episode_opened, e.level
+            ),
             kind: "escalation",
             level: Some(e.level),
             owners: vec![e.owner.clone(), e.fallback_owner.clone()],
             title: format!("Escalation level {} ({}): {}", e.level, e.role, e.trigger),
             text: e.reason.clone(),
         });
-    }
-    if plan.status == RunStatus::Escalated {
-        let mut owners: Vec<String> = ladder
-            .map(|l| l.owners().map(String::from).collect())
-            .unwrap_or_default();
-        if let Some(l) = ladder {
-            owners.push(l.triggers.fraud_spike.owner.clone());
+        if episode.transition == Transition::RipCord {
+            let mut owners: Vec<String> = ladder
+                .map(|l| l.owners().map(String::from).collect())
+                .unwrap_or_default();
+            if let Some(l) = ladder {
+                owners.push(l.triggers.fraud_spike.owner.clone());
+            }
+            owners.sort();
+            owners.dedup();
+            events.push(Event {
+                id: format!("rip_cord:{}:{}", e.trigger, e.episode_opened),
+                kind: "rip_cord",
+                level: Some(e.level),
+                owners,
+                title: format!("Rip-cord: {} ({})", plan.pipeline.name, e.trigger),
+                text: e.reason.clone(),
+            });
         }
-        owners.sort();
-        owners.dedup();
-        let top = plan.escalations.iter().map(|e| e.level).max();
-        events.push(Event {
-            id: "rip_cord".to_string(),
-            kind: "rip_cord",
-            level: top,
-            owners,
-            title: format!("Rip-cord: {} escalated", plan.pipeline.name),
-            text: plan
-                .escalations
-                .iter()
-                .map(|e| format!("level {} {}: {}", e.level, e.role, e.reason))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        });
     }
     events
 }

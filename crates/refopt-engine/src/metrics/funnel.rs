@@ -111,13 +111,12 @@ fn add(a: FunnelCounts, b: FunnelCounts) -> FunnelCounts {
     }
 }
 
-/// Targets of the seed's success metrics (documented in `docs/plan-format.md`).
-pub const CONVERSION_LIFT_TARGET: f64 = 0.05;
-pub const FRAUD_REDUCTION_TARGET: f64 = 0.10;
-pub const PARTNER_NPS_TARGET: f64 = 40.0;
-
-/// Conversion lift, fraud reduction and partner NPS with their targets.
-pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<SuccessMetric> {
+/// Conversion lift, fraud reduction and partner NPS with their targets (rules/targets.yaml).
+pub fn success_metrics(
+    overall: Option<&FunnelRow>,
+    kpis: &[Kpi],
+    targets: &refopt_spec::SuccessTargets,
+) -> Vec<SuccessMetric> {
     let kpi = |name: &str| kpis.iter().find(|k| k.metric == name);
     let status = |current: Option<f64>, target: f64| match current {
         Some(v) if v >= target => TargetStatus::Met,
@@ -137,9 +136,9 @@ pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<Success
             description: "relative change of referral -> won conversion vs the previous window"
                 .into(),
             current: lift,
-            target: CONVERSION_LIFT_TARGET,
+            target: targets.conversion_lift,
             direction: Better::HigherIsBetter,
-            status: status(lift, CONVERSION_LIFT_TARGET),
+            status: status(lift, targets.conversion_lift),
         },
         SuccessMetric {
             name: "fraud_reduction".into(),
@@ -147,18 +146,18 @@ pub fn success_metrics(overall: Option<&FunnelRow>, kpis: &[Kpi]) -> Vec<Success
                 "relative fall of the fraud flag rate (flags per referral) vs the previous window"
                     .into(),
             current: fraud_reduction,
-            target: FRAUD_REDUCTION_TARGET,
+            target: targets.fraud_reduction,
             direction: Better::HigherIsBetter,
-            status: status(fraud_reduction, FRAUD_REDUCTION_TARGET),
+            status: status(fraud_reduction, targets.fraud_reduction),
         },
         SuccessMetric {
             name: "partner_nps".into(),
             description: "NPS of partner respondents in the window (% promoters - % detractors)"
                 .into(),
             current: nps,
-            target: PARTNER_NPS_TARGET,
+            target: targets.partner_nps,
             direction: Better::HigherIsBetter,
-            status: status(nps, PARTNER_NPS_TARGET),
+            status: status(nps, targets.partner_nps),
         },
     ]
 }

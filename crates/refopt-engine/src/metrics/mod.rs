@@ -44,12 +44,13 @@ pub fn role_output<'a>(
 
 /// Reads the measures from the outputs of the stages publishing the funnel, KPI and
 /// dataset-health roles. `keep_previous`: funnel rows of every dimension keep their previous
-/// window's counts (`--detail full`).
+/// window's counts (`--detail full`). `targets`: what the success metrics are compared with.
 pub fn measure(
     pipeline: &Pipeline,
     execution: &Execution,
     dimensions: &[String],
     keep_previous: bool,
+    targets: &refopt_spec::SuccessTargets,
 ) -> Result<Measures, EngineError> {
     let records = match role_output(pipeline, execution, Role::Funnel) {
         Some((stage, batches)) => roles::funnel_records(stage, batches)?,
@@ -59,7 +60,7 @@ pub fn measure(
     let every_dimension: Vec<String> = pipeline.dimensions.iter().map(|d| d.name.clone()).collect();
     let funnel_all_dimensions = funnel_rows(&records, &every_dimension, true);
     let kpis = kpis(role_output(pipeline, execution, Role::Kpis))?;
-    let success_metrics = success_metrics(funnel.first(), &kpis);
+    let success_metrics = success_metrics(funnel.first(), &kpis, targets);
     Ok(Measures {
         funnel,
         funnel_all_dimensions,

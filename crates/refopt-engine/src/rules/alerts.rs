@@ -27,6 +27,55 @@ pub(crate) fn rate_of(row: &FunnelRow, name: &str) -> (Option<f64>, u64) {
     }
 }
 
+/// Checks `--alert-threshold` against the alerts it replaces the warn level of (those with
+/// `uses_alert_threshold: true`): a finite value, within 0..=1 for rates, on the warn side of
+/// each alert's critical level (a warn level past critical never fires first). A value that
+/// changes nothing is an error too.
+pub fn check_alert_threshold(threshold: f64, alerts: Option<&Alerts>) -> Result<(), String> {
+    if !threshold.is_finite() {
+        return Err(format!(
+            "--alert-threshold must be a finite number, got {threshold}"
+        ));
+    }
+    let using: Vec<&AlertRule> = alerts
+        .map(|a| a.rules.iter().filter(|r| r.uses_alert_threshold).collect())
+        .unwrap_or_default();
+    if using.is_empty() {
+        return Err(
+            "--alert-threshold changes nothing: no alert in alerts.yaml has `uses_alert_threshold: true`"
+                .to_string(),
+        );
+    }
+    for rule in using {
+        let is_rate = match rule.metric.split_once('.') {
+            Some(("funnel", rate)) => !matches!(rate, "cost_per_won" | "revenue_per_payout_dollar"),
+            Some(("kpi", name)) => name.ends_with("_rate"),
+            _ => false,
+        };
+        if is_rate && !(0.0..=1.0).contains(&threshold) {
+            return Err(format!(
+                "--alert-threshold {threshold} is not a rate: alert `{}` watches {}, a share between 0 and 1",
+                rule.id, rule.metric
+            ));
+        }
+        let past_critical = match rule.direction {
+            Direction::Below => threshold < rule.critical,
+            Direction::Above => threshold > rule.critical,
+        };
+        if past_critical {
+            return Err(format!(
+                "--alert-threshold {threshold} is past the critical level {} of alert `{}` ({} {}): the warn level would never fire first; use a value on the warn side of {}",
+                rule.critical,
+                rule.id,
+                rule.metric,
+                rule.direction_word(),
+                rule.critical
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Evaluates every alert. `funnel` must hold rows of every dimension the alerts name.
 pub fn evaluate(
     alerts: &Alerts,

@@ -62,6 +62,39 @@ pub struct FraudReview {
     pub suppressions: Vec<SuppressionOutcome>,
     /// Referrals each rule would flag at scaled thresholds (empty unless asked).
     pub sweep: Vec<SweepPoint>,
+    /// Retried attempts of rules that failed transiently (a rule that still fails at the limit
+    /// is reported in its outcome's error, like any failed rule).
+    pub retries: Vec<refopt_plan::ErrorEvent>,
+}
+
+/// Why a rule's evaluation failed, and whether trying again could help.
+#[derive(Debug, Clone)]
+pub(crate) struct RuleFailure {
+    pub message: String,
+    /// A loaded machine or a shared resource (the time budget, the memory pool, I/O), not the
+    /// rule itself: retried up to the file's `retry_limit`.
+    pub transient: bool,
+}
+
+impl RuleFailure {
+    fn permanent(message: impl std::fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            transient: false,
+        }
+    }
+
+    fn from_datafusion(e: datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError as E;
+        let transient = matches!(
+            e.find_root(),
+            E::ResourcesExhausted(_) | E::IoError(_) | E::ObjectStore(_)
+        );
+        Self {
+            message: e.to_string(),
+            transient,
+        }
+    }
 }
 
 /// A group of flagged referrals linked through shared devices or payment fingerprints.
@@ -133,6 +166,7 @@ pub async fn review(
     let mut sweep = Vec::new();
     // The referrals indexed by each key column set, built once and shared by the rules.
     let mut key_cache = HashMap::new();
+    let mut retries = Vec::new();
     for rule in &rules.rules {
         let referral_keys = match cached_index(&referrals, &rule.key, &mut key_cache) {
             Ok(keys) => keys,
@@ -141,24 +175,27 @@ pub async fn review(
                 continue;
             }
         };
-        let matched = match flag(ctx, rule, &referral_keys).await {
-            Ok((rows_selected, matched)) => {
-                let matched = suppressions.filter(rule, matched, true);
-                outcomes.push(RuleOutcome {
-                    rule_id: rule.id.clone(),
-                    pattern: rule.pattern.clone(),
-                    severity: crate::rules::plan_severity(rule.severity),
-                    rows_selected,
-                    referrals_flagged: matched.len() as u64,
-                    error: None,
-                });
-                matched
-            }
-            Err(message) => {
-                outcomes.push(failed(rule, message));
-                continue;
-            }
-        };
+        let matched =
+            match flag_with_retries(ctx, rule, &referral_keys, rules.retry_limit, &mut retries)
+                .await
+            {
+                Ok((rows_selected, matched)) => {
+                    let matched = suppressions.filter(rule, matched, true);
+                    outcomes.push(RuleOutcome {
+                        rule_id: rule.id.clone(),
+                        pattern: rule.pattern.clone(),
+                        severity: crate::rules::plan_severity(rule.severity),
+                        rows_selected,
+                        referrals_flagged: matched.len() as u64,
+                        error: None,
+                    });
+                    matched
+                }
+                Err(message) => {
+                    outcomes.push(failed(rule, message));
+                    continue;
+                }
+            };
         for &i in &matched {
             hits.entry(i)
                 .or_default()
@@ -201,6 +238,7 @@ pub async fn review(
         clusters,
         suppressions: suppressions.outcomes(),
         sweep,
+        retries,
     })
 }
 
@@ -318,11 +356,45 @@ fn key_hash<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> Option<u64>
 
 /// Rows the rule selects in its feature table, and the indices of the referrals sharing their
 /// key (ascending).
+/// [`flag`], retried up to `retry_limit` times while it fails transiently; each retried
+/// attempt is recorded in `retries`.
+async fn flag_with_retries(
+    ctx: &SessionContext,
+    rule: &FraudRule,
+    referrals: &KeyIndex,
+    retry_limit: u32,
+    retries: &mut Vec<refopt_plan::ErrorEvent>,
+) -> Result<(u64, Vec<usize>), String> {
+    let mut attempt = 1;
+    loop {
+        match flag(ctx, rule, referrals).await {
+            Ok(flagged) => return Ok(flagged),
+            Err(failure) if failure.transient && attempt <= retry_limit => {
+                retries.push(refopt_plan::ErrorEvent {
+                    task_id: format!("fraud_rules/{}", rule.id),
+                    attempt,
+                    error: failure.message,
+                    action: refopt_plan::ErrorAction::Retried,
+                    backoff_ms: None,
+                });
+                attempt += 1;
+            }
+            Err(failure) if failure.transient => {
+                return Err(format!(
+                    "{} (attempt {attempt}; retry limit {retry_limit})",
+                    failure.message
+                ));
+            }
+            Err(failure) => return Err(failure.message),
+        }
+    }
+}
+
 async fn flag(
     ctx: &SessionContext,
     rule: &FraudRule,
     referrals: &KeyIndex,
-) -> Result<(u64, Vec<usize>), String> {
+) -> Result<(u64, Vec<usize>), RuleFailure> {
     let (rows_selected, keys) = evaluate(ctx, rule).await?;
     let mut matched: Vec<usize> = keys.iter().flat_map(|k| referrals.referrals(k)).collect();
     matched.sort_unstable();
@@ -424,21 +496,23 @@ fn failed(rule: &FraudRule, message: String) -> RuleOutcome {
 async fn evaluate(
     ctx: &SessionContext,
     rule: &FraudRule,
-) -> Result<(u64, FxHashSet<String>), String> {
+) -> Result<(u64, FxHashSet<String>), RuleFailure> {
     let mut df = ctx
         .table(rule.table.as_str())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(RuleFailure::from_datafusion)?;
     for c in &rule.when {
-        df = df.filter(condition_expr(c)).map_err(|e| e.to_string())?;
+        df = df
+            .filter(condition_expr(c))
+            .map_err(RuleFailure::from_datafusion)?;
     }
-    let batches = df.collect().await.map_err(|e| e.to_string())?;
+    let batches = df.collect().await.map_err(RuleFailure::from_datafusion)?;
     let Some(expression) = &rule.expression else {
         // Threshold conditions only: every row the filters kept is selected.
         let mut keys = FxHashSet::default();
         let mut selected = 0u64;
         for batch in &batches {
-            let columns = KeyColumns::new(batch, &rule.key).map_err(|e| e.to_string())?;
+            let columns = KeyColumns::new(batch, &rule.key).map_err(RuleFailure::permanent)?;
             for row in 0..batch.num_rows() {
                 selected += 1;
                 keys.extend(columns.key(row));
@@ -450,7 +524,12 @@ async fn evaluate(
     let usage = sandbox::usage(&expression.ast);
     let fields: Option<std::collections::BTreeSet<String>> =
         (!usage.row_whole).then(|| usage.row_fields.into_keys().collect());
-    let engine = sandbox::engine();
+    let mut engine = sandbox::engine();
+    // The rule's time budget, over all rows and workers: past it, every evaluation stops.
+    let deadline = std::time::Instant::now() + rule.time_limit;
+    engine.on_progress(move |_| {
+        (std::time::Instant::now() >= deadline).then(|| rhai::Dynamic::from(TIME_LIMIT_TOKEN))
+    });
     let params = rule.params_map();
     // The batches are split across the session's threads (`--threads`); each worker reuses
     // one scope, and every row gets fresh `params` and `row` values as before (a script may
@@ -462,8 +541,9 @@ async fn evaluate(
         .min(batches.len())
         .max(1);
     let chunk = batches.len().div_ceil(workers).max(1);
-    let results: Vec<Result<(u64, FxHashSet<String>), String>> = std::thread::scope(|threads| {
-        let handles: Vec<_> = batches
+    let results: Vec<Result<(u64, FxHashSet<String>), RuleFailure>> = std::thread::scope(
+        |threads| {
+            let handles: Vec<_> = batches
             .chunks(chunk)
             .enumerate()
             .map(|(n, part)| {
@@ -474,7 +554,7 @@ async fn evaluate(
                     let mut selected = 0u64;
                     for (b, batch) in part.iter().enumerate() {
                         let key_columns =
-                            KeyColumns::new(batch, &rule.key).map_err(|e| e.to_string())?;
+                            KeyColumns::new(batch, &rule.key).map_err(RuleFailure::permanent)?;
                         let rows = RowReader::new(batch, fields);
                         for row in 0..batch.num_rows() {
                             scope.rewind(0);
@@ -483,12 +563,23 @@ async fn evaluate(
                             let keep = engine
                                 .eval_ast_with_scope::<bool>(&mut scope, &expression.ast)
                                 .map_err(|e| {
-                                    format!(
+                                    if is_time_limit(&e) {
+                                        return RuleFailure {
+                                            message: format!(
+                                                "ran past its time limit of {} ms (row {row} of batch {} of `{}`)",
+                                                rule.time_limit.as_millis(),
+                                                n * chunk + b,
+                                                rule.table
+                                            ),
+                                            transient: true,
+                                        };
+                                    }
+                                    RuleFailure::permanent(format!(
                                         "expression failed on row {row} of batch {} of `{}`: {}",
                                         n * chunk + b,
                                         rule.table,
                                         sandbox::describe(&e)
-                                    )
+                                    ))
                                 })?;
                             if keep {
                                 selected += 1;
@@ -500,14 +591,15 @@ async fn evaluate(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("rule evaluation panicked".to_string()))
-            })
-            .collect()
-    });
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(RuleFailure::permanent("rule evaluation panicked")))
+                })
+                .collect()
+        },
+    );
     let mut keys = FxHashSet::default();
     let mut selected = 0u64;
     // In batch order: the first failing batch's error is the one reported.
@@ -517,6 +609,14 @@ async fn evaluate(
         keys.extend(k);
     }
     Ok((selected, keys))
+}
+
+/// The token a rule's expression is stopped with when its time budget runs out.
+const TIME_LIMIT_TOKEN: &str = "refopt: time limit";
+
+fn is_time_limit(e: &rhai::EvalAltResult) -> bool {
+    matches!(e, rhai::EvalAltResult::ErrorTerminated(token, _)
+        if token.clone().into_string().is_ok_and(|t| t == TIME_LIMIT_TOKEN))
 }
 
 fn condition_expr(c: &Condition) -> Expr {

@@ -22,10 +22,10 @@ pub mod source;
 use datafusion::common::ParamValues;
 use datafusion::prelude::SessionContext;
 use refopt_plan::{
-    Alert, BacklogItem, Detail, ErrorAction, ErrorEvent, Escalation, Finding, PartnerHealth, Plan,
-    Risk,
+    Alert, BacklogItem, Detail, ErrorAction, ErrorEvent, Escalation, EscalationState, Finding,
+    PartnerHealth, Plan, Risk,
 };
-use refopt_spec::{Ladder, Pipeline, Role, RuleSet};
+use refopt_spec::{Pipeline, Role, RuleSet};
 
 use crate::error::EngineError;
 use crate::execution::executor::Execution;
@@ -98,8 +98,13 @@ pub struct RuleInputs<'a> {
     pub alert_threshold: Option<f64>,
     pub detail: Detail,
     pub run_id: &'a str,
+    pub as_of: chrono::NaiveDate,
+    /// Days of the window (the partner health script scales its counts to 30 days).
+    pub window_days: u32,
     /// Earlier plans of the series, newest first.
     pub previous: &'a [Plan],
+    /// Acknowledgements of escalation episodes recorded for the series.
+    pub acks: &'a [refopt_plan::AcknowledgementRecord],
 }
 
 /// What the rules phase decided.
@@ -109,8 +114,10 @@ pub struct RuleResults {
     /// Alerts that could not be evaluated for lack of data, as findings.
     pub gated: Vec<Finding>,
     pub escalations: Vec<Escalation>,
-    /// The rip-cord: an escalation reached the top of the ladder, or fraud spiked.
-    pub rip_cord: bool,
+    /// The escalation memory this plan passes on.
+    pub escalation_state: EscalationState,
+    /// An episode stands escalated (the rip-cord was pulled and it has not recovered).
+    pub escalated: bool,
     pub partner_health: PartnerHealth,
     /// Rules that failed and were skipped (the fraud rules' own failures are in the risk
     /// section).
@@ -132,15 +139,21 @@ pub fn apply(inputs: &RuleInputs<'_>) -> Result<RuleResults, EngineError> {
         results.gated = out.gated;
     }
     if let Some(ladder) = &rules.ladder {
-        results.escalations = escalation::escalate(
+        let outcome = escalation::escalate(
             ladder,
-            &results.alerts,
-            inputs.risk.flag_rate,
-            inputs.run_id,
-            inputs.previous,
+            &escalation::Observation {
+                alerts: &results.alerts,
+                flag_rate: inputs.risk.flag_rate,
+                as_of: inputs.as_of,
+                run_id: inputs.run_id,
+                previous: inputs.previous,
+                acks: inputs.acks,
+            },
         );
+        results.escalations = outcome.escalations;
+        results.escalation_state = outcome.state;
+        results.escalated = outcome.escalated;
     }
-    results.rip_cord = pulls_rip_cord(&results.escalations, rules.ladder.as_ref());
     if let Some((stage, batches)) =
         role_output(inputs.pipeline, inputs.execution, Role::PartnerHealth)
     {
@@ -148,6 +161,7 @@ pub fn apply(inputs: &RuleInputs<'_>) -> Result<RuleResults, EngineError> {
         results.partner_health = partner_health::score(
             batches,
             rules.partner_health.as_ref(),
+            inputs.window_days,
             inputs.detail == Detail::Full,
         )?;
     }
@@ -188,12 +202,4 @@ pub(crate) fn plan_severity(s: refopt_spec::Severity) -> refopt_plan::Severity {
         refopt_spec::Severity::High => refopt_plan::Severity::High,
         refopt_spec::Severity::Critical => refopt_plan::Severity::Critical,
     }
-}
-
-/// The rip-cord: an escalation at the top of the ladder, or a fraud spike.
-fn pulls_rip_cord(escalations: &[Escalation], ladder: Option<&Ladder>) -> bool {
-    let top = ladder.map_or(u32::MAX, |l| l.levels.len() as u32);
-    escalations
-        .iter()
-        .any(|e| e.level >= top || e.trigger == refopt_plan::FRAUD_SPIKE_TRIGGER)
 }

@@ -14,10 +14,12 @@ use crate::rules::rows::RowReader;
 /// At `--detail summary` the plan lists this many partner rows; `full` lists every partner.
 const SUMMARY_PARTNERS: usize = 10;
 
-/// Scores partners; a failing script leaves the scores out and records the error.
+/// Scores partners; a failing script leaves the scores out and records the error. The script
+/// sees `window_days` to put the window's counts on its 30-day scales.
 pub fn score(
     batches: &[RecordBatch],
     rules: Option<&PartnerHealthRules>,
+    window_days: u32,
     full: bool,
 ) -> Result<PartnerHealth, EngineError> {
     let mut rows = batches_to_objects(batches)?;
@@ -26,7 +28,7 @@ pub fn score(
         ..PartnerHealth::default()
     };
     if let Some(rules) = rules {
-        match run_script(batches, rules) {
+        match run_script(batches, rules, window_days) {
             Ok(scores) => {
                 for (row, score) in rows.iter_mut().zip(&scores) {
                     if let (Some(s), Some(obj)) = (score, row.as_object_mut()) {
@@ -49,6 +51,7 @@ pub fn score(
 fn run_script(
     batches: &[RecordBatch],
     rules: &PartnerHealthRules,
+    window_days: u32,
 ) -> Result<Vec<Option<f64>>, String> {
     let engine = sandbox::engine();
     let mut scores = Vec::new();
@@ -69,6 +72,7 @@ fn run_script(
             }
             let mut scope = Scope::new();
             scope.push("row", map);
+            scope.push("window_days", i64::from(window_days));
             let value = engine
                 .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &rules.script.ast)
                 .map_err(|e| {
@@ -122,6 +126,7 @@ fn summarize(
                 score: (*s)?,
                 referrals: r.get("referrals").and_then(|v| v.as_i64()).unwrap_or(0),
                 revenue: r.get("revenue").and_then(|v| v.as_f64()).unwrap_or(0.0),
+                share_of_voice: r.get("share_of_voice").and_then(|v| v.as_f64()),
             })
         })
         .collect();
@@ -176,4 +181,71 @@ fn summarize(
     health
         .tier_changes
         .sort_by(|a, b| a.partner_id.cmp(&b.partner_id));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    /// One partner row with the window's counts and money multiplied by `scale`.
+    fn row(scale: f64) -> RecordBatch {
+        let int = |v: f64| Arc::new(Int64Array::from(vec![(v * scale).round() as i64])) as ArrayRef;
+        let float = |v: f64| Arc::new(Float64Array::from(vec![v])) as ArrayRef;
+        let text = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("partner_id", text("p1")),
+            ("name", text("Acme")),
+            ("tier", text("silver")),
+            ("status", text("active")),
+            ("referrals", int(300.0)),
+            ("referrals_previous", int(240.0)),
+            ("won", int(30.0)),
+            ("revenue", float(27_000.0 * scale)),
+            ("logins", int(30.0)),
+            ("content_shares", int(30.0)),
+            ("share_of_voice", float(0.1)),
+            ("partners", Arc::new(Int64Array::from(vec![10])) as ArrayRef),
+            ("nps", float(20.0)),
+            ("kyc_failures", int(0.0)),
+            ("disclosure_checks", int(0.0)),
+            ("disclosure_failure_rate", float(0.0)),
+        ];
+        let schema = Schema::new(
+            columns
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        );
+        RecordBatch::try_new(
+            Arc::new(schema),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn scores_are_on_a_30_day_scale_whatever_the_window() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../rules/partner_health.yaml");
+        let rules = PartnerHealthRules::load(&file).unwrap();
+        // The same partner's steady activity seen through a 30-day and a 7-day window.
+        let month = score(&[row(1.0)], Some(&rules), 30, true).unwrap();
+        let week_counts = row(7.0 / 30.0);
+        let week = score(std::slice::from_ref(&week_counts), Some(&rules), 7, true).unwrap();
+        let (m, w) = (month.top[0].score, week.top[0].score);
+        assert!((m - w).abs() < 0.5, "30d {m} vs 7d {w}");
+        // Read as if it were a 30-day window, the same week scores far lower.
+        let unscaled = score(&[week_counts], Some(&rules), 30, true).unwrap();
+        assert!(
+            unscaled.top[0].score < m - 10.0,
+            "{}",
+            unscaled.top[0].score
+        );
+        assert_eq!(month.top[0].share_of_voice, Some(0.1));
+    }
 }

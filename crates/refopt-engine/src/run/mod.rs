@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use datafusion::common::ParamValues;
 use datafusion::prelude::SessionContext;
 use rand::Rng;
-use refopt_plan::{Plan, PlanStore, Risk, StoredPlan};
+use refopt_plan::{AcknowledgementRecord, Plan, PlanStore, Risk, StoredPlan};
 use refopt_spec::{RuleSet, WindowRange};
 
 use crate::assembly::{PlanContext, assemble};
@@ -73,6 +73,8 @@ pub struct ReadyRun {
     fingerprint: String,
     /// The series' earlier plans as stored, newest first.
     stored_previous: Vec<Plan>,
+    /// Acknowledgements of escalation episodes recorded for the series.
+    acks: Vec<AcknowledgementRecord>,
 }
 
 /// A run whose stages and rules have run: everything of the plan but what depends on earlier
@@ -108,12 +110,9 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
     pipeline
         .check_dimensions(&request.dimensions)
         .map_err(EngineError::Parameter)?;
-    if let Some(t) = request.alert_threshold
-        && !t.is_finite()
-    {
-        return Err(EngineError::Parameter(format!(
-            "--alert-threshold must be a finite number, got {t}"
-        )));
+    if let Some(t) = request.alert_threshold {
+        crate::rules::alerts::check_alert_threshold(t, request.rules.alerts.as_ref())
+            .map_err(EngineError::Parameter)?;
     }
     let (ctx, data, datasets) = open_data(&request).await?;
     let plan_store = match &request.plans_root {
@@ -147,8 +146,12 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
     // The series' earlier plans, read once: the latest decides whether this run is a
     // duplicate, and all of them feed cross-run triggers (escalations) and the change log.
     let previous = match &plan_store {
-        Some(store) => previous_plans(store, &pipeline.name).await?,
+        Some(store) => previous_plans(store, &pipeline.name, request.as_of).await?,
         None => PreviousPlans::default(),
+    };
+    let acks = match &plan_store {
+        Some(store) => acknowledgements(store, &pipeline.name).await?,
+        None => Vec::new(),
     };
     if !request.force
         && let Some((stored, plan)) = previous.latest()
@@ -173,6 +176,7 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
         params,
         fingerprint,
         stored_previous: previous.plans.into_iter().map(|(_, p)| p).collect(),
+        acks,
         request,
     })))
 }
@@ -229,6 +233,7 @@ impl ReadyRun {
             range: self.range,
             params: self.params.clone(),
             stored_previous: self.stored_previous.clone(),
+            acks: self.acks.clone(),
         }
     }
 
@@ -303,7 +308,16 @@ impl AnalyzedRun {
         }
         let assembling = std::time::Instant::now();
         let previous = previous.unwrap_or_else(|| ready.stored_previous.clone());
-        let plan = plan_of(&ready, &execution, risk, run_id, created_at, &previous)?;
+        let rule_retries = fraud.as_ref().map_or_else(Vec::new, |f| f.retries.clone());
+        let plan = plan_of(
+            &ready,
+            &execution,
+            risk,
+            rule_retries,
+            run_id,
+            created_at,
+            &previous,
+        )?;
         // Where the time after the stages goes (JSON logs), for performance work.
         tracing::info!(
             fraud_review_ms = review_ms,
@@ -334,11 +348,13 @@ impl AnalyzedRun {
 }
 
 /// The plan of an analyzed run: measures, the rules phase, experiments, assembly, then the
-/// playbook's backlog and the change log (both read the assembled plan).
+/// playbook's backlog and the change log (both read the assembled plan). `rule_retries`: the
+/// fraud rules' retried attempts (recorded in the plan's error handling).
 fn plan_of(
     ready: &ReadyRun,
     execution: &Execution,
     risk: Risk,
+    rule_retries: Vec<refopt_plan::ErrorEvent>,
     run_id: String,
     created_at: DateTime<Utc>,
     previous: &[Plan],
@@ -346,7 +362,13 @@ fn plan_of(
     let request = &ready.request;
     let pipeline = &request.pipeline;
     let full = request.detail == refopt_plan::Detail::Full;
-    let measures = crate::metrics::measure(pipeline, execution, &request.dimensions, full)?;
+    let measures = crate::metrics::measure(
+        pipeline,
+        execution,
+        &request.dimensions,
+        full,
+        &request.rules.targets.unwrap_or_default(),
+    )?;
     let rule_results = crate::rules::apply(&RuleInputs {
         rules: &request.rules,
         pipeline,
@@ -356,7 +378,10 @@ fn plan_of(
         alert_threshold: request.alert_threshold,
         detail: request.detail,
         run_id: &run_id,
+        as_of: request.as_of,
+        window_days: request.window.days,
         previous,
+        acks: &ready.acks,
     })?;
     let experiments = crate::experiments::evaluate(
         request.rules.experiments.as_ref(),
@@ -375,6 +400,7 @@ fn plan_of(
         execution,
         measures,
         risk,
+        rule_retries,
         rule_results,
         experiments,
     });
@@ -458,11 +484,25 @@ impl PreviousPlans {
     }
 }
 
-/// Lists the pipeline's plans once and reads the newest [`PREVIOUS_PLANS`] of them.
-async fn previous_plans(store: &PlanStore, pipeline: &str) -> Result<PreviousPlans, EngineError> {
+/// Lists the pipeline's plans once and reads the newest [`PREVIOUS_PLANS`] of them, and
+/// further back (up to [`PREDECESSOR_SEARCH`] plans) until one has an as-of date before
+/// `as_of`: the plan whose escalation memory this run continues, however many reruns of this
+/// date were written since.
+async fn previous_plans(
+    store: &PlanStore,
+    pipeline: &str,
+    as_of: chrono::NaiveDate,
+) -> Result<PreviousPlans, EngineError> {
     let listed = store.list(pipeline).await.map_err(EngineError::from)?;
     let mut plans = Vec::new();
-    for stored in listed.iter().rev().take(PREVIOUS_PLANS) {
+    let as_of = as_of.to_string();
+    for stored in listed.iter().rev().take(PREDECESSOR_SEARCH) {
+        let found_predecessor = plans
+            .iter()
+            .any(|(_, p): &(StoredPlan, Plan)| p.inputs.as_of < as_of);
+        if plans.len() >= PREVIOUS_PLANS && found_predecessor {
+            break;
+        }
         match store.read(stored).await {
             Ok(plan) => plans.push((stored.clone(), plan)),
             // Escalation memory and the change log go without it: say so.
@@ -478,6 +518,34 @@ async fn previous_plans(store: &PlanStore, pipeline: &str) -> Result<PreviousPla
         plans,
     })
 }
+
+/// How far back [`previous_plans`] looks for a plan with an earlier as-of date.
+const PREDECESSOR_SEARCH: usize = 64;
+
+/// The acknowledgements of escalation episodes recorded for the series (`refopt plan ack`);
+/// an unreadable record is skipped with a warning (its episode keeps climbing).
+async fn acknowledgements(
+    store: &PlanStore,
+    pipeline: &str,
+) -> Result<Vec<AcknowledgementRecord>, EngineError> {
+    let records = store
+        .read_series_records(pipeline, ACKS_FOLDER)
+        .await
+        .map_err(EngineError::from)?;
+    Ok(records
+        .into_iter()
+        .filter_map(|(name, bytes)| match serde_json::from_slice(&bytes) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::warn!(record = %name, error = %e, "an acknowledgement could not be read; its episode is treated as unacknowledged");
+                None
+            }
+        })
+        .collect())
+}
+
+/// The series folder of acknowledgement records.
+pub const ACKS_FOLDER: &str = "acks";
 
 /// `<UTC timestamp>-<8 random hex digits>`: sortable and unique across concurrent runs.
 fn run_id(at: DateTime<Utc>) -> String {

@@ -38,6 +38,7 @@ SELECT p.partner_id, p.name, p.tier, p.region, p.status,
        COALESCE(a.mentions, 0) AS mentions,
        CAST(COALESCE(a.mentions, 0) AS DOUBLE) / NULLIF(CAST(SUM(COALESCE(a.mentions, 0)) OVER () AS DOUBLE), 0.0)
          AS share_of_voice,
+       COUNT(*) OVER () AS partners,
        n.nps, COALESCE(n.nps_responses, 0) AS nps_responses,
        rp.kyc_failures + rp.disclosure_failures AS compliance_failures,
        rp.kyc_failures, rp.disclosure_failures, rp.disclosure_checks,
