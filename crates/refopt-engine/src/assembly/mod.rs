@@ -53,6 +53,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
         escalations,
         rip_cord,
         partner_health,
+        partner_communications,
         skipped,
     } = ctx.rule_results;
 
@@ -207,6 +208,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
         alerts,
         escalations,
         backlog: Vec::new(),
+        partner_communications,
         change_log: Vec::new(),
         version: 0,
     }
