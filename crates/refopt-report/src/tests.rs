@@ -281,7 +281,7 @@ fn partner_messages_are_shown_in_the_report_and_the_summary() {
             .expect("a partner communications section");
         assert!(section.contains("data-reason=\"health_drop\""), "{section}");
         assert!(section.contains("your score moved from 62.0 to 41.0."), "{section}");
-        assert!(section.contains("rules/partner_messages.yaml#health_drop"));
+        assert!(section.contains("partner_messages.yaml#health_drop"), "{section}");
         assert!(report.markdown.contains("**Partner messages to review** (1"));
         assert!(report.markdown.contains("(health drop): "), "{}", report.markdown);
     }
