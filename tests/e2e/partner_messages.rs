@@ -71,7 +71,10 @@ fn partners_with_tier_changes_or_health_drops_get_one_drafted_message_each() {
 
     // Health drops: exactly the partners 10+ points (partner_health.yaml) below plan 1.
     let (before, now) = (scores(&first), scores(&plan));
-    assert_eq!(now.len() as u64, health["partners_scored"].as_u64().unwrap());
+    assert_eq!(
+        now.len() as u64,
+        health["partners_scored"].as_u64().unwrap()
+    );
     let expected: BTreeSet<&String> = now
         .iter()
         .filter(|(id, s)| before.get(*id).is_some_and(|b| b - *s >= 10.0))
@@ -90,7 +93,10 @@ fn partners_with_tier_changes_or_health_drops_get_one_drafted_message_each() {
             now.get_key_value(id).unwrap().0
         })
         .collect();
-    assert!(expected.len() >= 5, "the boost must produce drops: {expected:?}");
+    assert!(
+        expected.len() >= 5,
+        "the boost must produce drops: {expected:?}"
+    );
     assert_eq!(dropped, expected);
 
     // One message per partner with a tier change or a drop; a tier change takes precedence.
@@ -124,7 +130,11 @@ fn partners_with_tier_changes_or_health_drops_get_one_drafted_message_each() {
             Some(t) => (
                 vec![
                     format!("{:.1}", t["score"].as_f64().unwrap()),
-                    format!("from {} to {}", t["from"].as_str().unwrap(), t["to"].as_str().unwrap()),
+                    format!(
+                        "from {} to {}",
+                        t["from"].as_str().unwrap(),
+                        t["to"].as_str().unwrap()
+                    ),
                     format!("sent {} referrals", t["referrals"]),
                     format!("(previous window: {})", t["referrals_previous"]),
                     format!("${:.0}", t["revenue"].as_f64().unwrap()),
@@ -151,7 +161,10 @@ fn partners_with_tier_changes_or_health_drops_get_one_drafted_message_each() {
         };
         assert_eq!(m["reason"], reason, "{m:#}");
         for n in numbers {
-            assert!(body.contains(&n), "`{n}` missing from the {reason} message:\n{body}");
+            assert!(
+                body.contains(&n),
+                "`{n}` missing from the {reason} message:\n{body}"
+            );
         }
     }
 
@@ -208,6 +221,9 @@ fn an_unknown_placeholder_in_a_partner_message_is_a_located_validate_error() {
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("help: a health_drop message can use"), "{stderr}");
+    assert!(
+        stderr.contains("help: a health_drop message can use"),
+        "{stderr}"
+    );
     assert!(stderr.contains("{drop}"), "{stderr}");
 }

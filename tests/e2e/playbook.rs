@@ -33,9 +33,12 @@ fn evaluate(formula: &str, inputs: &serde_json::Map<String, serde_json::Value>) 
             rhai::Dynamic::from_float(a / b)
         }
     });
-    engine.register_fn("coalesce", |v: rhai::Dynamic, d: rhai::Dynamic| {
-        if v.is_unit() { d } else { v }
-    });
+    engine.register_fn(
+        "coalesce",
+        |v: rhai::Dynamic, d: rhai::Dynamic| {
+            if v.is_unit() { d } else { v }
+        },
+    );
     let mut scope = rhai::Scope::new();
     for (k, v) in inputs {
         let value = match v {
@@ -98,9 +101,14 @@ fn every_backlog_item_projects_its_lift_from_its_stated_model() {
     }
 
     // The inputs are the plan's measurements, not numbers of the script's own.
-    let by_kind = |k: &str| backlog.iter().filter(move |i| i["kind"] == k);
+    let by_kind = |k: &str| -> Vec<&serde_json::Value> {
+        backlog.iter().filter(|i| i["kind"] == k).collect()
+    };
     let overall = &plan["metrics"]["funnel"][0]["current"];
-    let hold = by_kind("payout_hold").next().expect("a payout hold item");
+    let hold = by_kind("payout_hold")
+        .into_iter()
+        .next()
+        .expect("a payout hold item");
     assert_eq!(
         hold["lift_inputs"]["unpaid"],
         plan["risk"]["payout_hold"]["amount"]
@@ -112,6 +120,7 @@ fn every_backlog_item_projects_its_lift_from_its_stated_model() {
     assert!(num(&hold["projected_lift"]) > 0.0, "{hold:#}");
 
     let rollout = by_kind("experiment_rollout")
+        .into_iter()
         .next()
         .expect("a roll-out item");
     let experiment = plan["experiments"]
@@ -133,7 +142,7 @@ fn every_backlog_item_projects_its_lift_from_its_stated_model() {
     assert_eq!(rollout["lift_inputs"]["ci_low"], primary["relative_ci"][0]);
 
     let at_risk = plan["partner_health"]["at_risk"].as_array().unwrap();
-    let enablement: Vec<_> = by_kind("partner_enablement").collect();
+    let enablement = by_kind("partner_enablement");
     assert_eq!(enablement.len(), at_risk.len().min(3), "{enablement:#?}");
     for item in &enablement {
         let partner = at_risk
@@ -174,7 +183,12 @@ fn every_backlog_item_projects_its_lift_from_its_stated_model() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|a| item["title"].as_str().unwrap().contains(a["id"].as_str().unwrap()))
+            .find(|a| {
+                item["title"]
+                    .as_str()
+                    .unwrap()
+                    .contains(a["id"].as_str().unwrap())
+            })
             .unwrap();
         assert_eq!(item["lift_inputs"]["current"], alert["current"]);
         assert_eq!(item["lift_inputs"]["threshold"], alert["threshold"]);

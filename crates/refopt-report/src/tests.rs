@@ -280,10 +280,24 @@ fn partner_messages_are_shown_in_the_report_and_the_summary() {
             .and_then(|s| s.split("</section>").next())
             .expect("a partner communications section");
         assert!(section.contains("data-reason=\"health_drop\""), "{section}");
-        assert!(section.contains("your score moved from 62.0 to 41.0."), "{section}");
-        assert!(section.contains("partner_messages.yaml#health_drop"), "{section}");
-        assert!(report.markdown.contains("**Partner messages to review** (1"));
-        assert!(report.markdown.contains("(health drop): "), "{}", report.markdown);
+        assert!(
+            section.contains("your score moved from 62.0 to 41.0."),
+            "{section}"
+        );
+        assert!(
+            section.contains("partner_messages.yaml#health_drop"),
+            "{section}"
+        );
+        assert!(
+            report
+                .markdown
+                .contains("**Partner messages to review** (1")
+        );
+        assert!(
+            report.markdown.contains("(health drop): "),
+            "{}",
+            report.markdown
+        );
     }
     let empty = rendered(&Plan::default(), &[], Detail::Summary);
     assert!(empty.html.contains("no message to draft"));

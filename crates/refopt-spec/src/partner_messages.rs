@@ -345,7 +345,11 @@ mod tests {
         let used: Vec<_> = m.tier_change.subject.placeholders().collect();
         assert_eq!(
             used,
-            [Placeholder::Name, Placeholder::FromTier, Placeholder::ToTier]
+            [
+                Placeholder::Name,
+                Placeholder::FromTier,
+                Placeholder::ToTier
+            ]
         );
     }
 

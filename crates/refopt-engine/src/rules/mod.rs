@@ -157,8 +157,7 @@ pub fn apply(inputs: &RuleInputs<'_>) -> Result<RuleResults, EngineError> {
         )?;
     }
     if let Some(messages) = &rules.partner_messages {
-        results.partner_communications =
-            partner_messages::draft(&results.partner_health, messages);
+        results.partner_communications = partner_messages::draft(&results.partner_health, messages);
     }
     if let Some(e) = &results.partner_health.error {
         results

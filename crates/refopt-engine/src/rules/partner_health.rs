@@ -36,8 +36,7 @@ pub fn score(
                     }
                 }
                 let scored = summarize(&mut health, &rows, &scores, rules);
-                health.health_drops =
-                    health_drops(&scored, previous, rules.health_drop_points);
+                health.health_drops = health_drops(&scored, previous, rules.health_drop_points);
             }
             Err(e) => health.error = Some(e),
         }

@@ -40,9 +40,9 @@ impl Subject<'_> {
             Placeholder::Drop => self
                 .health_drop
                 .map_or(String::new(), |d| format!("{:.1}", d.1)),
-            Placeholder::PreviousVersion => self
-                .health_drop
-                .map_or(String::new(), |d| d.2.to_string()),
+            Placeholder::PreviousVersion => {
+                self.health_drop.map_or(String::new(), |d| d.2.to_string())
+            }
         }
     }
 }

@@ -154,16 +154,32 @@ mod tests {
         let engine = sandbox::engine();
         let mut i = item("a", serde_json::json!({"a": 1}));
         i.assumption = " ".into();
-        assert!(projected_lift(&engine, &i).unwrap_err().contains("assumption"));
+        assert!(
+            projected_lift(&engine, &i)
+                .unwrap_err()
+                .contains("assumption")
+        );
         let i = item("missing + 1.0", serde_json::json!({"a": 1}));
         assert!(projected_lift(&engine, &i).unwrap_err().contains("missing"));
         let i = item("a / b", serde_json::json!({"a": 1, "b": 0}));
-        assert!(projected_lift(&engine, &i).unwrap_err().contains("non-finite"));
+        assert!(
+            projected_lift(&engine, &i)
+                .unwrap_err()
+                .contains("non-finite")
+        );
         let i = item("name", serde_json::json!({"name": "x"}));
-        assert!(projected_lift(&engine, &i).unwrap_err().contains("expected a number"));
+        assert!(
+            projected_lift(&engine, &i)
+                .unwrap_err()
+                .contains("expected a number")
+        );
         let mut i = item("a * 2.0", serde_json::json!({"a": 0.1}));
         i.projected_lift = Some(0.3);
-        assert!(projected_lift(&engine, &i).unwrap_err().contains("disagrees"));
+        assert!(
+            projected_lift(&engine, &i)
+                .unwrap_err()
+                .contains("disagrees")
+        );
         i.projected_lift = Some(0.2);
         assert_eq!(projected_lift(&engine, &i), Ok(0.2));
     }
