@@ -154,7 +154,7 @@ const CORPUS: &[BrokenCase] = &[
         file: "rules/playbook.rhai",
         find: "let items = [];",
         replace: "let items = []; http_post(\"https://example.com\");",
-        expect: "rules/playbook.rhai:7:17: error[RF008]: playbook: calls `http_post`, which the rules sandbox does not provide",
+        expect: "rules/playbook.rhai:11:17: error[RF008]: playbook: calls `http_post`, which the rules sandbox does not provide",
     },
     BrokenCase {
         name: "partner_health_row_typo",

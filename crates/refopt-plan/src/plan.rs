@@ -42,6 +42,10 @@ pub struct Plan {
     #[serde(default)]
     pub escalation_state: EscalationState,
     pub backlog: Vec<BacklogItem>,
+    /// Drafted messages to partners with a tier change or a health drop, for partner-ops to
+    /// review (from the templates of `rules/partner_messages.yaml`).
+    #[serde(default)]
+    pub partner_communications: Vec<PartnerCommunication>,
     pub change_log: Vec<ChangeLogEntry>,
 }
 
@@ -501,6 +505,13 @@ pub struct PartnerHealth {
     /// Scored below the at-risk line, by revenue (most valuable first).
     pub at_risk: Vec<PartnerScore>,
     pub tier_changes: Vec<TierChange>,
+    /// Partners whose score fell by at least `health_drop_points` since the previous plan of
+    /// the series, largest drop first.
+    #[serde(default)]
+    pub health_drops: Vec<HealthDrop>,
+    /// Every scored partner's score by partner id: the next run compares against it.
+    #[serde(default)]
+    pub scores: std::collections::BTreeMap<String, f64>,
     /// Partner rows with their `health_score` (10 at `--detail summary`, all at `full`).
     pub partners: Vec<serde_json::Value>,
     /// Set when the scoring script failed (file:line:column and message).
@@ -515,6 +526,9 @@ pub struct PartnerScore {
     pub tier: String,
     pub score: f64,
     pub referrals: i64,
+    /// Referrals in the previous window (the partner's trend).
+    #[serde(default)]
+    pub referrals_previous: i64,
     pub revenue: f64,
     /// The partner's share of all partner mentions in the window (since 1.1).
     #[serde(default)]
@@ -530,6 +544,44 @@ pub struct TierChange {
     pub to: Tier,
     pub score: f64,
     pub reason: String,
+    /// Referrals in the current and the previous window (the partner's trend).
+    #[serde(default)]
+    pub referrals: i64,
+    #[serde(default)]
+    pub referrals_previous: i64,
+    #[serde(default)]
+    pub revenue: f64,
+}
+
+/// A partner whose health score fell since the previous plan.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct HealthDrop {
+    pub partner_id: String,
+    pub name: String,
+    pub tier: String,
+    /// Score in the previous plan (`previous_version`).
+    pub previous_score: f64,
+    pub score: f64,
+    /// previous_score - score (positive).
+    pub drop: f64,
+    pub previous_version: u64,
+    pub referrals: i64,
+    pub referrals_previous: i64,
+    pub revenue: f64,
+}
+
+/// A message to one partner drafted from a template, for partner-ops to review and send.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PartnerCommunication {
+    pub partner_id: String,
+    pub partner_name: String,
+    pub reason: CommunicationReason,
+    pub subject: String,
+    pub body: String,
+    /// Who reviews and sends it (`partner-ops`).
+    pub owner: String,
+    /// The template's place, `rules/partner_messages.yaml#tier_change`.
+    pub template: String,
 }
 
 /// One evaluated experiment: allocation checks, every comparison with its numbers, and the
@@ -763,11 +815,17 @@ pub struct BacklogItem {
     pub owner: String,
     /// Days from the plan's creation.
     pub eta_days: u32,
-    /// Projected relative lift of the target metric (e.g. 0.04 = +4%); null when not estimated.
+    /// Projected relative lift of the item's target metric (e.g. 0.04 = +4%): `lift_formula`
+    /// evaluated over `lift_inputs`. Always set by this build; null only in older plans.
     pub projected_lift: Option<f64>,
-    /// How the lift was computed, and its inputs.
+    /// The model: a Rhai expression over the names of `lift_inputs` (numbers as floats).
     pub lift_formula: String,
+    /// The measured inputs of the formula, from the plan.
     pub lift_inputs: serde_json::Map<String, serde_json::Value>,
+    /// What the model assumes, in one or two sentences (the target metric and why the
+    /// formula projects it).
+    #[serde(default)]
+    pub assumption: String,
     /// 1 = do first.
     pub priority: u32,
 }

@@ -189,6 +189,18 @@ impl Tier {
     }
 }
 
+/// Why partner-ops is sent a drafted message for a partner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CommunicationReason {
+    /// The partner health score suggests another tier (`partner_health.tier_changes`).
+    #[default]
+    TierChange,
+    /// The score fell since the previous plan (`partner_health.health_drops`).
+    HealthDrop,
+}
+named!(CommunicationReason { TierChange => "tier_change", HealthDrop => "health_drop" });
+
 /// Which side of its level an alert's value went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -94,6 +94,7 @@ fn plan() -> Plan {
         tier: "gold".into(),
         score: 41.0,
         referrals: 90,
+        referrals_previous: 120,
         revenue: 120_000.0,
         share_of_voice: Some(0.25),
     };
@@ -109,6 +110,15 @@ fn plan() -> Plan {
         owner: "partner-ops".into(),
         priority: 3,
         ..Default::default()
+    }];
+    plan.partner_communications = vec![PartnerCommunication {
+        partner_id: "p_1".into(),
+        partner_name: XSS.into(),
+        reason: refopt_plan::CommunicationReason::HealthDrop,
+        subject: format!("{XSS}: let's talk"),
+        body: format!("Hi {XSS} team,\nyour score moved from 62.0 to 41.0."),
+        owner: "partner-ops".into(),
+        template: "rules/partner_messages.yaml#health_drop".into(),
     }];
     plan
 }
@@ -241,6 +251,15 @@ fn markdown_summary_stays_under_4000_characters_with_long_lists() {
             ..Default::default()
         })
         .collect();
+    p.partner_communications = (0..30)
+        .map(|_| PartnerCommunication {
+            partner_name: long.clone(),
+            subject: long.clone(),
+            body: long.clone(),
+            owner: long.clone(),
+            ..Default::default()
+        })
+        .collect();
     p.inputs.dimensions = vec!["channel".into(), "region".into(), "partner_tier".into()];
     let md = rendered(&p, &[], Detail::Summary).markdown;
     assert!(
@@ -249,6 +268,41 @@ fn markdown_summary_stays_under_4000_characters_with_long_lists() {
         md.chars().count()
     );
     assert!(md.contains("…and more in the report"));
+}
+
+#[test]
+fn partner_messages_are_shown_in_the_report_and_the_summary() {
+    for detail in [Detail::Summary, Detail::Full] {
+        let report = rendered(&plan(), &[], detail);
+        let section = report
+            .html
+            .split("<section id=\"partner-communications\">")
+            .nth(1)
+            .and_then(|s| s.split("</section>").next())
+            .expect("a partner communications section");
+        assert!(section.contains("data-reason=\"health_drop\""), "{section}");
+        assert!(
+            section.contains("your score moved from 62.0 to 41.0."),
+            "{section}"
+        );
+        assert!(
+            section.contains("partner_messages.yaml#health_drop"),
+            "{section}"
+        );
+        assert!(
+            report
+                .markdown
+                .contains("**Partner messages to review** (1")
+        );
+        assert!(
+            report.markdown.contains("(health drop): "),
+            "{}",
+            report.markdown
+        );
+    }
+    let empty = rendered(&Plan::default(), &[], Detail::Summary);
+    assert!(empty.html.contains("no message to draft"));
+    assert!(!empty.markdown.contains("Partner messages"));
 }
 
 #[test]

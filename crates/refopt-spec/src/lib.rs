@@ -10,6 +10,7 @@ pub mod distribution;
 pub mod experiments;
 pub mod fraud;
 pub mod partner_health;
+pub mod partner_messages;
 pub mod pipeline;
 pub mod rule_tests;
 pub mod ruleset;

@@ -22,6 +22,13 @@ struct RawPartnerHealth {
     /// Partners with fewer referrals in the window than this are not scored.
     #[serde(default)]
     min_referrals: u64,
+    /// A score this many points below the previous plan's is a health drop.
+    #[serde(default = "default_health_drop_points")]
+    health_drop_points: f64,
+}
+
+fn default_health_drop_points() -> f64 {
+    10.0
 }
 
 fn default_top_n() -> usize {
@@ -37,6 +44,8 @@ pub struct PartnerHealthRules {
     pub promote_at_or_above: f64,
     pub demote_below: f64,
     pub min_referrals: u64,
+    /// A score at least this many points below the previous plan's is a health drop.
+    pub health_drop_points: f64,
 }
 
 impl PartnerHealthRules {
@@ -51,6 +60,15 @@ impl PartnerHealthRules {
                 format!(
                     "thresholds out of order: need demote_below ({}) <= at_risk_below ({}) < promote_at_or_above ({})",
                     raw.demote_below, raw.at_risk_below, raw.promote_at_or_above
+                ),
+            ));
+        }
+        if !(raw.health_drop_points > 0.0 && raw.health_drop_points <= 100.0) {
+            errors.push(Diagnostic::new(
+                Location::file_start(file),
+                format!(
+                    "health_drop_points must be in (0, 100], got {}",
+                    raw.health_drop_points
                 ),
             ));
         }
@@ -71,6 +89,7 @@ impl PartnerHealthRules {
                 promote_at_or_above: raw.promote_at_or_above,
                 demote_below: raw.demote_below,
                 min_referrals: raw.min_referrals,
+                health_drop_points: raw.health_drop_points,
             }),
             _ => Err(Diagnostics(errors)),
         }

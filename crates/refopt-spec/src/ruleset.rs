@@ -9,6 +9,7 @@ use crate::distribution::{Approvals, Notifications};
 use crate::experiments::Experiments;
 use crate::fraud::FraudRules;
 use crate::partner_health::PartnerHealthRules;
+use crate::partner_messages::PartnerMessages;
 use crate::sandbox::{Script, compile_file};
 use crate::suppressions::Suppressions;
 use crate::targets::SuccessTargets;
@@ -21,6 +22,7 @@ pub struct RuleSet {
     pub alerts: Option<Alerts>,
     pub ladder: Option<Ladder>,
     pub partner_health: Option<PartnerHealthRules>,
+    pub partner_messages: Option<PartnerMessages>,
     pub playbook: Option<Script>,
     pub suppressions: Option<Suppressions>,
     pub experiments: Option<Experiments>,
@@ -31,8 +33,8 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Loads `dir/{fraud,alerts,ladder,partner_health,suppressions,experiments,approvals,
-    /// notifications,targets}.yaml` and
+    /// Loads `dir/{fraud,alerts,ladder,partner_health,partner_messages,suppressions,
+    /// experiments,approvals,notifications,targets}.yaml` and
     /// `dir/{partner_health,playbook}.rhai`, collecting the problems of every file.
     pub fn load(dir: &Path) -> Result<RuleSet, Diagnostics> {
         if !dir.is_dir() {
@@ -65,6 +67,11 @@ impl RuleSet {
         set.partner_health = load(
             dir.join("partner_health.yaml"),
             PartnerHealthRules::load,
+            &mut errors,
+        );
+        set.partner_messages = load(
+            dir.join("partner_messages.yaml"),
+            PartnerMessages::load,
             &mut errors,
         );
         set.playbook = load(
@@ -116,6 +123,14 @@ impl RuleSet {
                         ).code(crate::diagnostic::Code::UnknownReference));
                     }
                 }
+            }
+            if let Some(messages) = &set.partner_messages
+                && !owners.contains(&messages.owner.as_str())
+            {
+                errors.push(Diagnostic::new(
+                    messages.owner_location.clone(),
+                    format!("partner messages: owner `{}` is neither a ladder owner nor a known agent ({})", messages.owner, KNOWN_AGENTS.join(", ")),
+                ).code(crate::diagnostic::Code::UnknownReference));
             }
             for e in set.experiments.iter().flat_map(|x| &x.experiments) {
                 if !owners.contains(&e.owner.as_str()) {

@@ -56,6 +56,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
         escalation_state,
         escalated,
         partner_health,
+        partner_communications,
         skipped,
     } = ctx.rule_results;
 
@@ -217,6 +218,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
         escalations,
         escalation_state,
         backlog: Vec::new(),
+        partner_communications,
         change_log: Vec::new(),
         version: 0,
     }

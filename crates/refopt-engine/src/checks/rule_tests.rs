@@ -217,9 +217,14 @@ fn partner_health_case(case: &PartnerHealthCase, rules: &RuleSet) -> Compared {
         .as_ref()
         .ok_or("the rules folder has no partner_health.yaml")?;
     let batch = batch_of(&case.rows, &["partner_id", "name", "tier", "status"])?;
-    let health =
-        crate::rules::partner_health::score(&[batch], Some(health_rules), case.window_days, true)
-            .map_err(|e| e.to_string())?;
+    let health = crate::rules::partner_health::score(
+        &[batch],
+        Some(health_rules),
+        case.window_days,
+        true,
+        &[],
+    )
+    .map_err(|e| e.to_string())?;
     if let Some(e) = health.error {
         return Err(e);
     }

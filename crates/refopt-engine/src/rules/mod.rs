@@ -2,8 +2,8 @@
 //!
 //! 1. [`review`] (after the stages): the fraud review over the feature tables and the plan's
 //!    risk section.
-//! 2. [`apply`] (once the earlier plans are known): KPI alerts, escalations up the ladder and
-//!    the partner health score.
+//! 2. [`apply`] (once the earlier plans are known): KPI alerts, escalations up the ladder, the
+//!    partner health score (with drops since the previous plan) and the partner messages.
 //! 3. [`backlog`] (over the assembled plan): the playbook.
 //!
 //! A rule that fails is recorded as a skipped rule ([`RuleResults::skipped`]) and the others
@@ -14,6 +14,7 @@ pub(crate) mod escalation;
 pub(crate) mod fraud;
 pub(crate) mod json;
 pub(crate) mod partner_health;
+pub(crate) mod partner_messages;
 pub(crate) mod playbook;
 pub(crate) mod risk;
 pub(crate) mod rows;
@@ -23,7 +24,7 @@ use datafusion::common::ParamValues;
 use datafusion::prelude::SessionContext;
 use refopt_plan::{
     Alert, BacklogItem, Detail, ErrorAction, ErrorEvent, Escalation, EscalationState, Finding,
-    PartnerHealth, Plan, Risk,
+    PartnerCommunication, PartnerHealth, Plan, Risk,
 };
 use refopt_spec::{Pipeline, Role, RuleSet};
 
@@ -119,12 +120,15 @@ pub struct RuleResults {
     /// An episode stands escalated (the rip-cord was pulled and it has not recovered).
     pub escalated: bool,
     pub partner_health: PartnerHealth,
+    /// Drafted messages to partners with a tier change or a health drop.
+    pub partner_communications: Vec<PartnerCommunication>,
     /// Rules that failed and were skipped (the fraud rules' own failures are in the risk
     /// section).
     pub skipped: Vec<ErrorEvent>,
 }
 
-/// Applies the alerts, the escalation ladder and the partner health score.
+/// Applies the alerts, the escalation ladder, the partner health score and the partner
+/// messages.
 pub fn apply(inputs: &RuleInputs<'_>) -> Result<RuleResults, EngineError> {
     let rules = inputs.rules;
     let mut results = RuleResults::default();
@@ -163,7 +167,11 @@ pub fn apply(inputs: &RuleInputs<'_>) -> Result<RuleResults, EngineError> {
             rules.partner_health.as_ref(),
             inputs.window_days,
             inputs.detail == Detail::Full,
+            inputs.previous,
         )?;
+    }
+    if let Some(messages) = &rules.partner_messages {
+        results.partner_communications = partner_messages::draft(&results.partner_health, messages);
     }
     if let Some(e) = &results.partner_health.error {
         results

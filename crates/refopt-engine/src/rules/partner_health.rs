@@ -2,7 +2,7 @@
 //! publishes `partner_health`, then derives top/bottom, at-risk partners and tier suggestions.
 
 use datafusion::arrow::array::RecordBatch;
-use refopt_plan::{PartnerHealth, PartnerScore, Tier, TierChange};
+use refopt_plan::{HealthDrop, PartnerHealth, PartnerScore, Plan, Tier, TierChange};
 use refopt_spec::partner_health::PartnerHealthRules;
 use refopt_spec::sandbox;
 use rhai::Scope;
@@ -14,13 +14,15 @@ use crate::rules::rows::RowReader;
 /// At `--detail summary` the plan lists this many partner rows; `full` lists every partner.
 const SUMMARY_PARTNERS: usize = 10;
 
-/// Scores partners; a failing script leaves the scores out and records the error. The script
+/// Scores partners and finds the health drops since the newest of `previous` (earlier plans,
+/// newest first); a failing script leaves the scores out and records the error. The script
 /// sees `window_days` to put the window's counts on its 30-day scales.
 pub fn score(
     batches: &[RecordBatch],
     rules: Option<&PartnerHealthRules>,
     window_days: u32,
     full: bool,
+    previous: &[Plan],
 ) -> Result<PartnerHealth, EngineError> {
     let mut rows = batches_to_objects(batches)?;
     let mut health = PartnerHealth {
@@ -35,7 +37,8 @@ pub fn score(
                         obj.insert("health_score".into(), serde_json::json!(s));
                     }
                 }
-                summarize(&mut health, &rows, &scores, rules);
+                let scored = summarize(&mut health, &rows, &scores, rules);
+                health.health_drops = health_drops(&scored, previous, rules.health_drop_points);
             }
             Err(e) => health.error = Some(e),
         }
@@ -103,12 +106,13 @@ fn run_script(
     Ok(scores)
 }
 
+/// Fills the lists of `health`; returns every scored partner, best first.
 fn summarize(
     health: &mut PartnerHealth,
     rows: &[serde_json::Value],
     scores: &[Option<f64>],
     rules: &PartnerHealthRules,
-) {
+) -> Vec<PartnerScore> {
     let text = |r: &serde_json::Value, k: &str| {
         r.get(k)
             .and_then(|v| v.as_str())
@@ -125,12 +129,20 @@ fn summarize(
                 tier: text(r, "tier"),
                 score: (*s)?,
                 referrals: r.get("referrals").and_then(|v| v.as_i64()).unwrap_or(0),
+                referrals_previous: r
+                    .get("referrals_previous")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(0),
                 revenue: r.get("revenue").and_then(|v| v.as_f64()).unwrap_or(0.0),
                 share_of_voice: r.get("share_of_voice").and_then(|v| v.as_f64()),
             })
         })
         .collect();
     health.partners_scored = scored.len() as u64;
+    health.scores = scored
+        .iter()
+        .map(|p| (p.partner_id.clone(), p.score))
+        .collect();
     scored.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
@@ -175,12 +187,51 @@ fn summarize(
                 to,
                 score: p.score,
                 reason,
+                referrals: p.referrals,
+                referrals_previous: p.referrals_previous,
+                revenue: p.revenue,
             });
         }
     }
     health
         .tier_changes
         .sort_by(|a, b| a.partner_id.cmp(&b.partner_id));
+    scored
+}
+
+/// Partners scored at least `points` below their score in the newest earlier plan that has
+/// scores (`previous` is newest first), largest drop first.
+fn health_drops(scored: &[PartnerScore], previous: &[Plan], points: f64) -> Vec<HealthDrop> {
+    let Some(before) = previous
+        .iter()
+        .find(|p| !p.partner_health.scores.is_empty())
+    else {
+        return Vec::new();
+    };
+    let mut drops: Vec<HealthDrop> = scored
+        .iter()
+        .filter_map(|p| {
+            let previous_score = *before.partner_health.scores.get(&p.partner_id)?;
+            (previous_score - p.score >= points).then(|| HealthDrop {
+                partner_id: p.partner_id.clone(),
+                name: p.name.clone(),
+                tier: p.tier.clone(),
+                previous_score,
+                score: p.score,
+                drop: previous_score - p.score,
+                previous_version: before.version,
+                referrals: p.referrals,
+                referrals_previous: p.referrals_previous,
+                revenue: p.revenue,
+            })
+        })
+        .collect();
+    drops.sort_by(|a, b| {
+        b.drop
+            .total_cmp(&a.drop)
+            .then_with(|| a.partner_id.cmp(&b.partner_id))
+    });
+    drops
 }
 
 #[cfg(test)]
@@ -234,13 +285,20 @@ mod tests {
             .join("../../rules/partner_health.yaml");
         let rules = PartnerHealthRules::load(&file).unwrap();
         // The same partner's steady activity seen through a 30-day and a 7-day window.
-        let month = score(&[row(1.0)], Some(&rules), 30, true).unwrap();
+        let month = score(&[row(1.0)], Some(&rules), 30, true, &[]).unwrap();
         let week_counts = row(7.0 / 30.0);
-        let week = score(std::slice::from_ref(&week_counts), Some(&rules), 7, true).unwrap();
+        let week = score(
+            std::slice::from_ref(&week_counts),
+            Some(&rules),
+            7,
+            true,
+            &[],
+        )
+        .unwrap();
         let (m, w) = (month.top[0].score, week.top[0].score);
         assert!((m - w).abs() < 0.5, "30d {m} vs 7d {w}");
         // Read as if it were a 30-day window, the same week scores far lower.
-        let unscaled = score(&[week_counts], Some(&rules), 30, true).unwrap();
+        let unscaled = score(&[week_counts], Some(&rules), 30, true, &[]).unwrap();
         assert!(
             unscaled.top[0].score < m - 10.0,
             "{}",
