@@ -3,13 +3,14 @@
 
 pub mod backfill;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::common::ParamValues;
 use datafusion::prelude::SessionContext;
 use rand::Rng;
-use refopt_plan::{Plan, PlanStore, Risk, StoredPlan};
+use refopt_plan::{DataTestResult, Plan, PlanStore, Risk, StoredPlan};
 use refopt_spec::{RuleSet, WindowRange};
 
 use crate::assembly::{PlanContext, assemble};
@@ -87,6 +88,8 @@ pub struct AnalyzedRun {
     created_at: DateTime<Utc>,
     review_ms: u64,
     risk_ms: u64,
+    /// The declared data tests' results per dataset.
+    data_tests: BTreeMap<String, Vec<DataTestResult>>,
 }
 
 /// A session over the request's data root with the pipeline's datasets registered.
@@ -232,10 +235,17 @@ impl ReadyRun {
         }
     }
 
-    /// Runs the fraud review and builds the risk section over the stage outputs of
-    /// `execution`.
+    /// Evaluates the declared data tests, runs the fraud review and builds the risk section
+    /// over the stage outputs of `execution`.
     pub async fn apply_rules(self, execution: Execution) -> Result<AnalyzedRun, EngineError> {
         let request = &self.request;
+        let data_tests = crate::metrics::data_tests::evaluate(
+            &self.ctx,
+            &request.pipeline,
+            &self.params,
+            &self.range,
+        )
+        .await?;
         let review = crate::rules::review(
             &self.ctx,
             &request.rules,
@@ -253,6 +263,7 @@ impl ReadyRun {
             created_at,
             review_ms: review.review_ms,
             risk_ms: review.risk_ms,
+            data_tests,
             ready: self,
         })
     }
@@ -287,6 +298,7 @@ impl AnalyzedRun {
             created_at,
             review_ms,
             risk_ms,
+            data_tests,
         } = self;
         let request = &ready.request;
         // Flagged referrals can be many: they go to a Parquet file beside the plan.
@@ -303,7 +315,15 @@ impl AnalyzedRun {
         }
         let assembling = std::time::Instant::now();
         let previous = previous.unwrap_or_else(|| ready.stored_previous.clone());
-        let plan = plan_of(&ready, &execution, risk, run_id, created_at, &previous)?;
+        let plan = plan_of(
+            &ready,
+            &execution,
+            risk,
+            data_tests,
+            run_id,
+            created_at,
+            &previous,
+        )?;
         // Where the time after the stages goes (JSON logs), for performance work.
         tracing::info!(
             fraud_review_ms = review_ms,
@@ -339,6 +359,7 @@ fn plan_of(
     ready: &ReadyRun,
     execution: &Execution,
     risk: Risk,
+    data_tests: BTreeMap<String, Vec<DataTestResult>>,
     run_id: String,
     created_at: DateTime<Utc>,
     previous: &[Plan],
@@ -377,6 +398,7 @@ fn plan_of(
         risk,
         rule_results,
         experiments,
+        data_tests,
     });
     match crate::rules::backlog(&request.rules, &plan) {
         Ok(items) => plan.backlog = items,
