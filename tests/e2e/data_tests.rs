@@ -16,7 +16,13 @@ fn result<'a>(plan: &'a Value, dataset: &str, id: &str) -> &'a Value {
         .unwrap()
         .iter()
         .find(|d| d["name"] == dataset)
-        .and_then(|d| d["tests"].as_array().unwrap().iter().find(|t| t["id"] == id))
+        .and_then(|d| {
+            d["tests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["id"] == id)
+        })
         .unwrap_or_else(|| panic!("plan lacks test {id} of {dataset}"))
 }
 
@@ -48,7 +54,10 @@ fn clean_data_passes_every_default_data_test() {
             assert_eq!(t["status"], "pass", "{} {t}", d["name"]);
         }
     }
-    assert!(declared >= 20, "the default pipeline declares its tests ({declared})");
+    assert!(
+        declared >= 20,
+        "the default pipeline declares its tests ({declared})"
+    );
     let referrals = result(&plan, "referrals", "unique:referral_id");
     assert!(referrals["rows"].as_u64().unwrap() > 1000, "{referrals}");
     assert_eq!(referrals["failing_rows"], 0);
@@ -82,7 +91,9 @@ fn broken_data_counts_match_duckdb_warn_is_a_finding_error_blocks_approval() {
             for (field, value) in want.as_object().unwrap() {
                 let path = format!("{dataset}.{id}.{field}");
                 match (value.as_f64(), got[field].as_f64()) {
-                    (Some(w), Some(g)) => assert!((w - g).abs() < 1e-9, "{path}: plan {g}, DuckDB {w}"),
+                    (Some(w), Some(g)) => {
+                        assert!((w - g).abs() < 1e-9, "{path}: plan {g}, DuckDB {w}")
+                    }
                     _ => assert_eq!(&got[field], value, "{path}"),
                 }
             }
@@ -98,7 +109,10 @@ fn broken_data_counts_match_duckdb_warn_is_a_finding_error_blocks_approval() {
     let orphans = "relationships:referral_id->referrals.referral_id";
     assert_eq!(failing("payouts", orphans), Some(4));
     assert_eq!(failing("conversions", orphans), Some(3));
-    assert_eq!(failing("payouts", "accepted_values:recipient_type"), Some(2));
+    assert_eq!(
+        failing("payouts", "accepted_values:recipient_type"),
+        Some(2)
+    );
 
     // Statuses follow the declared severities and thresholds.
     let status = |dataset: &str, id: &str| result(&plan, dataset, id)["status"].clone();
@@ -125,13 +139,25 @@ fn broken_data_counts_match_duckdb_warn_is_a_finding_error_blocks_approval() {
     assert_eq!(drop["threshold"], 0.3);
 
     // warn -> finding; error -> critical alert to the dataset's owner.
-    let finding = by_id(&plan["findings"], "data_test/payouts/accepted_values:recipient_type")
-        .unwrap_or_else(|| panic!("no finding: {}", plan["findings"]));
+    let finding = by_id(
+        &plan["findings"],
+        "data_test/payouts/accepted_values:recipient_type",
+    )
+    .unwrap_or_else(|| panic!("no finding: {}", plan["findings"]));
     assert_eq!(finding["kind"], "data_test");
     assert_eq!(finding["severity"], "medium");
-    assert!(finding["title"].as_str().unwrap().contains("2 of"), "{finding}");
+    assert!(
+        finding["title"].as_str().unwrap().contains("2 of"),
+        "{finding}"
+    );
     assert!(by_id(&plan["findings"], "data_test/invites/row_count_change").is_some());
-    assert!(by_id(&plan["alerts"], "data_test/payouts/accepted_values:recipient_type").is_none());
+    assert!(
+        by_id(
+            &plan["alerts"],
+            "data_test/payouts/accepted_values:recipient_type"
+        )
+        .is_none()
+    );
     let alert = by_id(&plan["alerts"], "data_test/referrals/not_null:referrer_id")
         .unwrap_or_else(|| panic!("no alert: {}", plan["alerts"]));
     assert_eq!(alert["level"], "critical");
@@ -154,12 +180,21 @@ fn broken_data_counts_match_duckdb_warn_is_a_finding_error_blocks_approval() {
     // The report beside the plan lists them.
     let plan_file = plan_files(plans.path()).pop().unwrap();
     let html = std::fs::read_to_string(plan_file.with_extension("html")).unwrap();
-    assert!(html.contains("id=\"data-tests\""), "HTML has a data tests section");
-    assert!(html.contains("passed, 2 warned, 6 failed"), "counts in the HTML");
+    assert!(
+        html.contains("id=\"data-tests\""),
+        "HTML has a data tests section"
+    );
+    assert!(
+        html.contains("passed, 2 warned, 6 failed"),
+        "counts in the HTML"
+    );
     assert!(html.contains("<code>relationships:referral_id-&gt;referrals.referral_id</code>"));
     assert!(html.contains("approval is blocked"));
     let md = std::fs::read_to_string(plan_file.with_extension("md")).unwrap();
-    assert!(md.contains("2 warned · 6 failed (approval blocked)"), "{md}");
+    assert!(
+        md.contains("2 warned · 6 failed (approval blocked)"),
+        "{md}"
+    );
     assert!(
         md.contains("- error: referrals not\\_null:referrer\\_id: 2 of"),
         "{md}"
@@ -181,6 +216,14 @@ fn broken_data_counts_match_duckdb_warn_is_a_finding_error_blocks_approval() {
         stderr.contains("data test `not_null:referrer_id` of dataset `referrals` failed: 2 of"),
         "{stderr}"
     );
-    assert!(stderr.contains(&format!("data test `{orphans}` of dataset `payouts` failed: 4 of")), "{stderr}");
-    assert!(!stderr.contains("accepted_values:recipient_type"), "warn does not block: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "data test `{orphans}` of dataset `payouts` failed: 4 of"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("accepted_values:recipient_type"),
+        "warn does not block: {stderr}"
+    );
 }

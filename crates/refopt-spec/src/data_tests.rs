@@ -189,10 +189,7 @@ pub(crate) fn resolve_tests(
                 Diagnostic::of(
                     Code::UnknownReference,
                     at(&t.test.referenced),
-                    format!(
-                        "dataset `{dataset}`: unknown test `{}`{hint}",
-                        t.test.value
-                    ),
+                    format!("dataset `{dataset}`: unknown test `{}`{hint}", t.test.value),
                 )
                 .help(format!("tests: {}", names.join(", "))),
             );
@@ -257,14 +254,18 @@ pub(crate) fn resolve_tests(
             None
         };
         let check = match kind {
-            DataTestKind::NotNull => column.map(|column| DataTestCheck::NotNull { column, severity }),
+            DataTestKind::NotNull => {
+                column.map(|column| DataTestCheck::NotNull { column, severity })
+            }
             DataTestKind::Unique => column.map(|column| DataTestCheck::Unique { column, severity }),
             DataTestKind::AcceptedValues => {
                 let values = t.values.unwrap_or_default();
                 if values.is_empty() {
                     errors.push(Diagnostic::new(
                         location.clone(),
-                        format!("dataset `{dataset}`: `accepted_values` needs a non-empty `values` list"),
+                        format!(
+                            "dataset `{dataset}`: `accepted_values` needs a non-empty `values` list"
+                        ),
                     ));
                 }
                 column
@@ -350,13 +351,11 @@ pub(crate) fn resolve_tests(
     let mut seen = std::collections::BTreeSet::new();
     for t in &tests {
         if !seen.insert(t.id()) {
-            errors.push(
-                Diagnostic::of(
-                    Code::Duplicate,
-                    t.location.clone(),
-                    format!("dataset `{dataset}`: test `{}` is declared twice", t.id()),
-                ),
-            );
+            errors.push(Diagnostic::of(
+                Code::Duplicate,
+                t.location.clone(),
+                format!("dataset `{dataset}`: test `{}` is declared twice", t.id()),
+            ));
         }
     }
     tests
@@ -498,7 +497,12 @@ mod tests {
         let ids: Vec<String> = r.tests.iter().map(DataTest::id).collect();
         assert_eq!(
             ids,
-            ["not_null:id", "accepted_values:channel", "freshness", "row_count_change"]
+            [
+                "not_null:id",
+                "accepted_values:channel",
+                "freshness",
+                "row_count_change"
+            ]
         );
         assert_eq!(
             r.tests[2].check,
@@ -509,11 +513,17 @@ mod tests {
         );
         assert!(matches!(
             r.tests[1].check,
-            DataTestCheck::AcceptedValues { severity: TestSeverity::Warn, .. }
+            DataTestCheck::AcceptedValues {
+                severity: TestSeverity::Warn,
+                ..
+            }
         ));
         assert!(matches!(
             r.tests[0].check,
-            DataTestCheck::NotNull { severity: TestSeverity::Error, .. }
+            DataTestCheck::NotNull {
+                severity: TestSeverity::Error,
+                ..
+            }
         ));
         assert_eq!(p.datasets[1].tests[0].id(), "relationships:rid->r.id");
     }
@@ -541,11 +551,17 @@ mod tests {
 
         let e = parse("  - name: r\n    path: r\n    required_columns: [id, {cnt: int64}]\n    time_column: cnt\n").unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("p.yaml:7:18: dataset `r`: time_column `cnt` is declared int64"), "{text}");
+        assert!(
+            text.contains("p.yaml:7:18: dataset `r`: time_column `cnt` is declared int64"),
+            "{text}"
+        );
 
         let e = parse("  - name: r\n    path: r\n    required_columns: [id]\n    tests:\n      - { test: not_null, column: id, severity: fatal }\n").unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("p.yaml:8:49: unknown variant `fatal`"), "{text}");
+        assert!(
+            text.contains("p.yaml:8:49: unknown variant `fatal`"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -232,10 +232,15 @@ fn data_test_outcomes(
             .datasets
             .iter()
             .find(|p| p.name == d.name)
-            .map_or(refopt_spec::pipeline::DEFAULT_DATA_OWNER, |p| p.owner.as_str());
+            .map_or(refopt_spec::pipeline::DEFAULT_DATA_OWNER, |p| {
+                p.owner.as_str()
+            });
         for t in &d.tests {
             let id = format!("data_test/{}/{}", d.name, t.id);
-            let title = format!("`{}` data test `{}` {}: {}", d.name, t.id, t.status, t.message);
+            let title = format!(
+                "`{}` data test `{}` {}: {}",
+                d.name, t.id, t.status, t.message
+            );
             match t.status {
                 DataTestStatus::Pass => {}
                 DataTestStatus::Warn => findings.push(Finding {
@@ -250,8 +255,12 @@ fn data_test_outcomes(
                 }),
                 DataTestStatus::Error => {
                     let (current, direction) = match t.kind {
-                        DataTestKind::Freshness => (t.observed.unwrap_or(f64::INFINITY), Crossing::Above),
-                        DataTestKind::RowCountChange => (t.observed.unwrap_or(0.0), Crossing::Below),
+                        DataTestKind::Freshness => {
+                            (t.observed.unwrap_or(f64::INFINITY), Crossing::Above)
+                        }
+                        DataTestKind::RowCountChange => {
+                            (t.observed.unwrap_or(0.0), Crossing::Below)
+                        }
                         _ => (t.failing_rows.unwrap_or(0) as f64, Crossing::Above),
                     };
                     let threshold = match t.kind {
@@ -270,7 +279,9 @@ fn data_test_outcomes(
                         direction,
                         sample: t.rows,
                         owner: owner.to_string(),
-                        message: format!("{title}; `refopt plan approve` is blocked until the data is fixed"),
+                        message: format!(
+                            "{title}; `refopt plan approve` is blocked until the data is fixed"
+                        ),
                     })
                 }
             }

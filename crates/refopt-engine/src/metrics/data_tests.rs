@@ -30,7 +30,9 @@ pub async fn evaluate(
         let mut results = Vec::new();
         for (i, test) in dataset.tests.iter().enumerate() {
             let failing = match &test.check {
-                DataTestCheck::Relationships { column, to, field, .. } => {
+                DataTestCheck::Relationships {
+                    column, to, field, ..
+                } => {
                     let parent = pipeline.datasets.iter().find(|d| d.name == *to);
                     let sql = orphans_sql(dataset, column, parent, field);
                     Some(int(&query_one(ctx, params, &sql).await?, "orphans"))
@@ -206,11 +208,16 @@ fn dataset_sql(dataset: &Dataset) -> String {
     for (i, test) in dataset.tests.iter().enumerate() {
         let expr = match &test.check {
             DataTestCheck::NotNull { column, .. } => {
-                format!("SUM(CASE WHEN cur_ AND {} IS NULL THEN 1 ELSE 0 END)", ident(column))
+                format!(
+                    "SUM(CASE WHEN cur_ AND {} IS NULL THEN 1 ELSE 0 END)",
+                    ident(column)
+                )
             }
             DataTestCheck::Unique { column, .. } => {
                 let c = ident(column);
-                format!("COUNT(CASE WHEN cur_ THEN {c} END) - COUNT(DISTINCT CASE WHEN cur_ THEN {c} END)")
+                format!(
+                    "COUNT(CASE WHEN cur_ THEN {c} END) - COUNT(DISTINCT CASE WHEN cur_ THEN {c} END)"
+                )
             }
             DataTestCheck::AcceptedValues { column, values, .. } => {
                 let c = ident(column);
@@ -331,7 +338,10 @@ mod tests {
             ..Default::default()
         };
         let r = judge(&t, &at(30), end());
-        assert_eq!((r.status, r.observed, r.threshold), (DataTestStatus::Warn, Some(30.0), Some(24.0)));
+        assert_eq!(
+            (r.status, r.observed, r.threshold),
+            (DataTestStatus::Warn, Some(30.0), Some(24.0))
+        );
         assert_eq!(judge(&t, &at(80), end()).status, DataTestStatus::Error);
         assert_eq!(judge(&t, &at(24), end()).status, DataTestStatus::Pass);
         let none = judge(&t, &Measured::default(), end());
@@ -351,7 +361,10 @@ mod tests {
             ..Default::default()
         };
         let r = judge(&t, &m(40, 100), end());
-        assert_eq!((r.status, r.observed, r.threshold), (DataTestStatus::Error, Some(-0.6), Some(0.5)));
+        assert_eq!(
+            (r.status, r.observed, r.threshold),
+            (DataTestStatus::Error, Some(-0.6), Some(0.5))
+        );
         assert_eq!(r.previous_rows, Some(100));
         assert_eq!(judge(&t, &m(75, 100), end()).status, DataTestStatus::Warn);
         assert_eq!(judge(&t, &m(90, 100), end()).status, DataTestStatus::Pass);

@@ -316,13 +316,7 @@ impl AnalyzedRun {
         let assembling = std::time::Instant::now();
         let previous = previous.unwrap_or_else(|| ready.stored_previous.clone());
         let plan = plan_of(
-            &ready,
-            &execution,
-            risk,
-            data_tests,
-            run_id,
-            created_at,
-            &previous,
+            &ready, &execution, risk, data_tests, run_id, created_at, &previous,
         )?;
         // Where the time after the stages goes (JSON logs), for performance work.
         tracing::info!(
