@@ -255,9 +255,12 @@ fn data_test_outcomes(
                 }),
                 DataTestStatus::Error => {
                     let (current, direction) = match t.kind {
-                        DataTestKind::Freshness => {
-                            (t.observed.unwrap_or(f64::INFINITY), Crossing::Above)
-                        }
+                        // Without any event the age is unknown (the message says so): the
+                        // limit itself stands in, keeping the plan free of infinities.
+                        DataTestKind::Freshness => (
+                            t.observed.or(t.threshold).unwrap_or(0.0),
+                            Crossing::Above,
+                        ),
                         DataTestKind::RowCountChange => {
                             (t.observed.unwrap_or(0.0), Crossing::Below)
                         }
