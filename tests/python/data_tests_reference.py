@@ -18,6 +18,7 @@ is (current - previous) / previous. Written independently of the Rust SQL.
 
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import sys
@@ -137,9 +138,11 @@ def reference(root, as_of, days):
     }
     n = rows("invites", "sent_at")
     prev_n = one(f"SELECT COUNT(*) FROM {window('invites', 'sent_at', prev)} WHERE sent_at < TIMESTAMPTZ '{start.isoformat()}'")
-    newest = one(f"SELECT MAX(sent_at) FROM {window('invites', 'sent_at', start)}")
+    # Whole seconds from the newest event to the window's end (no Python timestamps: no pytz).
+    age_seconds = one(f"SELECT FLOOR(epoch(TIMESTAMPTZ '{end.isoformat()}') - epoch(MAX(sent_at))) "
+                      f"FROM {window('invites', 'sent_at', start)}")
     out["invites"] = {
-        "freshness": {"rows": n, "observed": round((end - newest).total_seconds() / 3600, 2)},
+        "freshness": {"rows": n, "observed": math.floor(age_seconds / 3600 * 100 + 0.5) / 100},
         "row_count_change": {"rows": n, "previous_rows": prev_n, "observed": (n - prev_n) / prev_n},
     }
     print(json.dumps(out))
