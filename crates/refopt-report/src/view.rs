@@ -138,7 +138,7 @@ fn data_tests(plan: &Plan, full: bool) -> DataTestsView<'_> {
         .filter(|r| full || r.test.status != DataTestStatus::Pass)
         .collect();
     // Stable: declaration order within a status.
-    view.rows.sort_by(|a, b| b.test.status.cmp(&a.test.status));
+    view.rows.sort_by_key(|r| std::cmp::Reverse(r.test.status));
     view
 }
 

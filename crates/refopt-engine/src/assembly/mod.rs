@@ -257,10 +257,9 @@ fn data_test_outcomes(
                     let (current, direction) = match t.kind {
                         // Without any event the age is unknown (the message says so): the
                         // limit itself stands in, keeping the plan free of infinities.
-                        DataTestKind::Freshness => (
-                            t.observed.or(t.threshold).unwrap_or(0.0),
-                            Crossing::Above,
-                        ),
+                        DataTestKind::Freshness => {
+                            (t.observed.or(t.threshold).unwrap_or(0.0), Crossing::Above)
+                        }
                         DataTestKind::RowCountChange => {
                             (t.observed.unwrap_or(0.0), Crossing::Below)
                         }
