@@ -5,6 +5,7 @@
 mod backfill;
 mod bad_input;
 mod data_refresh;
+mod data_tests;
 mod docs_examples;
 mod escalation;
 mod experiments;

@@ -118,6 +118,38 @@ pub struct DatasetRead {
     /// Data-refresh checks for the current and previous window (empty when the pipeline has no
     /// dataset-health stage).
     pub checks: Vec<DatasetCheck>,
+    /// The pipeline's declared data tests of this dataset, in declaration order (empty when it
+    /// declares none).
+    #[serde(default)]
+    pub tests: Vec<DataTestResult>,
+}
+
+/// One declared data test of a dataset and what it measured in the current window.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct DataTestResult {
+    /// Stable id within the dataset, e.g. `not_null:referral_id`,
+    /// `relationships:referral_id->referrals.referral_id`, `freshness`.
+    pub id: String,
+    pub kind: DataTestKind,
+    /// The column tested (null for `freshness` and `row_count_change`).
+    pub column: Option<String>,
+    /// `pass`, `warn` (a finding) or `error` (an alert; blocks approval).
+    pub status: DataTestStatus,
+    /// Rows of the current window the test looked at.
+    pub rows: u64,
+    /// `row_count_change`: rows of the previous window.
+    pub previous_rows: Option<u64>,
+    /// Rows that failed (`not_null`, `unique`, `accepted_values`, `relationships`).
+    pub failing_rows: Option<u64>,
+    /// `freshness`: hours from the newest event to the window's end (null without events).
+    /// `row_count_change`: relative change of rows vs the previous window (null without
+    /// previous rows).
+    pub observed: Option<f64>,
+    /// The limit that was crossed (failing rows allowed, hours, or the relative drop), when
+    /// one was.
+    pub threshold: Option<f64>,
+    /// What was measured, in one sentence.
+    pub message: String,
 }
 
 /// Data-refresh checks of one dataset over one period.

@@ -319,3 +319,85 @@ mod tests {
         assert_eq!(Tier::parse("Gold"), None);
     }
 }
+
+/// What a declared data test checks (pipeline YAML `tests:` of a dataset).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DataTestKind {
+    /// Rows whose column is null.
+    #[default]
+    NotNull,
+    /// Rows whose (non-null) column value repeats an earlier row's.
+    Unique,
+    /// Rows whose (non-null) column value is not in the accepted list.
+    AcceptedValues,
+    /// Rows whose (non-null) column value has no match in another dataset's column (orphans).
+    Relationships,
+    /// Hours from the newest event to the window's end.
+    Freshness,
+    /// Relative change of the row count vs the previous window.
+    RowCountChange,
+}
+named!(DataTestKind {
+    NotNull => "not_null",
+    Unique => "unique",
+    AcceptedValues => "accepted_values",
+    Relationships => "relationships",
+    Freshness => "freshness",
+    RowCountChange => "row_count_change",
+});
+
+impl DataTestKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [DataTestKind; 6] = [
+        DataTestKind::NotNull,
+        DataTestKind::Unique,
+        DataTestKind::AcceptedValues,
+        DataTestKind::Relationships,
+        DataTestKind::Freshness,
+        DataTestKind::RowCountChange,
+    ];
+
+    /// The kind named `name` in YAML.
+    pub fn parse(name: &str) -> Option<DataTestKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// Outcome of a data test: `warn` raises a finding; `error` raises an alert and blocks
+/// `refopt plan approve`. Ordered from the least to the most severe.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DataTestStatus {
+    #[default]
+    Pass,
+    Warn,
+    Error,
+}
+named!(DataTestStatus { Pass => "pass", Warn => "warn", Error => "error" });

@@ -315,3 +315,58 @@ fn an_empty_plan_renders_at_both_details() {
         assert!(report.markdown.starts_with("### refopt"));
     }
 }
+
+#[test]
+fn data_tests_are_counted_and_failures_listed_errors_first() {
+    let mut plan = plan();
+    let test = |id: &str, status: DataTestStatus| DataTestResult {
+        id: id.into(),
+        status,
+        rows: 100,
+        failing_rows: Some(u64::from(status != DataTestStatus::Pass)),
+        message: format!("{id} says {XSS}"),
+        ..Default::default()
+    };
+    plan.datasets = vec![DatasetRead {
+        name: "payouts".into(),
+        tests: vec![
+            test("accepted_values:recipient_type", DataTestStatus::Warn),
+            test("unique:payout_id", DataTestStatus::Pass),
+            test(
+                "relationships:referral_id->referrals.referral_id",
+                DataTestStatus::Error,
+            ),
+        ],
+        ..Default::default()
+    }];
+    let summary = rendered(&plan, &[], Detail::Summary);
+    assert!(
+        summary
+            .html
+            .contains("3 declared: 1 passed, 1 warned, 1 failed")
+    );
+    assert!(summary.html.contains("approval is blocked"));
+    let error = summary.html.find("relationships:referral_id-&gt;").unwrap();
+    let warn = summary.html.find("accepted_values:recipient_type").unwrap();
+    assert!(error < warn, "errors first");
+    assert!(
+        !summary.html.contains("unique:payout_id"),
+        "a summary lists failures only"
+    );
+    assert!(!summary.html.contains(XSS));
+    assert!(
+        summary
+            .markdown
+            .contains("1 passed · 1 warned · 1 failed (approval blocked)")
+    );
+    assert!(
+        summary
+            .markdown
+            .contains("- warn: payouts accepted\\_values:recipient\\_type:")
+    );
+    let full = rendered(&plan, &[], Detail::Full);
+    assert!(
+        full.html.contains("unique:payout_id"),
+        "a full report lists every test"
+    );
+}

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use refopt_plan::{Detail, FunnelRow, Plan};
+use refopt_plan::{DataTestResult, DataTestStatus, Detail, FunnelRow, Plan};
 
 use crate::charts::{self, BarSeries, ForestRow, PartnerPoint};
 use crate::format::{count, money, number, pct, relative_change, signed_pct};
@@ -25,6 +25,7 @@ pub struct ReportView<'a> {
     pub risk: RiskView,
     pub partners: PartnersView,
     pub experiments: Vec<ExperimentView<'a>>,
+    pub data_tests: DataTestsView<'a>,
     /// File name of the HTML report (the Markdown summary links to it).
     pub report_file: String,
 }
@@ -95,6 +96,52 @@ pub struct ExperimentView<'a> {
     pub insight: String,
 }
 
+/// The declared data tests: how many passed, warned and failed, and the rows to list (those
+/// that did not pass; every test in a full report), errors first.
+#[derive(Debug, Default, Serialize)]
+pub struct DataTestsView<'a> {
+    pub total: usize,
+    pub passed: usize,
+    pub warned: usize,
+    pub errored: usize,
+    pub rows: Vec<DataTestRow<'a>>,
+}
+
+/// One data test with its dataset.
+#[derive(Debug, Serialize)]
+pub struct DataTestRow<'a> {
+    pub dataset: &'a str,
+    pub test: &'a DataTestResult,
+}
+
+fn data_tests(plan: &Plan, full: bool) -> DataTestsView<'_> {
+    let all: Vec<DataTestRow<'_>> = plan
+        .datasets
+        .iter()
+        .flat_map(|d| {
+            d.tests.iter().map(|t| DataTestRow {
+                dataset: &d.name,
+                test: t,
+            })
+        })
+        .collect();
+    let with = |s: DataTestStatus| all.iter().filter(|r| r.test.status == s).count();
+    let mut view = DataTestsView {
+        total: all.len(),
+        passed: with(DataTestStatus::Pass),
+        warned: with(DataTestStatus::Warn),
+        errored: with(DataTestStatus::Error),
+        rows: Vec::new(),
+    };
+    view.rows = all
+        .into_iter()
+        .filter(|r| full || r.test.status != DataTestStatus::Pass)
+        .collect();
+    // Stable: declaration order within a status.
+    view.rows.sort_by_key(|r| std::cmp::Reverse(r.test.status));
+    view
+}
+
 /// Builds the view of `plan`; `history` holds earlier plans of its series, newest first.
 pub fn build<'a>(
     plan: &'a Plan,
@@ -146,6 +193,7 @@ pub fn build<'a>(
                 })
             })
             .collect::<Result<_, ReportError>>()?,
+        data_tests: data_tests(plan, full),
         report_file,
     })
 }

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod dag;
+pub mod data_tests;
 pub mod diagnostic;
 pub mod distribution;
 pub mod experiments;
@@ -21,6 +22,7 @@ pub mod window;
 pub mod yaml;
 
 pub use alerts::{AlertRule, Alerts, Direction, Ladder, Series, Triggers};
+pub use data_tests::{DataTest, DataTestCheck, TestSeverity};
 pub use diagnostic::{Code, Diagnostic, Diagnostics, Level, Location};
 pub use fraud::{FraudRule, FraudRules, Severity};
 pub use pipeline::{

@@ -42,6 +42,12 @@ struct RawDataset {
     #[serde(default)]
     description: String,
     required_columns: Vec<Spanned<RawColumn>>,
+    #[serde(default)]
+    time_column: Option<Spanned<String>>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    tests: Vec<Spanned<crate::data_tests::RawDataTest>>,
 }
 
 /// `name` or `name: type` in `required_columns`.
@@ -176,6 +182,9 @@ impl std::fmt::Display for Role {
     }
 }
 
+/// The owner of a dataset's failing data tests when the pipeline names none.
+pub const DEFAULT_DATA_OWNER: &str = "data-platform";
+
 /// A dataset the pipeline reads.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -189,6 +198,15 @@ pub struct Dataset {
     /// Declared types of required columns (`name: type`); `refopt validate` plans SQL with them
     /// and a run rejects data whose column has another type.
     pub column_types: BTreeMap<String, ColumnType>,
+    /// The event-time column that places a row in the current or previous window for the
+    /// data tests (`freshness` and `row_count_change` need it); without one, tests read every
+    /// row.
+    pub time_column: Option<String>,
+    /// Who is alerted when an `error` data test of the dataset fails (default
+    /// [`DEFAULT_DATA_OWNER`]).
+    pub owner: String,
+    /// Declared data tests, in declaration order.
+    pub tests: Vec<crate::data_tests::DataTest>,
     pub location: Location,
 }
 
@@ -414,6 +432,17 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
                 )),
             }
         }
+        let scope = crate::data_tests::TestScope {
+            file,
+            dataset: &d.name.value,
+            columns: &required_columns,
+            time_column: d.time_column.as_ref().map(|c| c.value.as_str()),
+            column_types: &column_types,
+        };
+        if let Some(c) = &d.time_column {
+            crate::data_tests::check_time_column(&scope, c, &mut errors);
+        }
+        let tests = crate::data_tests::resolve_tests(&scope, d.tests, &mut errors);
         datasets.push(Dataset {
             name: d.name.value,
             path: d.path.trim_matches('/').to_string(),
@@ -421,9 +450,13 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
             description: d.description,
             required_columns,
             column_types,
+            time_column: d.time_column.map(|c| c.value),
+            owner: d.owner.unwrap_or_else(|| DEFAULT_DATA_OWNER.to_string()),
+            tests,
             location,
         });
     }
+    crate::data_tests::check_relationship_targets(&datasets, &mut errors);
 
     let mut dimensions = Vec::new();
     let mut dim_names = BTreeSet::new();

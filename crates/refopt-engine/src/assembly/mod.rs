@@ -32,6 +32,8 @@ pub struct PlanContext<'a> {
     pub rule_retries: Vec<ErrorEvent>,
     pub rule_results: RuleResults,
     pub experiments: Vec<ExperimentResult>,
+    /// The declared data tests' results per dataset name.
+    pub data_tests: BTreeMap<String, Vec<DataTestResult>>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -60,7 +62,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
         skipped,
     } = ctx.rule_results;
 
-    let datasets = ctx
+    let datasets: Vec<DatasetRead> = ctx
         .datasets
         .iter()
         .map(|d| DatasetRead {
@@ -69,6 +71,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
             files: d.files,
             bytes: d.bytes,
             checks: dataset_checks.get(&d.name).cloned().unwrap_or_default(),
+            tests: ctx.data_tests.get(&d.name).cloned().unwrap_or_default(),
         })
         .collect();
 
@@ -123,6 +126,10 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
 
     let mut findings = fraud_findings(&ctx.risk);
     findings.extend(gated);
+    let (test_findings, test_alerts) = data_test_outcomes(pipeline, &datasets);
+    findings.extend(test_findings);
+    let mut alerts = alerts;
+    alerts.extend(test_alerts);
     let mut error_events: Vec<ErrorEvent> = ctx
         .execution
         .failures
@@ -222,6 +229,79 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
         change_log: Vec::new(),
         version: 0,
     }
+}
+
+/// What failing data tests raise: a finding per `warn`, an alert (to the dataset's owner) per
+/// `error`.
+fn data_test_outcomes(
+    pipeline: &refopt_spec::Pipeline,
+    datasets: &[DatasetRead],
+) -> (Vec<Finding>, Vec<Alert>) {
+    let mut findings = Vec::new();
+    let mut alerts = Vec::new();
+    for d in datasets {
+        let owner = pipeline
+            .datasets
+            .iter()
+            .find(|p| p.name == d.name)
+            .map_or(refopt_spec::pipeline::DEFAULT_DATA_OWNER, |p| {
+                p.owner.as_str()
+            });
+        for t in &d.tests {
+            let id = format!("data_test/{}/{}", d.name, t.id);
+            let title = format!(
+                "`{}` data test `{}` {}: {}",
+                d.name, t.id, t.status, t.message
+            );
+            match t.status {
+                DataTestStatus::Pass => {}
+                DataTestStatus::Warn => findings.push(Finding {
+                    id,
+                    kind: "data_test".to_string(),
+                    severity: Severity::Medium,
+                    title,
+                    detail: format!(
+                        "severity warn: reported, approval not blocked; {} owns dataset `{}`",
+                        owner, d.name
+                    ),
+                }),
+                DataTestStatus::Error => {
+                    let (current, direction) = match t.kind {
+                        // Without any event the age is unknown (the message says so): the
+                        // limit itself stands in, keeping the plan free of infinities.
+                        DataTestKind::Freshness => {
+                            (t.observed.or(t.threshold).unwrap_or(0.0), Crossing::Above)
+                        }
+                        DataTestKind::RowCountChange => {
+                            (t.observed.unwrap_or(0.0), Crossing::Below)
+                        }
+                        _ => (t.failing_rows.unwrap_or(0) as f64, Crossing::Above),
+                    };
+                    let threshold = match t.kind {
+                        // The level a relative change fell below is minus the allowed drop.
+                        DataTestKind::RowCountChange => -t.threshold.unwrap_or(0.0),
+                        _ => t.threshold.unwrap_or(0.0),
+                    };
+                    alerts.push(Alert {
+                        id,
+                        metric: t.id.clone(),
+                        dimension: "dataset".to_string(),
+                        value: d.name.clone(),
+                        level: AlertLevel::Critical,
+                        current,
+                        threshold,
+                        direction,
+                        sample: t.rows,
+                        owner: owner.to_string(),
+                        message: format!(
+                            "{title}; `refopt plan approve` is blocked until the data is fixed"
+                        ),
+                    })
+                }
+            }
+        }
+    }
+    (findings, alerts)
 }
 
 /// One finding per fraud rule that flagged referrals, most severe first.

@@ -1,5 +1,5 @@
 //! The approval policy: why a plan cannot be approved (tasks or rules that failed, stale or
-//! missing data, a newer plan for the window), and where a plan stands from its audit records
+//! missing data, data tests that failed at `error`, a newer plan for the window), and where a plan stands from its audit records
 //! (`refopt plan approve|reject|audit`).
 
 use chrono::{DateTime, SecondsFormat};
@@ -30,6 +30,18 @@ pub fn approval_blockers(
         .filter(|e| e.action == refopt_plan::ErrorAction::RuleSkipped)
     {
         reasons.push(format!("rule `{}` failed: {}", e.task_id, e.error));
+    }
+    for d in &plan.datasets {
+        for t in d
+            .tests
+            .iter()
+            .filter(|t| t.status == refopt_plan::DataTestStatus::Error)
+        {
+            reasons.push(format!(
+                "data test `{}` of dataset `{}` failed: {}",
+                t.id, d.name, t.message
+            ));
+        }
     }
     let max_age = policy.map_or(48.0, |p| p.max_data_age_hours);
     let window_end = DateTime::parse_from_rfc3339(&format!("{}T00:00:00Z", plan.inputs.as_of)).ok();

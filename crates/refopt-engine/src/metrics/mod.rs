@@ -2,6 +2,7 @@
 //! runs: the funnel per dimension, the KPIs, the data-refresh checks per dataset and the
 //! success metrics.
 
+pub mod data_tests;
 pub mod funnel;
 
 use std::collections::BTreeMap;

@@ -3,13 +3,14 @@
 
 pub mod backfill;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::common::ParamValues;
 use datafusion::prelude::SessionContext;
 use rand::Rng;
-use refopt_plan::{AcknowledgementRecord, Plan, PlanStore, Risk, StoredPlan};
+use refopt_plan::{AcknowledgementRecord, DataTestResult, Plan, PlanStore, Risk, StoredPlan};
 use refopt_spec::{RuleSet, WindowRange};
 
 use crate::assembly::{PlanContext, assemble};
@@ -89,6 +90,8 @@ pub struct AnalyzedRun {
     created_at: DateTime<Utc>,
     review_ms: u64,
     risk_ms: u64,
+    /// The declared data tests' results per dataset.
+    data_tests: BTreeMap<String, Vec<DataTestResult>>,
 }
 
 /// A session over the request's data root with the pipeline's datasets registered.
@@ -237,10 +240,17 @@ impl ReadyRun {
         }
     }
 
-    /// Runs the fraud review and builds the risk section over the stage outputs of
-    /// `execution`.
+    /// Evaluates the declared data tests, runs the fraud review and builds the risk section
+    /// over the stage outputs of `execution`.
     pub async fn apply_rules(self, execution: Execution) -> Result<AnalyzedRun, EngineError> {
         let request = &self.request;
+        let data_tests = crate::metrics::data_tests::evaluate(
+            &self.ctx,
+            &request.pipeline,
+            &self.params,
+            &self.range,
+        )
+        .await?;
         let review = crate::rules::review(
             &self.ctx,
             &request.rules,
@@ -258,6 +268,7 @@ impl ReadyRun {
             created_at,
             review_ms: review.review_ms,
             risk_ms: review.risk_ms,
+            data_tests,
             ready: self,
         })
     }
@@ -292,6 +303,7 @@ impl AnalyzedRun {
             created_at,
             review_ms,
             risk_ms,
+            data_tests,
         } = self;
         let request = &ready.request;
         // Flagged referrals can be many: they go to a Parquet file beside the plan.
@@ -312,8 +324,11 @@ impl AnalyzedRun {
         let plan = plan_of(
             &ready,
             &execution,
-            risk,
-            rule_retries,
+            ReviewOutputs {
+                risk,
+                rule_retries,
+                data_tests,
+            },
             run_id,
             created_at,
             &previous,
@@ -347,18 +362,29 @@ impl AnalyzedRun {
     }
 }
 
+/// What the review phase produced besides the stage outputs: the risk section, the fraud
+/// rules' retried attempts and the data tests' results per dataset.
+struct ReviewOutputs {
+    risk: Risk,
+    rule_retries: Vec<refopt_plan::ErrorEvent>,
+    data_tests: BTreeMap<String, Vec<DataTestResult>>,
+}
+
 /// The plan of an analyzed run: measures, the rules phase, experiments, assembly, then the
-/// playbook's backlog and the change log (both read the assembled plan). `rule_retries`: the
-/// fraud rules' retried attempts (recorded in the plan's error handling).
+/// playbook's backlog and the change log (both read the assembled plan).
 fn plan_of(
     ready: &ReadyRun,
     execution: &Execution,
-    risk: Risk,
-    rule_retries: Vec<refopt_plan::ErrorEvent>,
+    reviewed: ReviewOutputs,
     run_id: String,
     created_at: DateTime<Utc>,
     previous: &[Plan],
 ) -> Result<Plan, EngineError> {
+    let ReviewOutputs {
+        risk,
+        rule_retries,
+        data_tests,
+    } = reviewed;
     let request = &ready.request;
     let pipeline = &request.pipeline;
     let full = request.detail == refopt_plan::Detail::Full;
@@ -403,6 +429,7 @@ fn plan_of(
         rule_retries,
         rule_results,
         experiments,
+        data_tests,
     });
     match crate::rules::backlog(&request.rules, &plan) {
         Ok(items) => plan.backlog = items,
