@@ -4,7 +4,8 @@
 -- was created; its conversions and payouts count when they happen before that period ends
 -- (both windows are measured at the same maturity). Invites count in the period they were sent:
 -- they are rolled up from the per-day `invite_days` stage (a backfill computes that once).
--- Each other event table is scanned once over [previous_start, window_end).
+-- Each other event table is scanned once over [previous_start, window_end). `flagged` counts the
+-- cohort's referrals with a fraud flag (fraud_flags) raised before the period ends, like outcomes.
 WITH tiers AS (
   SELECT partner_id, tier FROM partners
 ),
@@ -24,7 +25,7 @@ cohort AS (
 referral_events AS (
   SELECT referral_id, period, 1 AS is_referral, channel, persona, region, partner_tier,
          0 AS signed_up, 0 AS qualified, 0 AS opportunity, 0 AS won,
-         0.0 AS revenue, 0.0 AS payout_cost
+         0.0 AS revenue, 0.0 AS payout_cost, 0 AS flagged
   FROM cohort
   WHERE referral_id IS NOT NULL
   UNION ALL
@@ -36,7 +37,7 @@ referral_events AS (
          CASE WHEN stage = 'opportunity' THEN 1 ELSE 0 END,
          CASE WHEN stage = 'won' THEN 1 ELSE 0 END,
          CASE WHEN stage = 'won' THEN COALESCE(amount, 0.0) ELSE 0.0 END,
-         0.0
+         0.0, 0
   FROM conversions
   WHERE dt >= $previous_start_day AND dt < $window_end_day
     AND occurred_at >= $previous_start AND occurred_at < $window_end
@@ -44,11 +45,19 @@ referral_events AS (
   UNION ALL
   SELECT referral_id,
          CASE WHEN created_at >= $window_start THEN 'current' ELSE 'previous' END AS period,
-         0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0.0, amount
+         0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0.0, amount, 0
   FROM payouts
   WHERE dt >= $previous_start_day AND dt < $window_end_day
     AND created_at >= $previous_start AND created_at < $window_end
     AND status <> 'reversed' AND referral_id IS NOT NULL
+  UNION ALL
+  SELECT referral_id,
+         CASE WHEN flagged_at >= $window_start THEN 'current' ELSE 'previous' END AS period,
+         0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0.0, 0.0, 1
+  FROM fraud_flags
+  WHERE dt >= $previous_start_day AND dt < $window_end_day
+    AND flagged_at >= $previous_start AND flagged_at < $window_end
+    AND referral_id IS NOT NULL
 ),
 per_referral AS (
   SELECT referral_id, period, MAX(is_referral) AS is_referral,
@@ -56,7 +65,7 @@ per_referral AS (
          MAX(partner_tier) AS partner_tier,
          MAX(signed_up) AS signed_up, MAX(qualified) AS qualified,
          MAX(opportunity) AS opportunity, MAX(won) AS won,
-         SUM(revenue) AS revenue, SUM(payout_cost) AS payout_cost
+         SUM(revenue) AS revenue, SUM(payout_cost) AS payout_cost, MAX(flagged) AS flagged
   FROM referral_events
   GROUP BY referral_id, period
 ),
@@ -69,14 +78,15 @@ referral_cube AS (
          CAST(SUM(opportunity) AS BIGINT) AS opportunities,
          CAST(SUM(won) AS BIGINT) AS won,
          SUM(revenue) AS revenue,
-         SUM(payout_cost) AS payout_cost
+         SUM(payout_cost) AS payout_cost,
+         CAST(SUM(flagged) AS BIGINT) AS flagged
   FROM per_referral
   WHERE is_referral = 1
   GROUP BY period, channel, persona, region, partner_tier
   UNION ALL
   SELECT period, channel, persona, region, partner_tier, CAST(0 AS BIGINT), COUNT(*),
          CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT),
-         CAST(0.0 AS DOUBLE), CAST(0.0 AS DOUBLE)
+         CAST(0.0 AS DOUBLE), CAST(0.0 AS DOUBLE), CAST(0 AS BIGINT)
   FROM cohort
   WHERE referral_id IS NULL
   GROUP BY period, channel, persona, region, partner_tier
@@ -86,7 +96,8 @@ invite_cube AS (
          CAST(SUM(invites) AS BIGINT) AS invites,
          CAST(0 AS BIGINT) AS referrals, CAST(0 AS BIGINT) AS signups,
          CAST(0 AS BIGINT) AS qualified, CAST(0 AS BIGINT) AS opportunities,
-         CAST(0 AS BIGINT) AS won, CAST(0.0 AS DOUBLE) AS revenue, CAST(0.0 AS DOUBLE) AS payout_cost
+         CAST(0 AS BIGINT) AS won, CAST(0.0 AS DOUBLE) AS revenue, CAST(0.0 AS DOUBLE) AS payout_cost,
+         CAST(0 AS BIGINT) AS flagged
   FROM (SELECT channel, persona, region, partner_tier, invites,
                CASE WHEN day >= CAST($window_start_day AS DATE) THEN 'current' ELSE 'previous' END AS period
         FROM invite_days
@@ -102,6 +113,7 @@ SELECT period, channel, persona, region, partner_tier,
        CAST(SUM(opportunities) AS BIGINT) AS opportunities,
        CAST(SUM(won) AS BIGINT) AS won,
        SUM(revenue) AS revenue,
-       SUM(payout_cost) AS payout_cost
+       SUM(payout_cost) AS payout_cost,
+       CAST(SUM(flagged) AS BIGINT) AS flagged
 FROM (SELECT * FROM referral_cube UNION ALL SELECT * FROM invite_cube) u
 GROUP BY period, channel, persona, region, partner_tier

@@ -112,8 +112,8 @@ fn unknown_stage_reference_is_located() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline_copy(dir.path(), |y| {
         y.replace(
-            "depends_on: [funnel_cube]\n    publishes: funnel",
-            "depends_on: [funnel_cub]\n    publishes: funnel",
+            "depends_on: [funnel_cube, nps_cube]\n    publishes: funnel",
+            "depends_on: [funnel_cub, nps_cube]\n    publishes: funnel",
         )
     });
     expect_failure(

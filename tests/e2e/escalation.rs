@@ -406,3 +406,47 @@ fn success_metric_targets_and_partner_health_scales_come_from_the_rules() {
         "{out}"
     );
 }
+
+#[test]
+fn payouts_in_a_second_currency_stop_the_run_with_the_currencies_named() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("data");
+    copy_tree(shared_data(), &root);
+    // Three payouts of one day in the window turn to EUR.
+    let script = r#"
+import duckdb, glob, os, sys
+f = sorted(glob.glob(f"{sys.argv[1]}/payouts/dt=2026-05-20/*.parquet"))[0]
+tmp = f + ".tmp"
+duckdb.sql(f"""COPY (
+    SELECT * EXCLUDE (rn) REPLACE (CASE WHEN rn <= 3 THEN 'EUR' ELSE currency END AS currency)
+    FROM (SELECT *, row_number() OVER () AS rn FROM read_parquet('{f}', hive_partitioning=false))
+) TO '{tmp}' (FORMAT parquet)""")
+os.replace(tmp, f)
+"#;
+    let o = run(Command::new(python()).args(["-c", script, root.to_str().unwrap()]));
+    assert!(o.status.success(), "{}", text(&o));
+    let plans = work.path().join("plans");
+    let mut cmd = refopt();
+    cmd.args(["run", "optimize-referrals", "--root"])
+        .arg(&root)
+        .arg("--plans")
+        .arg(&plans)
+        .args(["--as-of", AS_OF]);
+    let stderr = expect_exit(&run(&mut cmd), 4);
+    assert!(
+        stderr.contains("pipelines/optimize-referrals.yaml:")
+            && stderr.contains("dataset `payouts`, column `currency`: 3 row(s) in EUR")
+            && stderr.contains("one currency, USD"),
+        "{stderr}"
+    );
+    assert!(plan_files(&plans).is_empty(), "no plan with mixed money");
+    // Outside the windows (current and previous 30 days) the EUR rows do not matter.
+    let mut cmd = refopt();
+    cmd.args(["run", "optimize-referrals", "--root"])
+        .arg(&root)
+        .arg("--plans")
+        .arg(&plans)
+        .args(["--as-of", "2026-05-15", "--window", "7d"]);
+    let o = run(&mut cmd);
+    assert!(o.status.success(), "{}", text(&o));
+}

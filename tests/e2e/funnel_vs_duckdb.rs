@@ -81,6 +81,10 @@ fn funnel_and_kpis_match_duckdb() {
             "qualified",
             "opportunities",
             "won",
+            "flagged",
+            "nps_responses",
+            "nps_promoters",
+            "nps_detractors",
         ] {
             assert_eq!(o[field].as_u64(), r[field].as_u64(), "{field} of {k:?}");
         }
@@ -92,7 +96,10 @@ fn funnel_and_kpis_match_duckdb() {
     // And nothing extra on refopt's side (zero rows aside).
     let reference_keys: std::collections::BTreeSet<_> = reference_rows.iter().map(key).collect();
     for (k, counts) in &ours {
-        if counts["referrals"].as_u64() != Some(0) || counts["invites"].as_u64() != Some(0) {
+        if ["referrals", "invites", "nps_responses"]
+            .iter()
+            .any(|f| counts[f].as_u64() != Some(0))
+        {
             assert!(
                 reference_keys.contains(k),
                 "refopt has a row DuckDB does not: {k:?}"
@@ -109,6 +116,36 @@ fn funnel_and_kpis_match_duckdb() {
         overall["rates"]["referral_to_won"].as_f64().unwrap(),
         expected
     ));
+
+    // Fraud flags and NPS per dimension value (the seed's data refresh per dimension): the
+    // plan's rates follow from counts DuckDB agrees with, and every dimension has answers.
+    let mut answered_dimensions = std::collections::BTreeSet::new();
+    let mut flagged_dimensions = std::collections::BTreeSet::new();
+    for row in plan["metrics"]["funnel"].as_array().unwrap() {
+        let c = &row["current"];
+        let n = |f: &str| c[f].as_f64().unwrap();
+        if n("nps_responses") > 0.0 {
+            answered_dimensions.insert(row["dimension"].as_str().unwrap().to_string());
+            let nps = 100.0 * (n("nps_promoters") - n("nps_detractors")) / n("nps_responses");
+            assert!(close(row["rates"]["nps"].as_f64().unwrap(), nps), "{row}");
+        } else {
+            assert!(row["rates"]["nps"].is_null(), "{row}");
+        }
+        if n("flagged") > 0.0 {
+            flagged_dimensions.insert(row["dimension"].as_str().unwrap().to_string());
+            let rate = n("flagged") / n("referrals");
+            assert!(
+                close(row["rates"]["flag_rate"].as_f64().unwrap(), rate),
+                "{row}"
+            );
+        }
+    }
+    let all: std::collections::BTreeSet<String> =
+        ["overall", "channel", "persona", "region", "partner-tier"]
+            .map(String::from)
+            .into();
+    assert_eq!(answered_dimensions, all);
+    assert_eq!(flagged_dimensions, all);
 
     // KPIs.
     let kpis = plan["metrics"]["kpis"].as_array().unwrap();

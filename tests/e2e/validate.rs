@@ -28,28 +28,28 @@ const CORPUS: &[BrokenCase] = &[
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/kpis.sql\n",
         replace: "    sql_file: sql/kpis.sql\n    retyr: { limit: 3 }\n",
-        expect: "pipelines/optimize-referrals.yaml:215:5: error[RF002]: unknown field `retyr`, expected one of id, description, kind, sql, sql_file, depends_on, retry, publishes, scope",
+        expect: "pipelines/optimize-referrals.yaml:226:5: error[RF002]: unknown field `retyr`, expected one of id, description, kind, sql, sql_file, depends_on, retry, publishes, scope",
     },
     BrokenCase {
         name: "pipeline_cycle",
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/funnel_cube.sql\n    depends_on: [data_refresh, invite_days]",
         replace: "    sql_file: sql/funnel_cube.sql\n    depends_on: [data_refresh, invite_days, funnel]",
-        expect: "pipelines/optimize-referrals.yaml:207:9: error[RF004]: dependency cycle: funnel -> funnel_cube -> funnel",
+        expect: "pipelines/optimize-referrals.yaml:216:9: error[RF004]: dependency cycle: funnel -> funnel_cube -> funnel",
     },
     BrokenCase {
         name: "pipeline_unknown_dependency",
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/kpis.sql\n    depends_on: [funnel_cube]",
         replace: "    sql_file: sql/kpis.sql\n    depends_on: [funnel_cub]",
-        expect: "pipelines/optimize-referrals.yaml:215:18: error[RF006]: stage `kpis` depends on unknown stage `funnel_cub` (did you mean `funnel_cube`?)",
+        expect: "pipelines/optimize-referrals.yaml:226:18: error[RF006]: stage `kpis` depends on unknown stage `funnel_cub` (did you mean `funnel_cube`?)",
     },
     BrokenCase {
         name: "range_stage_depends_on_window_stage",
         file: "pipelines/optimize-referrals.yaml",
         find: "    sql_file: sql/invite_days.sql\n    scope: range\n",
         replace: "    sql_file: sql/invite_days.sql\n    scope: range\n    depends_on: [data_refresh]\n",
-        expect: "pipelines/optimize-referrals.yaml:194:9: error[RF004]: stage `invite_days` has `scope: range` but depends on `data_refresh`, a window stage: a range stage is computed once for all windows of a backfill, so it may depend on range stages only",
+        expect: "pipelines/optimize-referrals.yaml:197:9: error[RF004]: stage `invite_days` has `scope: range` but depends on `data_refresh`, a window stage: a range stage is computed once for all windows of a backfill, so it may depend on range stages only",
     },
     BrokenCase {
         name: "fraud_rule_empty_key",
@@ -70,7 +70,7 @@ const CORPUS: &[BrokenCase] = &[
         file: "pipelines/optimize-referrals.yaml",
         find: "      - { test: unique, column: payout_id }",
         replace: "      - { test: uniq, column: payout_id }",
-        expect: "pipelines/optimize-referrals.yaml:88:17: error[RF006]: dataset `payouts`: unknown test `uniq` (did you mean `unique`?)",
+        expect: "pipelines/optimize-referrals.yaml:91:17: error[RF006]: dataset `payouts`: unknown test `uniq` (did you mean `unique`?)",
     },
     BrokenCase {
         name: "data_test_unknown_column",
@@ -175,7 +175,7 @@ const CORPUS: &[BrokenCase] = &[
         file: "rules/alerts.yaml",
         find: "    metric: funnel.referral_to_won",
         replace: "    metric: funnel.referal_to_won",
-        expect: "rules/alerts.yaml:11:9: error[RF004]: alert `referral_to_won_low`: unknown metric `funnel.referal_to_won` (use funnel.<rate> with a rate of invite_to_referral, referral_to_signup, signup_to_qualified, qualified_to_opportunity, opportunity_to_won, referral_to_won, cost_per_won, revenue_per_payout_dollar, or kpi.<metric>)",
+        expect: "rules/alerts.yaml:11:9: error[RF004]: alert `referral_to_won_low`: unknown metric `funnel.referal_to_won` (use funnel.<rate> with a rate of invite_to_referral, referral_to_signup, signup_to_qualified, qualified_to_opportunity, opportunity_to_won, referral_to_won, cost_per_won, revenue_per_payout_dollar, flag_rate, nps, or kpi.<metric>)",
     },
     BrokenCase {
         name: "playbook_unknown_function",
@@ -210,7 +210,7 @@ const CORPUS: &[BrokenCase] = &[
         file: "rules/ladder.yaml",
         find: "    fallback: lifecycle-ops",
         replace: "    fallback: lifecycle-ops\n    backup: partner-ops",
-        expect: "rules/ladder.yaml:11:5: error[RF002]: unknown field `backup`, expected one of role, owner, fallback",
+        expect: "rules/ladder.yaml:18:5: error[RF002]: unknown field `backup`, expected one of role, owner, fallback",
     },
     BrokenCase {
         name: "experiment_unknown_metric",
@@ -401,7 +401,7 @@ fn validate_sample_runs_the_pipeline_on_generated_data_without_writing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        stderr.contains("sample: the plan would hold 22 tasks"),
+        stderr.contains("sample: the plan would hold 23 tasks"),
         "{stderr}"
     );
     assert!(plan_files(dir.path()).is_empty());

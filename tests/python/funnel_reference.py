@@ -39,7 +39,8 @@ periods = """
 con.execute(
     f"""
 CREATE TEMP TABLE ref AS
-SELECT r.referral_id, r.channel, r.persona, r.region, w.period, w.p_start, w.p_end,
+SELECT r.referral_id, r.referrer_id, r.referee_id, r.channel, r.persona, r.region, w.period,
+       w.p_start, w.p_end,
        CASE WHEN r.partner_id IS NULL THEN 'none' ELSE coalesce(p.tier, 'unknown') END AS partner_tier
 FROM {table('referrals')} r
 JOIN {periods} w ON r.created_at >= w.p_start AND r.created_at < w.p_end
@@ -69,6 +70,34 @@ WHERE y.status <> 'reversed'
 GROUP BY ref.referral_id
 """
 )
+# Fraud flags raised on a referral inside the window it was created in.
+con.execute(
+    f"""
+CREATE TEMP TABLE flg AS
+SELECT DISTINCT ref.referral_id
+FROM ref JOIN {table('fraud_flags')} f
+  ON f.referral_id = ref.referral_id AND f.flagged_at >= ref.p_start AND f.flagged_at < ref.p_end
+"""
+)
+# NPS answers, attributed like their respondent: the answer's channel ('unknown' without one)
+# and region, the tier of its partner, and the persona of the respondent's referrals in either
+# window (a referrer's own, a referee's referrer's).
+con.execute(
+    f"""
+CREATE TEMP TABLE answers AS
+SELECT w.period, coalesce(n.channel, 'unknown') AS channel, n.region,
+       CASE WHEN n.partner_id IS NULL THEN 'none' ELSE coalesce(p.tier, 'unknown') END AS partner_tier,
+       coalesce(CASE n.respondent_type
+                  WHEN 'referrer' THEN (SELECT max(persona) FROM ref WHERE ref.referrer_id = n.respondent_id)
+                  WHEN 'referee' THEN (SELECT max(persona) FROM ref WHERE ref.referee_id = n.respondent_id)
+                END, 'unknown') AS persona,
+       n.score
+FROM {table('nps_responses')} n
+JOIN {periods} w ON n.responded_at >= w.p_start AND n.responded_at < w.p_end
+LEFT JOIN {table('partners', False)} p USING (partner_id)
+""",
+    params,
+)
 con.execute(
     f"""
 CREATE TEMP TABLE inv AS
@@ -97,8 +126,10 @@ for dimension, column in [
                count(*) FILTER (WHERE conv.s3) AS opportunities,
                count(*) FILTER (WHERE conv.s4) AS won,
                coalesce(sum(conv.revenue), 0) AS revenue,
-               coalesce(sum(pay.payout_cost), 0) AS payout_cost
+               coalesce(sum(pay.payout_cost), 0) AS payout_cost,
+               count(flg.referral_id) AS flagged
         FROM ref LEFT JOIN conv USING (referral_id) LEFT JOIN pay USING (referral_id)
+             LEFT JOIN flg USING (referral_id)
         GROUP BY ALL
         """
     ).fetchall()
@@ -108,19 +139,28 @@ for dimension, column in [
             f"SELECT period, {column} AS value, count(*) FROM inv GROUP BY ALL"
         ).fetchall()
     )
-    seen = set()
-    for period, value, referrals, s1, s2, s3, s4, revenue, payout in funnel:
-        seen.add((period, value))
-        rows.append(
-            dict(period=period, dimension=dimension, value=value,
-                 invites=invites.get((period, value), 0), referrals=referrals, signups=s1,
-                 qualified=s2, opportunities=s3, won=s4, revenue=revenue, payout_cost=payout)
-        )
-    for (period, value), n in invites.items():
-        if (period, value) not in seen:
-            rows.append(dict(period=period, dimension=dimension, value=value, invites=n,
-                             referrals=0, signups=0, qualified=0, opportunities=0, won=0,
-                             revenue=0.0, payout_cost=0.0))
+    nps = dict(
+        ((p, v), (n, promoters, detractors))
+        for p, v, n, promoters, detractors in con.execute(
+            f"""SELECT period, {column} AS value, count(*),
+                       count(*) FILTER (WHERE score >= 9), count(*) FILTER (WHERE score <= 6)
+                FROM answers GROUP BY ALL"""
+        ).fetchall()
+    )
+    by_key = {}
+    for period, value, referrals, s1, s2, s3, s4, revenue, payout, flagged in funnel:
+        by_key[(period, value)] = dict(
+            referrals=referrals, signups=s1, qualified=s2, opportunities=s3, won=s4,
+            revenue=revenue, payout_cost=payout, flagged=flagged)
+    empty = dict(referrals=0, signups=0, qualified=0, opportunities=0, won=0, revenue=0.0,
+                 payout_cost=0.0, flagged=0)
+    for key in set(by_key) | set(invites) | set(nps):
+        period, value = key
+        answers, promoters, detractors = nps.get(key, (0, 0, 0))
+        rows.append(dict(period=period, dimension=dimension, value=value,
+                         invites=invites.get(key, 0), **by_key.get(key, empty),
+                         nps_responses=answers, nps_promoters=promoters,
+                         nps_detractors=detractors))
 
 nps = con.execute(
     f"""

@@ -45,8 +45,17 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
         }
         println!("\nby {dim}:");
         println!(
-            "  {:<14} {:>9} {:>9} {:>7} {:>9} {:>8} {:>12} {:>10}",
-            "value", "invites", "referrals", "won", "ref->won", "delta", "revenue", "cost/won"
+            "  {:<14} {:>9} {:>9} {:>7} {:>9} {:>8} {:>12} {:>10} {:>8} {:>6}",
+            "value",
+            "invites",
+            "referrals",
+            "won",
+            "ref->won",
+            "delta",
+            "revenue",
+            "cost/won",
+            "flagged",
+            "NPS"
         );
         let shown = if summary {
             rows.len().min(5)
@@ -55,7 +64,7 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
         };
         for r in &rows[..shown] {
             println!(
-                "  {:<14} {:>9} {:>9} {:>7} {:>9} {:>8} {:>12} {:>10}",
+                "  {:<14} {:>9} {:>9} {:>7} {:>9} {:>8} {:>12} {:>10} {:>8} {:>6}",
                 format::clip(&r.value, 14),
                 r.current.invites,
                 r.current.referrals,
@@ -63,7 +72,11 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
                 pct(r.rates.referral_to_won),
                 pp(r.rate_deltas.referral_to_won),
                 money(Some(r.current.revenue)),
-                money(r.rates.cost_per_won)
+                money(r.rates.cost_per_won),
+                pct(r.rates.flag_rate),
+                r.rates
+                    .nps
+                    .map_or_else(|| "-".to_string(), |n| format!("{n:.0}"))
             );
         }
         if shown < rows.len() {

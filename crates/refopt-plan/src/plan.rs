@@ -325,6 +325,19 @@ pub struct FunnelCounts {
     pub revenue: f64,
     /// USD paid or owed to referrers and partners (excluding reversed payouts).
     pub payout_cost: f64,
+    /// Referrals of this period's cohort with a fraud flag (the `fraud_flags` dataset) raised
+    /// before the period ends. 0 in plans older than 1.1.
+    #[serde(default)]
+    pub flagged: u64,
+    /// NPS answers given in the period and attributed to this value (see docs/plan-format.md).
+    #[serde(default)]
+    pub nps_responses: u64,
+    /// Answers scoring 9 or 10.
+    #[serde(default)]
+    pub nps_promoters: u64,
+    /// Answers scoring 0 to 6.
+    #[serde(default)]
+    pub nps_detractors: u64,
 }
 
 /// Step conversion rates and incentive efficiency; null where the denominator is zero.
@@ -346,6 +359,12 @@ pub struct FunnelRates {
     pub cost_per_won: Option<f64>,
     /// revenue / payout_cost
     pub revenue_per_payout_dollar: Option<f64>,
+    /// flagged / referrals
+    #[serde(default)]
+    pub flag_rate: Option<f64>,
+    /// NPS: 100 x (promoters - detractors) / answers, from -100 to 100
+    #[serde(default)]
+    pub nps: Option<f64>,
 }
 
 /// A finding (filled by rules; see the rules issue).

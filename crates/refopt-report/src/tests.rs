@@ -17,6 +17,7 @@ pub(crate) fn counts(invites: u64, referrals: u64, won: u64) -> FunnelCounts {
         won,
         revenue: won as f64 * 5000.0,
         payout_cost: won as f64 * 300.0,
+        ..FunnelCounts::default()
     }
 }
 

@@ -86,7 +86,7 @@ impl AlertRule {
 }
 
 /// Funnel rates an alert may watch (`funnel.<name>`).
-pub const FUNNEL_RATES: [&str; 8] = [
+pub const FUNNEL_RATES: [&str; 10] = [
     "invite_to_referral",
     "referral_to_signup",
     "signup_to_qualified",
@@ -95,6 +95,8 @@ pub const FUNNEL_RATES: [&str; 8] = [
     "referral_to_won",
     "cost_per_won",
     "revenue_per_payout_dollar",
+    "flag_rate",
+    "nps",
 ];
 
 /// The alert rules.

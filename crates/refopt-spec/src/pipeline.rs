@@ -48,6 +48,16 @@ struct RawDataset {
     owner: Option<String>,
     #[serde(default)]
     tests: Vec<Spanned<crate::data_tests::RawDataTest>>,
+    #[serde(default)]
+    currency: Option<Spanned<RawCurrency>>,
+}
+
+/// `currency: { column: currency, expect: USD }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCurrency {
+    column: String,
+    expect: String,
 }
 
 /// `name` or `name: type` in `required_columns`.
@@ -207,7 +217,18 @@ pub struct Dataset {
     pub owner: String,
     /// Declared data tests, in declaration order.
     pub tests: Vec<crate::data_tests::DataTest>,
+    /// The currency of the dataset's money: rows of the window in another currency stop the
+    /// run (refopt sums money in one currency).
+    pub currency: Option<Currency>,
     pub location: Location,
+}
+
+/// A dataset's currency column and the one currency its money must be in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Currency {
+    pub column: String,
+    /// ISO 4217 code, e.g. `USD`.
+    pub expect: String,
 }
 
 /// The logical type of a declared column.
@@ -443,6 +464,35 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
             crate::data_tests::check_time_column(&scope, c, &mut errors);
         }
         let tests = crate::data_tests::resolve_tests(&scope, d.tests, &mut errors);
+        let currency = d.currency.map(|c| {
+            let code_ok =
+                c.value.expect.len() == 3 && c.value.expect.bytes().all(|b| b.is_ascii_uppercase());
+            if !required_columns.contains(&c.value.column) {
+                errors.push(
+                    Diagnostic::new(
+                        at(&c.referenced),
+                        format!(
+                            "dataset `{}`: currency column `{}` is not one of its required columns",
+                            d.name.value, c.value.column
+                        ),
+                    )
+                    .code(crate::diagnostic::Code::UnknownReference),
+                );
+            }
+            if !code_ok {
+                errors.push(Diagnostic::new(
+                    at(&c.referenced),
+                    format!(
+                        "dataset `{}`: currency `{}` is not an ISO 4217 code such as USD or EUR",
+                        d.name.value, c.value.expect
+                    ),
+                ));
+            }
+            Currency {
+                column: c.value.column,
+                expect: c.value.expect,
+            }
+        });
         datasets.push(Dataset {
             name: d.name.value,
             path: d.path.trim_matches('/').to_string(),
@@ -453,6 +503,7 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
             time_column: d.time_column.map(|c| c.value),
             owner: d.owner.unwrap_or_else(|| DEFAULT_DATA_OWNER.to_string()),
             tests,
+            currency,
             location,
         });
     }

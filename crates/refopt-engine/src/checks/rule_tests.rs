@@ -300,6 +300,7 @@ fn alerts_case(case: &AlertsCase, rules: &RuleSet) -> Compared {
                 won: f.won,
                 revenue: f.revenue,
                 payout_cost: f.payout_cost,
+                ..FunnelCounts::default()
             };
             FunnelRow {
                 dimension: f.dimension.clone().unwrap_or_else(|| "overall".into()),

@@ -3,6 +3,7 @@
 //! outputs are read through.
 
 pub(crate) mod column_types;
+pub(crate) mod currency;
 pub mod datasets;
 pub mod executor;
 pub mod params;

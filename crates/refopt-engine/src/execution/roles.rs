@@ -35,6 +35,10 @@ pub fn contract(role: Role) -> &'static [(&'static str, ColumnType)] {
             ("won", Integer),
             ("revenue", Real),
             ("payout_cost", Real),
+            ("flagged", Integer),
+            ("nps_responses", Integer),
+            ("nps_promoters", Integer),
+            ("nps_detractors", Integer),
         ],
         Role::Kpis => &[("metric", Text), ("period", Text), ("value", Real)],
         Role::PartnerHealth => &[("partner_id", Text)],
@@ -183,6 +187,10 @@ pub fn funnel_records(
                     won: count("won"),
                     revenue: b.real("revenue", r).unwrap_or(0.0),
                     payout_cost: b.real("payout_cost", r).unwrap_or(0.0),
+                    flagged: count("flagged"),
+                    nps_responses: count("nps_responses"),
+                    nps_promoters: count("nps_promoters"),
+                    nps_detractors: count("nps_detractors"),
                 },
             });
         }

@@ -155,7 +155,7 @@ fn judge(test: &DataTest, m: &Measured, window_end: DateTime<Utc>) -> DataTestRe
 }
 
 /// `"name"` with embedded quotes doubled: a SQL identifier for any column name.
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -167,7 +167,7 @@ fn literal(text: &str) -> String {
 /// The dataset's rows of the current and previous window (column `cur_` tells which), or
 /// every row (all current) without a time column. Day-partitioned datasets read only the
 /// windows' `dt` partitions.
-fn window_rows(dataset: &Dataset) -> String {
+pub(crate) fn window_rows(dataset: &Dataset) -> String {
     let table = ident(&dataset.name);
     let partitions = |from: &str| {
         if dataset.partitioned_by_day {
@@ -253,7 +253,7 @@ fn orphans_sql(dataset: &Dataset, column: &str, parent: Option<&Dataset>, field:
     )
 }
 
-async fn query_one(
+pub(crate) async fn query_one(
     ctx: &SessionContext,
     params: &ParamValues,
     sql: &str,

@@ -24,6 +24,11 @@ pub fn rates(c: &FunnelCounts) -> FunnelRates {
         referral_to_won: ratio(c.won as f64, c.referrals as f64),
         cost_per_won: ratio(c.payout_cost, c.won as f64),
         revenue_per_payout_dollar: ratio(c.revenue, c.payout_cost),
+        flag_rate: ratio(c.flagged as f64, c.referrals as f64),
+        nps: ratio(
+            100.0 * (c.nps_promoters as f64 - c.nps_detractors as f64),
+            c.nps_responses as f64,
+        ),
     }
 }
 
@@ -44,6 +49,8 @@ fn rate_deltas(cur: &FunnelRates, prev: &FunnelRates) -> FunnelRates {
             cur.revenue_per_payout_dollar,
             prev.revenue_per_payout_dollar,
         ),
+        flag_rate: diff(cur.flag_rate, prev.flag_rate),
+        nps: diff(cur.nps, prev.nps),
     }
 }
 
@@ -108,6 +115,10 @@ fn add(a: FunnelCounts, b: FunnelCounts) -> FunnelCounts {
         won: a.won + b.won,
         revenue: a.revenue + b.revenue,
         payout_cost: a.payout_cost + b.payout_cost,
+        flagged: a.flagged + b.flagged,
+        nps_responses: a.nps_responses + b.nps_responses,
+        nps_promoters: a.nps_promoters + b.nps_promoters,
+        nps_detractors: a.nps_detractors + b.nps_detractors,
     }
 }
 

@@ -23,6 +23,8 @@ pub(crate) fn rate_of(row: &FunnelRow, name: &str) -> (Option<f64>, u64) {
         "referral_to_won" => (r.referral_to_won, c.referrals),
         "cost_per_won" => (r.cost_per_won, c.won),
         "revenue_per_payout_dollar" => (r.revenue_per_payout_dollar, c.won),
+        "flag_rate" => (r.flag_rate, c.referrals),
+        "nps" => (r.nps, c.nps_responses),
         _ => (None, 0),
     }
 }
@@ -48,7 +50,9 @@ pub fn check_alert_threshold(threshold: f64, alerts: Option<&Alerts>) -> Result<
     }
     for rule in using {
         let is_rate = match rule.metric.split_once('.') {
-            Some(("funnel", rate)) => !matches!(rate, "cost_per_won" | "revenue_per_payout_dollar"),
+            Some(("funnel", rate)) => {
+                !matches!(rate, "cost_per_won" | "revenue_per_payout_dollar" | "nps")
+            }
             Some(("kpi", name)) => name.ends_with("_rate"),
             _ => false,
         };

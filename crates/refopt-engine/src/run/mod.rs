@@ -145,6 +145,8 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
         &range,
     )?;
     let params = crate::execution::params::bind(&range, request.window.days);
+    // Money is summed in one currency: stop before any stage adds up mixed ones.
+    crate::execution::currency::check_single_currency(&ctx, pipeline, &params).await?;
     let fingerprint = fingerprint(&request, &datasets);
     // The series' earlier plans, read once: the latest decides whether this run is a
     // duplicate, and all of them feed cross-run triggers (escalations) and the change log.
