@@ -10,6 +10,7 @@ mod docs_examples;
 mod escalation;
 mod experiments;
 mod funnel_vs_duckdb;
+mod hardening;
 mod harness;
 mod k8s;
 mod notifications;

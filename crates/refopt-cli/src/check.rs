@@ -54,7 +54,7 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<()> {
         eprintln!(
             "ok: {} and {} are valid ({} SQL stages planned, {} rules checked{}) in {} ms",
             file.display(),
-            args.config.rules,
+            redact_secrets(&args.config.rules),
             validation.stages_planned,
             validation.rules_checked,
             match warnings {
@@ -70,6 +70,8 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+use refopt_spec::redact::redact_secrets;
+
 fn print_diagnostics(diagnostics: &[Diagnostic], format: ProblemFormat) {
     use std::io::Write;
     // Writes to stdout ignore a closed pipe (`refopt validate --format github | head`).
@@ -77,17 +79,17 @@ fn print_diagnostics(diagnostics: &[Diagnostic], format: ProblemFormat) {
     match format {
         ProblemFormat::Text => {
             for d in diagnostics {
-                eprintln!("{}", d.render());
+                eprintln!("{}", redact_secrets(&d.render()));
             }
         }
         ProblemFormat::Json => {
             let json: Vec<serde_json::Value> = diagnostics.iter().map(diagnostic_json).collect();
             let json = serde_json::to_string_pretty(&json).expect("diagnostics serialize");
-            let _ = writeln!(out, "{json}");
+            let _ = writeln!(out, "{}", redact_secrets(&json));
         }
         ProblemFormat::Github => {
             for d in diagnostics {
-                if writeln!(out, "{}", github_annotation(d)).is_err() {
+                if writeln!(out, "{}", redact_secrets(&github_annotation(d))).is_err() {
                     break;
                 }
             }

@@ -245,12 +245,17 @@ pub async fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<()> {
             })
             .collect::<String>()
     };
+    // The readable part may map different names to one (`李雷` and `王芳`, `Dana Smith` and
+    // `Dana_Smith`); the hash of the exact name and role keeps each decider's record apart.
+    let role = args.role.as_deref().unwrap_or("any");
+    let who = refopt_engine::config_hash::sha256_hex(format!("{by}\0{role}").as_bytes());
     let name = format!(
-        "{}-{}-{}-{}.json",
+        "{}-{}-{}-{}-{}.json",
         if approve { "approval" } else { "rejection" },
         &sha[..12],
-        safe(by),
-        safe(args.role.as_deref().unwrap_or("any"))
+        safe(by).chars().take(40).collect::<String>(),
+        safe(role).chars().take(40).collect::<String>(),
+        &who[..16]
     );
     let created = store
         .write_audit(&plan.pipeline.name, stored.version, &name, &record)

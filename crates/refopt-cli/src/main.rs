@@ -109,6 +109,7 @@ fn main() -> ExitCode {
 /// An error and its causes on one line. Causes whose text the message already contains are
 /// left out: many errors (object_store's, DataFusion's) print their cause in their own message
 /// and also return it as `source()`, which would repeat it.
+/// URL credentials in any of them are hidden.
 fn error_text(e: &anyhow::Error) -> String {
     let mut text = e.to_string();
     for cause in e.chain().skip(1) {
@@ -118,7 +119,7 @@ fn error_text(e: &anyhow::Error) -> String {
             text.push_str(&cause);
         }
     }
-    text
+    refopt_spec::redact::redact_secrets(&text).into_owned()
 }
 
 /// Resolves when SIGTERM or SIGINT arrives, with the signal's name and exit code.
@@ -216,12 +217,30 @@ fn load_pipeline(file: &Path) -> anyhow::Result<Pipeline> {
     Pipeline::load(file).map_err(|e| EngineError::Config(e).into())
 }
 
+/// Dates refopt accepts for `--as-of`, `--from`, `--to` and `--end`: windows reach up to two
+/// years before them, and timestamps are stored in microseconds since 1970.
+const DATE_RANGE: std::ops::RangeInclusive<i32> = 1971..=9999;
+
 fn parse_date(flag: &str, value: &str) -> Result<NaiveDate, EngineError> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|e| {
+    let date = NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|e| {
         EngineError::Parameter(format!(
             "invalid {flag} `{value}`: {e} (expected YYYY-MM-DD)"
         ))
-    })
+    })?;
+    check_date_range(flag, date)
+}
+
+fn check_date_range(flag: &str, date: NaiveDate) -> Result<NaiveDate, EngineError> {
+    use chrono::Datelike;
+    if DATE_RANGE.contains(&date.year()) {
+        Ok(date)
+    } else {
+        Err(EngineError::Parameter(format!(
+            "{flag} {date} is out of range: use a date in the years {} to {}",
+            DATE_RANGE.start(),
+            DATE_RANGE.end()
+        )))
+    }
 }
 
 /// `START:STEP_DAYS` and the Job's completion index -> START + index x STEP_DAYS.
@@ -247,9 +266,10 @@ fn as_of_from_index(spec: &str, index: Option<String>) -> Result<NaiveDate, Engi
             "JOB_COMPLETION_INDEX `{index}` is not a whole number"
         ))
     })?;
-    start
+    let date = start
         .checked_add_days(chrono::Days::new(u64::from(index) * u64::from(step)))
-        .ok_or_else(|| EngineError::Parameter("--as-of-from-index: date out of range".into()))
+        .ok_or_else(|| EngineError::Parameter("--as-of-from-index: date out of range".into()))?;
+    check_date_range("--as-of-from-index", date)
 }
 
 fn today() -> NaiveDate {
@@ -427,9 +447,15 @@ async fn execute(
         );
         if let Err(e) = metrics_push::push(gateway, &pipeline_name, body).await {
             if progress::json_logs() {
-                tracing::warn!(error = %e, "metrics push failed (the run is unaffected)");
+                tracing::warn!(
+                    error = %refopt_spec::redact::redact_secrets(&e),
+                    "metrics push failed (the run is unaffected)"
+                );
             } else {
-                eprintln!("warning: metrics push failed (the run is unaffected): {e}");
+                eprintln!(
+                    "warning: metrics push failed (the run is unaffected): {}",
+                    refopt_spec::redact::redact_secrets(&e)
+                );
             }
         }
     }

@@ -30,15 +30,64 @@ pub fn window_bar(windows: u64) -> Option<ProgressBar> {
 /// Whether log lines are JSON (set once at start-up from `--log-format`).
 static JSON_LOGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
-/// Chooses the log format: JSON lines through a `tracing` subscriber, or plain text.
+/// Chooses the log format: JSON lines through a `tracing` subscriber, or plain text (progress
+/// and messages printed directly, plus refopt's own warnings and errors as `WARN ...` lines).
+/// Either way every log line leaves with URL credentials hidden.
 pub fn init_logs(json: bool) {
     let _ = JSON_LOGS.set(json);
     if json {
         tracing_subscriber::fmt()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(RedactedStderr)
             .with_current_span(false)
             .init();
+    } else {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let ours =
+            tracing_subscriber::filter::Targets::new().with_target("refopt", tracing::Level::WARN);
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .without_time()
+                    .with_target(false)
+                    .with_writer(RedactedStderr),
+            )
+            .with(ours)
+            .init();
+    }
+}
+
+/// Standard error for log lines, with URL credentials hidden (`redact_secrets`): each event is
+/// buffered and written, redacted, in one piece.
+struct RedactedStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactedLine;
+    fn make_writer(&'a self) -> RedactedLine {
+        RedactedLine(Vec::new())
+    }
+}
+
+struct RedactedLine(Vec<u8>);
+
+impl std::io::Write for RedactedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            refopt_spec::redact::redact_secrets(&text).as_bytes(),
+        );
     }
 }
 

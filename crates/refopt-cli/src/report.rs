@@ -83,14 +83,19 @@ fn split_plan_url(url: &str) -> anyhow::Result<(&str, &str, &str)> {
     Ok((root, series, file))
 }
 
-/// Writes the report of a run's new plan beside it (None when the run wrote no plan: a dry
-/// run, or unchanged inputs). A failure is returned, not raised: the plan stands either way.
+/// Writes the report of a run's new plan beside it; for unchanged inputs, writes whichever
+/// report file of the latest plan is missing (None: a dry run, or nothing missing). A failure
+/// is returned, not raised: the plan stands either way.
 pub async fn write_for(outcome: &RunOutcome) -> Option<Result<StoredReport, String>> {
     let store = outcome.store.as_ref()?;
-    if outcome.unchanged || outcome.stored.is_none() {
-        return None;
-    }
+    outcome.stored.as_ref()?;
     let plan = &outcome.plan;
+    if outcome.unchanged {
+        // An earlier run may have been stopped between its plan and its report: finish it.
+        return refopt_report::complete_beside(store, plan, &outcome.history, plan.inputs.detail)
+            .await
+            .transpose();
+    }
     Some(refopt_report::write_beside(store, plan, &outcome.history, plan.inputs.detail).await)
 }
 

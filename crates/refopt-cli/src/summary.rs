@@ -1,5 +1,19 @@
 //! The human summary of a plan printed after a run.
 
+/// Every line of the summary goes through `terminal_safe`: partner names, dimension values and
+/// rule texts come from data, and an escape sequence in them must not reach the terminal raw.
+macro_rules! println {
+    () => {
+        std::println!()
+    };
+    ($($arg:tt)*) => {{
+        let text = format!($($arg)*);
+        for line in text.split('\n') {
+            std::println!("{}", refopt_spec::redact::terminal_safe(line));
+        }
+    }};
+}
+
 use refopt_plan::{Detail, FunnelRow, Plan};
 
 // Numbers read the same here as in the report: one set of formatters (refopt_report::format).

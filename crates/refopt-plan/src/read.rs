@@ -45,6 +45,16 @@ fn major_minor(version: &str) -> Option<(u64, u64)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// Checks that `bytes` (a plan this build serialized) reads back as a plan; the error names
+/// the field that does not, e.g. `risk.payout_hold.amount: invalid type: null, expected f64`
+/// (a NaN or infinite number is written as null).
+pub fn check_reads_back(bytes: &[u8]) -> Result<(), String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, Plan>(&mut deserializer)
+        .map(drop)
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))
+}
+
 /// Parses plan JSON under the `schema_version` rules.
 pub fn parse_plan(bytes: &[u8]) -> Result<ReadPlan, PlanReadError> {
     let found = serde_json::from_slice::<VersionOnly>(bytes)?.schema_version;

@@ -28,6 +28,12 @@ pub enum PlanStoreError {
     },
     #[error("could not find a free plan name under {0} after 100 attempts")]
     NoFreeName(String),
+    #[error(
+        "refusing to write {location}: the plan would not read back ({problem}); this is a refopt bug, please report it with the run's inputs"
+    )]
+    Unreadable { location: String, problem: String },
+    #[error("{0} holds plan version {max}, the highest refopt writes: move old plans elsewhere to go on", max = crate::name::MAX_PLAN_VERSION)]
+    VersionsExhausted(String),
 }
 
 /// Plans of every pipeline under one prefix of an object store.
@@ -127,14 +133,23 @@ impl PlanStore {
     pub async fn write(&self, plan: &mut Plan) -> Result<StoredPlan, PlanStoreError> {
         let dir = self.pipeline_dir(&plan.pipeline.name);
         for _ in 0..100u32 {
-            let version = self
+            let latest = self
                 .list(&plan.pipeline.name)
                 .await?
                 .last()
-                .map_or(1, |p| p.version + 1);
+                .map(|p| p.version);
+            if latest == Some(crate::name::MAX_PLAN_VERSION) {
+                return Err(PlanStoreError::VersionsExhausted(self.url_of(&dir)));
+            }
+            let version = latest.map_or(1, |v| v + 1);
             plan.version = version;
             let body = serde_json::to_vec_pretty(&*plan).expect("plans always serialize");
             let path = dir.clone().join(plan_file_name(version, "json").as_str());
+            // Every plan written is readable by every command: never store one that is not.
+            crate::read::check_reads_back(&body).map_err(|problem| PlanStoreError::Unreadable {
+                location: self.url_of(&path),
+                problem,
+            })?;
             match self.create(&path, bytes::Bytes::from(body)).await {
                 Ok(_) => {
                     let url = self.url_of(&path);
@@ -171,6 +186,35 @@ impl PlanStore {
                 source,
             })?;
         Ok(self.url_of(&path))
+    }
+
+    /// The URL of a file beside the pipeline's plans (`name` as for [`Self::write_artifact`]).
+    pub fn url_of_artifact(&self, pipeline: &str, name: &str) -> String {
+        let mut path = self.pipeline_dir(pipeline);
+        for part in name.split('/') {
+            path = path.join(part);
+        }
+        self.url_of(&path)
+    }
+
+    /// Whether a file beside the pipeline's plans exists (`name` as for [`Self::write_artifact`]).
+    pub async fn artifact_exists(
+        &self,
+        pipeline: &str,
+        name: &str,
+    ) -> Result<bool, PlanStoreError> {
+        let mut path = self.pipeline_dir(pipeline);
+        for part in name.split('/') {
+            path = path.join(part);
+        }
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(PlanStoreError::Store {
+                location: self.url_of(&path),
+                source,
+            }),
+        }
     }
 
     /// Puts `body` at `path` unless something is there. `AlreadyExists` means another writer
@@ -247,7 +291,16 @@ impl PlanStore {
                 if path.prefix_match(&dir)?.count() != 1 {
                     return None;
                 }
-                let version = version_of(&path)?;
+                let Some(version) = version_of(&path) else {
+                    if path.filename().is_some_and(crate::name::looks_like_plan) {
+                        tracing::warn!(
+                            "ignoring {}: not a plan name refopt writes (plan-v000001.json to plan-v{}.json)",
+                            self.url_of(&path),
+                            crate::name::MAX_PLAN_VERSION
+                        );
+                    }
+                    return None;
+                };
                 Some(StoredPlan {
                     url: self.url_of(&path),
                     path,
@@ -600,5 +653,78 @@ mod tests {
         assert_eq!(versions(&store).await, [1, 2]);
         let first = store.list("p").await.unwrap().remove(0);
         assert_eq!(store.read(&first).await.unwrap().run_id, "run-0");
+    }
+
+    #[tokio::test]
+    async fn a_plan_name_past_the_highest_version_is_ignored_not_wrapped() {
+        let inner = Arc::new(InMemory::new());
+        let store = store(&inner, 0, false, 0);
+        for name in ["plan-v18446744073709551615.json", "plan-v1000000000.json"] {
+            inner
+                .put(
+                    &Path::from(format!("plans/p/{name}")),
+                    b"{}".to_vec().into(),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.write(&mut plan()).await.unwrap().version, 1);
+        assert_eq!(store.write(&mut plan()).await.unwrap().version, 2);
+        let last = format!(
+            "plans/p/{}",
+            plan_file_name(crate::name::MAX_PLAN_VERSION, "json")
+        );
+        inner
+            .put(&Path::from(last), b"{}".to_vec().into())
+            .await
+            .unwrap();
+        let err = store.write(&mut plan()).await.unwrap_err();
+        assert!(matches!(err, PlanStoreError::VersionsExhausted(_)), "{err}");
+    }
+
+    /// A plan with `value` in a required number, an optional one and a free-form map.
+    fn plan_with(value: f64) -> Plan {
+        let mut p = plan();
+        p.metrics.funnel.push(crate::plan::FunnelRow {
+            dimension: "overall".into(),
+            value: "all".into(),
+            current: crate::plan::FunnelCounts {
+                revenue: value,
+                ..Default::default()
+            },
+            won_change: Some(value),
+            ..Default::default()
+        });
+        p
+    }
+
+    proptest::proptest! {
+        /// Whatever floats a plan holds, what the store writes reads back: finite numbers
+        /// exactly, and a plan that could not be read back is refused (nothing stored).
+        #[test]
+        fn every_written_plan_reads_back(value in proptest::num::f64::ANY) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let inner = Arc::new(InMemory::new());
+                let store = store(&inner, 0, false, 0);
+                let mut written = plan_with(value);
+                match store.write(&mut written).await {
+                    Ok(stored) => {
+                        let read = store.read(&stored).await.unwrap();
+                        proptest::prop_assert!(value.is_finite());
+                        proptest::prop_assert_eq!(read, written);
+                    }
+                    Err(e) => {
+                        proptest::prop_assert!(!value.is_finite(), "{}", e);
+                        proptest::prop_assert!(
+                            e.to_string().contains("metrics.funnel[0].current.revenue"),
+                            "{}", e
+                        );
+                        proptest::prop_assert!(versions(&store).await.is_empty());
+                    }
+                }
+                Ok(())
+            })?;
+        }
     }
 }

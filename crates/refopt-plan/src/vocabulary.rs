@@ -350,6 +350,8 @@ pub enum DataTestKind {
     Freshness,
     /// Relative change of the row count vs the previous window.
     RowCountChange,
+    /// Rows whose floating-point column is NaN or infinite (stages read them as null).
+    Finite,
 }
 named!(DataTestKind {
     NotNull => "not_null",
@@ -358,6 +360,7 @@ named!(DataTestKind {
     Relationships => "relationships",
     Freshness => "freshness",
     RowCountChange => "row_count_change",
+    Finite => "finite",
 });
 
 impl DataTestKind {

@@ -80,6 +80,58 @@ pub async fn write_beside(
     })
 }
 
+/// Writes whichever of the plan's report files is missing (a run stopped after its plan was
+/// stored and before its report); `Ok(None)` when both are there.
+pub async fn complete_beside(
+    store: &PlanStore,
+    plan: &Plan,
+    history: &[Plan],
+    detail: Detail,
+) -> Result<Option<StoredReport>, String> {
+    let (html_name, markdown_name) = file_names(plan.version);
+    let pipeline = &plan.pipeline.name;
+    let exists = |name: String| async move {
+        store
+            .artifact_exists(pipeline, &name)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (has_html, has_markdown) = (
+        exists(html_name.clone()).await?,
+        exists(markdown_name.clone()).await?,
+    );
+    if has_html && has_markdown {
+        return Ok(None);
+    }
+    let report = render(plan, history, detail).map_err(|e| e.to_string())?;
+    let mut urls = Vec::new();
+    for (present, name, body) in [
+        (has_html, &html_name, report.html.into_bytes()),
+        (
+            has_markdown,
+            &markdown_name,
+            report.markdown.clone().into_bytes(),
+        ),
+    ] {
+        let url = if present {
+            store.url_of_artifact(pipeline, name)
+        } else {
+            store
+                .write_artifact(pipeline, name, body.into())
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        urls.push(url);
+    }
+    let markdown_url = urls.pop().unwrap_or_default();
+    let html_url = urls.pop().unwrap_or_default();
+    Ok(Some(StoredReport {
+        html_url,
+        markdown_url,
+        markdown: report.markdown,
+    }))
+}
+
 const HTML_TEMPLATE: &str = "report.html";
 const MARKDOWN_TEMPLATE: &str = "summary.md";
 

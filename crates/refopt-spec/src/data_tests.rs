@@ -1,8 +1,10 @@
 //! Declarative data tests of a dataset (`tests:` in the pipeline YAML), in the spirit of dbt's
 //! schema tests: `not_null`, `unique`, `accepted_values`, `relationships` (orphans),
 //! `freshness` (`warn_after`/`error_after`) and `row_count_change` (`warn_drop`/`error_drop`
-//! vs the previous window). A failing test with `severity: warn` is a finding; with
-//! `severity: error` (the default) it is an alert and blocks `refopt plan approve`.
+//! vs the previous window), `finite` (no NaN or infinite values; every float64 column of the
+//! contract gets one with `severity: warn` unless declared). A failing test with
+//! `severity: warn` is a finding; with `severity: error` (the default) it is an alert and blocks
+//! `refopt plan approve`.
 //!
 //! ```yaml
 //! time_column: created_at
@@ -93,6 +95,11 @@ pub enum DataTestCheck {
         warn_drop: Option<f64>,
         error_drop: Option<f64>,
     },
+    /// No NaN or infinite `column` values (a float column; stages read such values as null).
+    Finite {
+        column: String,
+        severity: TestSeverity,
+    },
 }
 
 /// A validated data test with where it was declared.
@@ -112,6 +119,7 @@ impl DataTest {
             DataTestCheck::Relationships { .. } => DataTestKind::Relationships,
             DataTestCheck::Freshness { .. } => DataTestKind::Freshness,
             DataTestCheck::RowCountChange { .. } => DataTestKind::RowCountChange,
+            DataTestCheck::Finite { .. } => DataTestKind::Finite,
         }
     }
 
@@ -121,7 +129,8 @@ impl DataTest {
             DataTestCheck::NotNull { column, .. }
             | DataTestCheck::Unique { column, .. }
             | DataTestCheck::AcceptedValues { column, .. }
-            | DataTestCheck::Relationships { column, .. } => Some(column),
+            | DataTestCheck::Relationships { column, .. }
+            | DataTestCheck::Finite { column, .. } => Some(column),
             DataTestCheck::Freshness { .. } | DataTestCheck::RowCountChange { .. } => None,
         }
     }
@@ -196,7 +205,9 @@ pub(crate) fn resolve_tests(
             continue;
         };
         let allowed: &[&str] = match kind {
-            DataTestKind::NotNull | DataTestKind::Unique => &["column", "severity"],
+            DataTestKind::NotNull | DataTestKind::Unique | DataTestKind::Finite => {
+                &["column", "severity"]
+            }
             DataTestKind::AcceptedValues => &["column", "severity", "values"],
             DataTestKind::Relationships => &["column", "severity", "to", "field"],
             DataTestKind::Freshness => &["warn_after", "error_after"],
@@ -258,6 +269,22 @@ pub(crate) fn resolve_tests(
                 column.map(|column| DataTestCheck::NotNull { column, severity })
             }
             DataTestKind::Unique => column.map(|column| DataTestCheck::Unique { column, severity }),
+            DataTestKind::Finite => {
+                let float = column
+                    .as_ref()
+                    .is_some_and(|c| scope.column_types.get(c) == Some(&ColumnType::Float64));
+                if column.is_some() && !float {
+                    errors.push(Diagnostic::new(
+                        location.clone(),
+                        format!(
+                            "dataset `{dataset}`: a `finite` test needs a column declared `float64`"
+                        ),
+                    ));
+                }
+                column
+                    .filter(|_| float)
+                    .map(|column| DataTestCheck::Finite { column, severity })
+            }
             DataTestKind::AcceptedValues => {
                 let values = t.values.unwrap_or_default();
                 if values.is_empty() {
@@ -406,6 +433,30 @@ fn unknown_column(scope: &TestScope<'_>, column: &str, location: Location) -> Di
 }
 
 /// The dataset's `time_column` must be one of its required columns, of a time type when typed.
+/// Adds a `finite` test with `severity: warn` for every float64 column without a declared one:
+/// a NaN or infinite amount is always counted and named, never summed silently.
+pub(crate) fn add_implicit_finite_tests(
+    scope: &TestScope<'_>,
+    dataset_location: &Location,
+    tests: &mut Vec<DataTest>,
+) {
+    for column in scope.columns {
+        let float = scope.column_types.get(column) == Some(&ColumnType::Float64);
+        let declared = tests
+            .iter()
+            .any(|t| matches!(&t.check, DataTestCheck::Finite { column: c, .. } if c == column));
+        if float && !declared {
+            tests.push(DataTest {
+                check: DataTestCheck::Finite {
+                    column: column.clone(),
+                    severity: TestSeverity::Warn,
+                },
+                location: dataset_location.clone(),
+            });
+        }
+    }
+}
+
 pub(crate) fn check_time_column(
     scope: &TestScope<'_>,
     time_column: &Spanned<String>,

@@ -80,7 +80,7 @@ impl Approvals {
 struct RawNotifications {
     version: serde_saphyr::Spanned<u32>,
     #[serde(default)]
-    retry: Option<crate::pipeline::RetryPolicy>,
+    retry: Option<serde_saphyr::Spanned<crate::pipeline::RetryPolicy>>,
     #[serde(default)]
     sinks: Vec<RawSink>,
 }
@@ -307,10 +307,15 @@ impl Notifications {
                 location,
             });
         }
+        let retry = raw
+            .retry
+            .as_ref()
+            .map(|r| crate::pipeline::RetryPolicy::check(r, file, &mut errors))
+            .unwrap_or_default();
         if errors.is_empty() {
             Ok(Notifications {
                 file: file.to_path_buf(),
-                retry: raw.retry.unwrap_or_default(),
+                retry,
                 sinks,
             })
         } else {

@@ -13,6 +13,7 @@ pub mod fraud;
 pub mod partner_health;
 pub mod partner_messages;
 pub mod pipeline;
+pub mod redact;
 pub mod rule_tests;
 pub mod ruleset;
 pub mod sandbox;

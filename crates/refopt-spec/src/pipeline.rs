@@ -80,7 +80,7 @@ struct RawDimension {
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     #[serde(default)]
-    retry: Option<RetryPolicy>,
+    retry: Option<Spanned<RetryPolicy>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,7 +98,7 @@ struct RawStage {
     #[serde(default)]
     depends_on: Vec<Spanned<String>>,
     #[serde(default)]
-    retry: Option<RetryPolicy>,
+    retry: Option<Spanned<RetryPolicy>>,
     #[serde(default)]
     publishes: Option<Role>,
     #[serde(default)]
@@ -145,6 +145,45 @@ pub struct RetryPolicy {
 
 fn default_backoff_ms() -> u64 {
     250
+}
+
+/// Most retries a `retry.limit` may ask for.
+pub const MAX_RETRY_LIMIT: u32 = 10;
+/// Longest first backoff a `retry.backoff_ms` may ask for (one minute; it doubles per retry).
+pub const MAX_BACKOFF_MS: u64 = 60_000;
+
+impl RetryPolicy {
+    /// Why the policy is out of bounds, if it is: a run must end in bounded time.
+    pub fn problem(&self) -> Option<String> {
+        if self.limit > MAX_RETRY_LIMIT {
+            Some(format!(
+                "retry.limit {} is more than {MAX_RETRY_LIMIT} retries",
+                self.limit
+            ))
+        } else if self.backoff_ms > MAX_BACKOFF_MS {
+            Some(format!(
+                "retry.backoff_ms {} is more than {MAX_BACKOFF_MS} ms (it doubles with each retry)",
+                self.backoff_ms
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// A located error for an out-of-bounds policy.
+    pub(crate) fn check(
+        policy: &Spanned<RetryPolicy>,
+        file: &Path,
+        errors: &mut Vec<Diagnostic>,
+    ) -> RetryPolicy {
+        if let Some(problem) = policy.value.problem() {
+            errors.push(Diagnostic::new(
+                Location::from_yaml(file, &policy.referenced),
+                problem,
+            ));
+        }
+        policy.value
+    }
 }
 
 impl Default for RetryPolicy {
@@ -463,7 +502,8 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
         if let Some(c) = &d.time_column {
             crate::data_tests::check_time_column(&scope, c, &mut errors);
         }
-        let tests = crate::data_tests::resolve_tests(&scope, d.tests, &mut errors);
+        let mut tests = crate::data_tests::resolve_tests(&scope, d.tests, &mut errors);
+        crate::data_tests::add_implicit_finite_tests(&scope, &location, &mut tests);
         let currency = d.currency.map(|c| {
             let code_ok =
                 c.value.expect.len() == 3 && c.value.expect.bytes().all(|b| b.is_ascii_uppercase());
@@ -527,7 +567,12 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
         });
     }
 
-    let default_retry = raw.defaults.retry.unwrap_or_default();
+    let default_retry = raw
+        .defaults
+        .retry
+        .as_ref()
+        .map(|r| RetryPolicy::check(r, file, &mut errors))
+        .unwrap_or_default();
     let base = file.parent().unwrap_or(Path::new("."));
     let mut stages = Vec::new();
     let mut stage_ids: BTreeMap<String, Location> = BTreeMap::new();
@@ -651,7 +696,10 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
             description: s.description,
             kind,
             depends_on: s.depends_on.into_iter().map(|d| d.value).collect(),
-            retry: s.retry.unwrap_or(default_retry),
+            retry: s
+                .retry
+                .as_ref()
+                .map_or(default_retry, |r| RetryPolicy::check(r, file, &mut errors)),
             publishes: s.publishes,
             scope: s.scope,
             location,

@@ -22,11 +22,23 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Diagnost
 }
 
 /// serde-saphyr appends " at line X, column Y" to messages; we print the location up front.
+/// Only that exact phrase is cut (what follows it, such as a closing parenthesis, stays), so a
+/// message is never truncated mid-sentence.
 fn strip_location_suffix(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
+    let Some(i) = message.rfind(" at line ") else {
+        return message.to_string();
+    };
+    let rest = &message[i + " at line ".len()..];
+    let digits = |t: &str| t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let line = digits(rest);
+    let Some(after_line) = rest[line..].strip_prefix(", column ").filter(|_| line > 0) else {
+        return message.to_string();
+    };
+    let column = digits(after_line);
+    if column == 0 {
+        return message.to_string();
     }
+    format!("{}{}", &message[..i], &after_line[column..])
 }
 
 /// Reads and parses a YAML file.
@@ -58,4 +70,25 @@ pub fn check_version(
             "this build of refopt reads {what} version {supported}"
         ))
     })
+}
+
+#[cfg(test)]
+mod location_suffix_tests {
+    use super::strip_location_suffix;
+
+    #[test]
+    fn only_the_location_phrase_is_cut() {
+        assert_eq!(
+            strip_location_suffix("bad value at line 3, column 7"),
+            "bad value"
+        );
+        assert_eq!(
+            strip_location_suffix("budget exceeded (used 1001 nodes at line 2, column 1)"),
+            "budget exceeded (used 1001 nodes)"
+        );
+        assert_eq!(
+            strip_location_suffix("text mentioning at line without numbers"),
+            "text mentioning at line without numbers"
+        );
+    }
 }

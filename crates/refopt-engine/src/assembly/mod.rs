@@ -128,6 +128,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
     findings.extend(gated);
     let (test_findings, test_alerts) = data_test_outcomes(pipeline, &datasets);
     findings.extend(test_findings);
+    findings.extend(empty_window_findings(pipeline, &datasets, ctx.range));
     let mut alerts = alerts;
     alerts.extend(test_alerts);
     let mut error_events: Vec<ErrorEvent> = ctx
@@ -229,6 +230,67 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
         change_log: Vec::new(),
         version: 0,
     }
+}
+
+/// A finding per day-partitioned dataset without a row in the current window, located at its
+/// declaration; when none of them has a row, one critical finding says the window holds no data
+/// (an `--as-of` before the data or past its end). Needs the data-refresh checks (without a
+/// dataset-health stage nothing is known, and nothing is said).
+fn empty_window_findings(
+    pipeline: &refopt_spec::Pipeline,
+    datasets: &[DatasetRead],
+    range: &refopt_spec::WindowRange,
+) -> Vec<Finding> {
+    if datasets.iter().all(|d| d.checks.is_empty()) {
+        return Vec::new();
+    }
+    let window = format!("[{}, {})", range.start.date_naive(), range.end.date_naive());
+    let empty: Vec<(&refopt_spec::Dataset, &DatasetRead)> = pipeline
+        .datasets
+        .iter()
+        .filter(|p| p.partitioned_by_day)
+        .filter_map(|p| Some((p, datasets.iter().find(|d| d.name == p.name)?)))
+        .filter(|(_, d)| current_rows(d) == 0)
+        .collect();
+    let partitioned = pipeline
+        .datasets
+        .iter()
+        .filter(|p| p.partitioned_by_day)
+        .count();
+    if partitioned > 0 && empty.len() == partitioned {
+        return vec![Finding {
+            id: "empty_window".to_string(),
+            kind: "empty_window".to_string(),
+            severity: Severity::Critical,
+            title: format!("No dataset has a row in the window {window}"),
+            detail: format!(
+                "every day-partitioned dataset of {} is empty in the window: is --as-of before the data starts or past its end? `refopt plan approve` is blocked",
+                pipeline.file.display()
+            ),
+        }];
+    }
+    empty
+        .into_iter()
+        .map(|(p, d)| Finding {
+            id: format!("empty_window/{}", d.name),
+            kind: "empty_window".to_string(),
+            severity: Severity::Low,
+            title: format!("`{}` has no rows in the window {window}", d.name),
+            detail: format!(
+                "{}: dataset `{}` at {} has no rows in the window; its figures in this plan are zero",
+                p.location, d.name, d.url
+            ),
+        })
+        .collect()
+}
+
+/// Rows of a dataset in the current window, from its data-refresh checks.
+pub(crate) fn current_rows(d: &DatasetRead) -> u64 {
+    d.checks
+        .iter()
+        .filter(|c| c.period == "current")
+        .map(|c| c.rows)
+        .sum()
 }
 
 /// What failing data tests raise: a finding per `warn`, an alert (to the dataset's owner) per

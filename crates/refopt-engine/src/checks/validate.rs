@@ -126,6 +126,34 @@ pub async fn validate(pipeline_file: &Path, rules_location: Option<&str>) -> Val
     v
 }
 
+/// What a run refuses that `validate` would: rules reading columns their tables do not have
+/// (a Rhai `row.<typo>` is `()` at run time and would silently flag or pass every row). Checked
+/// against the schemas the stages actually produced in `ctx`, before any rule runs.
+pub async fn refuse_rules_on_unknown_columns(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    rules: &RuleSet,
+) -> Result<(), crate::EngineError> {
+    let mut schemas = BTreeMap::new();
+    for stage in &pipeline.stages {
+        if let Ok(table) = ctx.table_provider(stage.id.as_str()).await {
+            schemas.insert(stage.id.clone(), table.schema());
+        }
+    }
+    let mut v = Validation::default();
+    check_rules(pipeline, rules, &schemas, &mut v);
+    let errors: Vec<Diagnostic> = v
+        .problems
+        .into_iter()
+        .filter(|d| d.level == refopt_spec::Level::Error)
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::EngineError::Config(refopt_spec::Diagnostics(errors)))
+    }
+}
+
 /// Warnings for suppressions that expired before `today`: they no longer apply, so the
 /// referrals they cover are flagged again.
 fn expired_suppressions(rules: &RuleSet, today: chrono::NaiveDate) -> Vec<Diagnostic> {

@@ -68,7 +68,12 @@ pub fn approval_blockers(
             .filter_map(|c| c.latest_event_at.as_deref())
             .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
             .max();
-        if latest_event.is_none() && !d.checks.is_empty() {
+        // The data-refresh checks ran (some dataset has them): a dataset without a row in the
+        // current window is empty, whether or not its checks list the period.
+        let checked = plan.datasets.iter().any(|d| !d.checks.is_empty());
+        if checked && crate::assembly::current_rows(d) == 0 {
+            reasons.push(format!("dataset `{}` has no rows in the window", d.name));
+        } else if latest_event.is_none() && !d.checks.is_empty() {
             reasons.push(format!("dataset `{}` had no events in the window", d.name));
         }
         if let (Some(end), Some(at)) = (window_end, latest_event) {

@@ -358,14 +358,24 @@ pub fn webhook_body(format: WebhookFormat, event: &Event, plan: &PlanRef<'_>) ->
         WebhookFormat::Slack => serde_json::json!({
             "text": format!(
                 "*{}*\n{}\n<{}|plan v{}>{}",
-                event.title,
-                event.text,
-                plan.url,
+                slack_escape(&event.title),
+                slack_escape(&event.text),
+                slack_escape(plan.url),
                 plan.version,
-                plan.report_url.map(|r| format!(" · <{r}|report>")).unwrap_or_default()
+                plan.report_url
+                    .map(|r| format!(" · <{}|report>", slack_escape(r)))
+                    .unwrap_or_default()
             ),
         }),
     }
+}
+
+/// Text for Slack's `mrkdwn`: `&`, `<` and `>` escaped as Slack asks, so a value from the data
+/// cannot become a mention (`<!channel>`), a link (`<https://x|Open>`) or a user reference.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 async fn send(target: &Target, event: &Event, plan: &PlanRef<'_>) -> Result<(), String> {
@@ -423,6 +433,38 @@ async fn send(target: &Target, event: &Event, plan: &PlanRef<'_>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_text_from_data_cannot_mention_or_link() {
+        let event = Event {
+            id: "alert:x".into(),
+            kind: "alert",
+            level: None,
+            owners: vec![],
+            title: "channel <!channel> & co".into(),
+            text: "value <https://evil.example|Open the plan> <@U123>".into(),
+        };
+        let plan = PlanRef {
+            pipeline: "p",
+            version: 3,
+            url: "file:///plans/p/plan-v000003.json",
+            run_id: "r",
+            report_url: None,
+        };
+        let body = webhook_body(WebhookFormat::Slack, &event, &plan);
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            !text.contains("<!channel>") && !text.contains("<https://evil"),
+            "{text}"
+        );
+        assert!(!text.contains("<@U123>"), "{text}");
+        assert!(text.contains("&lt;!channel&gt; &amp; co"), "{text}");
+        // refopt's own link to the plan stays a link.
+        assert!(
+            text.contains("<file:///plans/p/plan-v000003.json|plan v3>"),
+            "{text}"
+        );
+    }
     use std::collections::BTreeSet;
 
     fn sink(events: &[&str], owners: &[&str], min_level: u32) -> Sink {

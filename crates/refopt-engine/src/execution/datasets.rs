@@ -1,6 +1,10 @@
 //! Registers the pipeline's datasets as DataFusion listing tables over Parquet, with Hive `dt`
 //! day partitions for pruning, after checking that each dataset exists and has its required
 //! columns. All dataset problems are collected and reported together.
+//!
+//! Stages read a dataset through a view that turns NaN and infinite floating-point values into
+//! nulls, so no sum, mean or plan field is ever poisoned by one; the data tests count them on
+//! the files as they are (the `__raw_<dataset>` table) and name dataset and column.
 
 use std::sync::Arc;
 
@@ -49,6 +53,136 @@ pub async fn register_datasets(
         return Err(EngineError::Datasets(refopt_spec::Diagnostics(problems)));
     }
     Ok(registered)
+}
+
+/// The table holding a dataset's rows as stored (NaN and infinite values included).
+pub fn raw_table_name(dataset: &str) -> String {
+    format!("__raw_{dataset}")
+}
+
+/// SQL that is true when the float `column` (an SQL expression) is NaN or infinite.
+pub fn non_finite_sql(column: &str) -> String {
+    format!("(isnan({column}) OR abs({column}) > 1.7976931348623157e308)")
+}
+
+/// Registers `table` as the raw table and, under the dataset's name, a view reading every
+/// non-finite float as null (the table itself when it has no float columns).
+async fn register_with_finite_view(
+    ctx: &SessionContext,
+    name: &str,
+    table: Arc<ListingTable>,
+) -> Result<(), EngineError> {
+    use datafusion::catalog::TableProvider;
+    let schema = table.schema();
+    let raw = raw_table_name(name);
+    ctx.register_table(raw.as_str(), table.clone())?;
+    let is_float =
+        |t: &DataType| matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64);
+    if !schema.fields().iter().any(|f| is_float(f.data_type())) {
+        ctx.register_table(name, table)?;
+        return Ok(());
+    }
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = crate::metrics::data_tests::ident(f.name());
+            if is_float(f.data_type()) {
+                format!(
+                    "CASE WHEN {} THEN NULL ELSE {c} END AS {c}",
+                    non_finite_sql(&c)
+                )
+            } else {
+                c
+            }
+        })
+        .collect();
+    let view = ctx
+        .sql(&format!(
+            "SELECT {} FROM {}",
+            columns.join(", "),
+            crate::metrics::data_tests::ident(&raw)
+        ))
+        .await?
+        .into_view();
+    ctx.register_table(name, view)?;
+    Ok(())
+}
+
+/// Most files named per dataset in one error (the rest are counted).
+const FILES_NAMED: usize = 10;
+
+/// Reads each file's footer: a file that is not readable Parquet, lacks a required column or has
+/// one of another type than declared is a problem naming the dataset, the file and the column.
+async fn check_each_file(
+    state: &datafusion::execution::SessionState,
+    root: &StorageLocation,
+    dataset: &Dataset,
+    files: &[&object_store::ObjectMeta],
+) -> Result<Vec<Diagnostic>, Registration> {
+    use datafusion::datasource::file_format::FileFormat;
+    use futures::StreamExt;
+    let format = ParquetFormat::default();
+    let checks = futures::stream::iter(files.iter().map(|file| {
+        let format = &format;
+        async move {
+            let url = format!("{}{}", root.store_url, file.location);
+            let shown = crate::storage::redact(&url);
+            match format
+                .infer_schema(state, &root.store, std::slice::from_ref(*file))
+                .await
+            {
+                Err(e) if crate::error::caused_by_object_store(&e) => {
+                    Err(Registration::Engine(EngineError::storage_while(
+                        shown,
+                        format_args!("cannot read dataset `{}`", dataset.name),
+                        e,
+                    )))
+                }
+                Err(e) => Ok(vec![format!("{shown} is not readable Parquet: {e}")]),
+                Ok(schema) => Ok(dataset
+                    .required_columns
+                    .iter()
+                    .filter_map(|c| match schema.field_with_name(c) {
+                        Err(_) => Some(format!("{shown} lacks required column `{c}`")),
+                        Ok(f) => dataset.column_types.get(c).and_then(|declared| {
+                            (!crate::execution::column_types::matches(*declared, f.data_type()))
+                                .then(|| {
+                                    format!(
+                                        "{shown}: column `{c}` is {} (declared {})",
+                                        f.data_type(),
+                                        declared.name()
+                                    )
+                                })
+                        }),
+                    })
+                    .collect()),
+            }
+        }
+    }))
+    .buffer_unordered(16)
+    .collect::<Vec<_>>()
+    .await;
+    let mut lines = Vec::new();
+    for check in checks {
+        lines.extend(check?);
+    }
+    lines.sort();
+    let more = lines.len().saturating_sub(FILES_NAMED);
+    lines.truncate(FILES_NAMED);
+    if more > 0 {
+        lines.push(format!("... and {more} more"));
+    }
+    Ok(lines
+        .into_iter()
+        .map(|line| {
+            Diagnostic::of(
+                Code::Dataset,
+                dataset.location.clone(),
+                format!("dataset `{}`: {line}", dataset.name),
+            )
+        })
+        .collect())
 }
 
 enum Registration {
@@ -111,26 +245,31 @@ async fn register_one(
         options = options.with_table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
     }
     let state = ctx.state();
-    let schema = options
-        .infer_schema(&state, &table_url)
-        .await
-        .map_err(|e| {
-            if crate::error::caused_by_object_store(&e) {
-                return Registration::Engine(EngineError::storage_while(
-                    display.clone(),
-                    format_args!("cannot read dataset `{}`", dataset.name),
-                    e,
+    let schema = match options.infer_schema(&state, &table_url).await {
+        Ok(schema) => schema,
+        Err(e) if crate::error::caused_by_object_store(&e) => {
+            return Err(Registration::Engine(EngineError::storage_while(
+                display.clone(),
+                format_args!("cannot read dataset `{}`", dataset.name),
+                e,
+            )));
+        }
+        Err(e) => {
+            // Name the file(s) at fault, not just the folder.
+            let mut problems = check_each_file(&state, root, dataset, &parquet).await?;
+            if problems.is_empty() {
+                problems.push(Diagnostic::of(
+                    Code::Dataset,
+                    dataset.location.clone(),
+                    format!(
+                        "dataset `{}` at {display}/ is not readable Parquet: {e}",
+                        dataset.name
+                    ),
                 ));
             }
-            Registration::Problems(vec![Diagnostic::of(
-                Code::Dataset,
-                dataset.location.clone(),
-                format!(
-                    "dataset `{}` at {display}/ is not readable Parquet: {e}",
-                    dataset.name
-                ),
-            )])
-        })?;
+            return Err(Registration::Problems(problems));
+        }
+    };
     let missing: Vec<Diagnostic> = dataset
         .required_columns
         .iter()
@@ -176,12 +315,19 @@ async fn register_one(
     if !mistyped.is_empty() {
         return Err(Registration::Problems(mistyped));
     }
+    // Every file on its own: one missing a column the others have (read as nulls otherwise)
+    // or holding it as another type is named with the file.
+    let file_problems = check_each_file(&state, root, dataset, &parquet).await?;
+    if !file_problems.is_empty() {
+        return Err(Registration::Problems(file_problems));
+    }
     let config = ListingTableConfig::new(table_url)
         .with_listing_options(options)
         .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| Registration::Engine(e.into()))?;
-    ctx.register_table(dataset.name.as_str(), Arc::new(table))
-        .map_err(|e| Registration::Engine(e.into()))?;
+    register_with_finite_view(ctx, &dataset.name, Arc::new(table))
+        .await
+        .map_err(Registration::Engine)?;
     Ok(RegisteredDataset {
         name: dataset.name.clone(),
         url: display,

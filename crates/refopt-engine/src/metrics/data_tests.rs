@@ -84,7 +84,8 @@ fn judge(test: &DataTest, m: &Measured, window_end: DateTime<Utc>) -> DataTestRe
         DataTestCheck::NotNull { severity, .. }
         | DataTestCheck::Unique { severity, .. }
         | DataTestCheck::AcceptedValues { severity, .. }
-        | DataTestCheck::Relationships { severity, .. } => {
+        | DataTestCheck::Relationships { severity, .. }
+        | DataTestCheck::Finite { severity, .. } => {
             let failing = m.failing.unwrap_or(0);
             r.failing_rows = Some(failing);
             r.status = row_status(*severity, failing);
@@ -96,6 +97,9 @@ fn judge(test: &DataTest, m: &Measured, window_end: DateTime<Utc>) -> DataTestRe
                 }
                 DataTestCheck::AcceptedValues { column, values, .. } => {
                     format!("have a `{column}` outside [{}]", values.join(", "))
+                }
+                DataTestCheck::Finite { column, .. } => {
+                    format!("have a NaN or infinite `{column}` (read as null by the stages)")
                 }
                 DataTestCheck::Relationships {
                     column, to, field, ..
@@ -168,7 +172,8 @@ fn literal(text: &str) -> String {
 /// every row (all current) without a time column. Day-partitioned datasets read only the
 /// windows' `dt` partitions.
 pub(crate) fn window_rows(dataset: &Dataset) -> String {
-    let table = ident(&dataset.name);
+    // The rows as stored: a NaN the stages read as null still counts here.
+    let table = ident(&crate::execution::datasets::raw_table_name(&dataset.name));
     let partitions = |from: &str| {
         if dataset.partitioned_by_day {
             format!(" AND dt >= ${from} AND dt < $window_end_day")
@@ -225,6 +230,13 @@ fn dataset_sql(dataset: &Dataset) -> String {
                 format!(
                     "SUM(CASE WHEN cur_ AND {c} IS NOT NULL AND CAST({c} AS VARCHAR) NOT IN ({}) THEN 1 ELSE 0 END)",
                     list.join(", ")
+                )
+            }
+            DataTestCheck::Finite { column, .. } => {
+                let c = ident(column);
+                format!(
+                    "SUM(CASE WHEN cur_ AND {c} IS NOT NULL AND {} THEN 1 ELSE 0 END)",
+                    crate::execution::datasets::non_finite_sql(&c)
                 )
             }
             _ => continue,

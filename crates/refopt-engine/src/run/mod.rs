@@ -246,6 +246,12 @@ impl ReadyRun {
     /// over the stage outputs of `execution`.
     pub async fn apply_rules(self, execution: Execution) -> Result<AnalyzedRun, EngineError> {
         let request = &self.request;
+        crate::checks::validate::refuse_rules_on_unknown_columns(
+            &self.ctx,
+            &request.pipeline,
+            &request.rules,
+        )
+        .await?;
         let data_tests = crate::metrics::data_tests::evaluate(
             &self.ctx,
             &request.pipeline,

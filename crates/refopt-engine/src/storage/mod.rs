@@ -179,10 +179,7 @@ pub fn resolve_with(
 
 /// Hides any `user:password@` part of a URL-like string.
 pub fn redact(location: &str) -> String {
-    match (location.find("://"), location.find('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***{}", &location[..s], &location[at..]),
-        _ => location.to_string(),
-    }
+    refopt_spec::redact::redact_secrets(location).into_owned()
 }
 
 fn local(path: &std::path::Path, original: &str) -> Result<StorageLocation, StorageError> {
