@@ -109,7 +109,11 @@ fn non_finite_money_is_counted_excluded_and_every_command_reads_the_plan() {
         assert!(o.status.success(), "plan {args:?}\n{}", text(&o));
     }
     let url = plan_files(&plans).remove(0);
-    let o = run(refopt().arg("report").arg(&url));
+    let o = run(refopt()
+        .arg("report")
+        .arg(&url)
+        .arg("--out")
+        .arg(work.path().join("report.html")));
     assert!(o.status.success(), "{}", text(&o));
     // A rerun recognizes its inputs: no new version.
     let o = run_on(&root, &plans, &[]);
