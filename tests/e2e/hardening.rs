@@ -410,6 +410,15 @@ fn a_rerun_writes_the_report_a_killed_run_left_unwritten() {
     assert!(text(&o).contains("unchanged"), "{}", text(&o));
     assert!(html.is_file() && md.is_file(), "{}", text(&o));
     assert_eq!(plan_files(plans.path()).len(), 1);
+    // The flagged-referrals file is named by its content: a forced rerun that flags the same
+    // referrals adopts it (as it would adopt one a killed run left) instead of adding another.
+    let o = run_on(shared_data(), plans.path(), &["--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(plan_files(plans.path()).len(), 2);
+    let flagged = std::fs::read_dir(plans.path().join("optimize-referrals/flagged-referrals"))
+        .unwrap()
+        .count();
+    assert_eq!(flagged, 1, "{}", text(&o));
 }
 
 #[test]

@@ -319,7 +319,10 @@ impl AnalyzedRun {
             && !review.flagged.is_empty()
         {
             let bytes = crate::rules::fraud::flagged_parquet(&review.flagged)?;
-            let name = format!("flagged-referrals/{run_id}.parquet");
+            // Named by content: a rerun that flags the same referrals adopts the file a
+            // stopped run left (the create-only put finds identical bytes) instead of adding one.
+            let digest = crate::config_hash::sha256_hex(&bytes);
+            let name = format!("flagged-referrals/{}.parquet", &digest[..24]);
             let url = store
                 .write_artifact(&request.pipeline.name, &name, bytes)
                 .await
