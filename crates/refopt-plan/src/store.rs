@@ -175,10 +175,7 @@ impl PlanStore {
         name: &str,
         bytes: bytes::Bytes,
     ) -> Result<String, PlanStoreError> {
-        let mut path = self.pipeline_dir(pipeline);
-        for part in name.split('/') {
-            path = path.join(part);
-        }
+        let path = self.artifact_path(pipeline, name);
         self.create(&path, bytes)
             .await
             .map_err(|source| PlanStoreError::Store {
@@ -188,12 +185,15 @@ impl PlanStore {
         Ok(self.url_of(&path))
     }
 
+    /// Where a file beside the pipeline's plans lives (`name` may hold `/`-separated folders).
+    fn artifact_path(&self, pipeline: &str, name: &str) -> Path {
+        name.split('/')
+            .fold(self.pipeline_dir(pipeline), |path, part| path.join(part))
+    }
+
     /// The URL of a file beside the pipeline's plans (`name` as for [`Self::write_artifact`]).
     pub fn url_of_artifact(&self, pipeline: &str, name: &str) -> String {
-        let mut path = self.pipeline_dir(pipeline);
-        for part in name.split('/') {
-            path = path.join(part);
-        }
+        let path = self.artifact_path(pipeline, name);
         self.url_of(&path)
     }
 
@@ -203,10 +203,7 @@ impl PlanStore {
         pipeline: &str,
         name: &str,
     ) -> Result<bool, PlanStoreError> {
-        let mut path = self.pipeline_dir(pipeline);
-        for part in name.split('/') {
-            path = path.join(part);
-        }
+        let path = self.artifact_path(pipeline, name);
         match self.store.head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
