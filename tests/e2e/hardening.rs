@@ -391,6 +391,27 @@ fn broken_parquet_names_the_dataset_the_file_and_the_column() {
         "{stderr}"
     );
     assert!(plan_files(plans.path()).is_empty());
+
+    // Corrupt data pages behind a readable footer: found only when a stage decodes them, and
+    // then named like the rest (not "stage failed", exit 6).
+    let (_work, root) = data_copy();
+    let bad = first_file(&root, "conversions/dt=2026-05-21");
+    let mut bytes = std::fs::read(&bad).unwrap();
+    let end = (bytes.len() / 2).min(400);
+    for b in &mut bytes[8..end] {
+        *b = b.wrapping_mul(7).wrapping_add(13);
+    }
+    std::fs::write(&bad, bytes).unwrap();
+    let o = run_on(&root, plans.path(), &[]);
+    let stderr = expect_exit(&o, 4);
+    assert!(
+        stderr.contains("optimize-referrals.yaml:")
+            && stderr.contains("dataset `conversions`")
+            && stderr.contains(bad.file_name().unwrap().to_str().unwrap())
+            && stderr.contains("cannot be decoded"),
+        "{stderr}"
+    );
+    assert!(plan_files(plans.path()).is_empty());
 }
 
 #[test]
@@ -419,6 +440,44 @@ fn a_rerun_writes_the_report_a_killed_run_left_unwritten() {
         .unwrap()
         .count();
     assert_eq!(flagged, 1, "{}", text(&o));
+
+    // A file a killed run left over other data (no plan names it) is an orphan: `plan gc`
+    // deletes it once it is older than the grace period, and never a file a plan names.
+    let folder = plans.path().join("optimize-referrals/flagged-referrals");
+    let named = std::fs::read_dir(&folder).unwrap().next().unwrap().unwrap().path();
+    let old = folder.join("0123456789abcdef01234567.parquet");
+    let young = folder.join("76543210fedcba9876543210.parquet");
+    for orphan in [&old, &young] {
+        std::fs::copy(&named, orphan).unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let o = plan_cmd(&["gc", "--dry-run"], plans.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("would delete 1 unreferenced file(s)")
+            && text(&o).contains("0123456789abcdef01234567.parquet"),
+        "{}",
+        text(&o)
+    );
+    assert!(old.is_file());
+    let o = plan_cmd(&["gc"], plans.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("deleted 1 unreferenced file(s)"), "{}", text(&o));
+    assert!(!old.exists() && young.is_file() && named.is_file());
+    // Every plan still reads (its flagged file is there).
+    for version in ["1", "2"] {
+        let o = plan_cmd(&["show", version, "--section", "risk"], plans.path());
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = plan_cmd(&["gc", "--older-than", "0s"], plans.path());
+    assert!(text(&o).contains("deleted 1 unreferenced file(s)"), "{}", text(&o));
+    assert!(!young.exists() && named.is_file());
 }
 
 #[test]

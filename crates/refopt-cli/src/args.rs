@@ -290,6 +290,20 @@ pub enum PlanCommand {
         #[command(flatten)]
         store: PlanStoreArgs,
     },
+    /// Delete flagged-referrals files that no stored plan names: what a run killed between
+    /// writing that file and its plan left behind (a rerun over the same data adopts the file
+    /// instead). Files younger than `--older-than` are kept, as they may belong to a run that is
+    /// finishing. Refuses when a stored plan cannot be read (it might name a file).
+    Gc {
+        /// Keep files modified within this long, e.g. 1h or 30m.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: PlanStoreArgs,
+    },
 }
 
 /// `plan approve` / `plan reject`.

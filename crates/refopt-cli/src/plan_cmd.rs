@@ -30,6 +30,11 @@ pub async fn run(command: PlanCommand) -> anyhow::Result<()> {
             rules,
             store,
         } => crate::distribute::audit(&which, output, &rules, &store).await,
+        PlanCommand::Gc {
+            older_than,
+            dry_run,
+            store,
+        } => gc(&store, older_than, dry_run).await,
         PlanCommand::List(store) => {
             let (s, plans) = open(&store).await?;
             if plans.is_empty() {
@@ -131,6 +136,50 @@ pub async fn run(command: PlanCommand) -> anyhow::Result<()> {
 }
 
 /// The plan store and its plans (oldest first) for `args`.
+/// `plan gc`: deletes (or with `dry_run` lists) the flagged-referrals files no plan names.
+async fn gc(
+    store: &PlanStoreArgs,
+    grace: std::time::Duration,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let (s, plans) = open(store).await?;
+    let mut referenced = std::collections::BTreeSet::new();
+    for p in &plans {
+        // An unreadable plan stops the collection: it may name a file that must stay.
+        let plan = read(&s, p).await?;
+        referenced.extend(plan.risk.flagged_referrals_url);
+    }
+    let orphans = s
+        .unreferenced_artifacts(
+            &store.pipeline,
+            refopt_plan::FLAGGED_REFERRALS_FOLDER,
+            &referenced,
+            grace,
+        )
+        .await
+        .map_err(EngineError::from)?;
+    let bytes: u64 = orphans.iter().map(|o| o.bytes).sum();
+    for orphan in &orphans {
+        if !dry_run {
+            s.delete_orphan(orphan).await.map_err(EngineError::from)?;
+        }
+        println!(
+            "{} {} ({} bytes)",
+            if dry_run { "would delete" } else { "deleted" },
+            orphan.url,
+            orphan.bytes
+        );
+    }
+    println!(
+        "{} {} unreferenced file(s), {bytes} bytes; {} plan(s) name {} file(s)",
+        if dry_run { "would delete" } else { "deleted" },
+        orphans.len(),
+        plans.len(),
+        referenced.len()
+    );
+    Ok(())
+}
+
 pub(crate) async fn open(args: &PlanStoreArgs) -> anyhow::Result<(PlanStore, Vec<StoredPlan>)> {
     let location = refopt_engine::storage::resolve(&args.plans)
         .map_err(|e| EngineError::Parameter(e.to_string()))?;

@@ -13,7 +13,7 @@ pub use audit::{
 pub use name::{plan_file_name, plan_stem, plan_version};
 pub use plan::*;
 pub use read::{PlanReadError, ReadPlan, parse_plan};
-pub use store::{PlanStore, PlanStoreError, StoredPlan, backoff};
+pub use store::{FLAGGED_REFERRALS_FOLDER, Orphan, PlanStore, PlanStoreError, StoredPlan, backoff};
 
 /// Relative change from `previous` to `current`, `(current - previous) / previous`; `None`
 /// unless `previous` is a positive finite number and `current` finite. The one definition the

@@ -36,6 +36,17 @@ pub enum PlanStoreError {
     VersionsExhausted(String),
 }
 
+/// The folder beside a series' plans holding its flagged-referrals files.
+pub const FLAGGED_REFERRALS_FOLDER: &str = "flagged-referrals";
+
+/// A file beside the plans that no stored plan names.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub url: String,
+    path: Path,
+    pub bytes: u64,
+}
+
 /// Plans of every pipeline under one prefix of an object store.
 #[derive(Clone)]
 pub struct PlanStore {
@@ -195,6 +206,54 @@ impl PlanStore {
     pub fn url_of_artifact(&self, pipeline: &str, name: &str) -> String {
         let path = self.artifact_path(pipeline, name);
         self.url_of(&path)
+    }
+
+    /// Files in the pipeline's `folder` (e.g. `flagged-referrals`) whose URL is not in
+    /// `referenced` (as plans record them) and that are older than `grace`: what a run stopped
+    /// between writing its files and its plan left behind. A younger file may belong to a run
+    /// that is finishing now, so it is never an orphan.
+    pub async fn unreferenced_artifacts(
+        &self,
+        pipeline: &str,
+        folder: &str,
+        referenced: &std::collections::BTreeSet<String>,
+        grace: Duration,
+    ) -> Result<Vec<Orphan>, PlanStoreError> {
+        let dir = self.artifact_path(pipeline, folder);
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|source| PlanStoreError::Store {
+                location: self.url_of(&dir),
+                source,
+            })?;
+        let mut orphans: Vec<Orphan> = listed
+            .into_iter()
+            .filter(|meta| meta.last_modified < cutoff)
+            .map(|meta| Orphan {
+                url: self.url_of(&meta.location),
+                path: meta.location,
+                bytes: meta.size,
+            })
+            .filter(|orphan| !referenced.contains(&orphan.url))
+            .collect();
+        orphans.sort_by(|a, b| a.url.cmp(&b.url));
+        Ok(orphans)
+    }
+
+    /// Deletes a file [`Self::unreferenced_artifacts`] found.
+    pub async fn delete_orphan(&self, orphan: &Orphan) -> Result<(), PlanStoreError> {
+        match self.store.delete(&orphan.path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(PlanStoreError::Store {
+                location: orphan.url.clone(),
+                source,
+            }),
+        }
     }
 
     /// Whether a file beside the pipeline's plans exists (`name` as for [`Self::write_artifact`]).

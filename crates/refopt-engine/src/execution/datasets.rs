@@ -336,3 +336,108 @@ async fn register_one(
         fingerprint,
     })
 }
+
+/// After a stage failed to decode stored Parquet: decodes every file of `datasets`, and each
+/// column of a file that fails, and names the dataset, file and column of every page that
+/// cannot be read. Runs only on that failure, so the happy path never pays for it.
+pub async fn find_undecodable_files(
+    root: &StorageLocation,
+    datasets: &[Dataset],
+) -> Result<Vec<Diagnostic>, EngineError> {
+    use futures::StreamExt;
+    let mut problems = Vec::new();
+    for dataset in datasets {
+        let display = root.display_of(&dataset.path);
+        let objects: Vec<_> = root
+            .store
+            .list(Some(&root.child(&dataset.path)))
+            .try_collect()
+            .await
+            .map_err(|e| EngineError::storage(display.clone(), e))?;
+        let checks = futures::stream::iter(
+            objects
+                .into_iter()
+                .filter(|o| o.location.as_ref().ends_with(".parquet"))
+                .map(|file| async move {
+                    let shown =
+                        crate::storage::redact(&format!("{}{}", root.store_url, file.location));
+                    decode_fault(root, &file)
+                        .await
+                        .map(|fault| format!("{shown}: {fault}"))
+                }),
+        )
+        .buffer_unordered(4)
+        .filter_map(|line| async move { line })
+        .collect::<Vec<_>>()
+        .await;
+        let mut lines = checks;
+        lines.sort();
+        let more = lines.len().saturating_sub(FILES_NAMED);
+        lines.truncate(FILES_NAMED);
+        if more > 0 {
+            lines.push(format!("... and {more} more"));
+        }
+        problems.extend(lines.into_iter().map(|line| {
+            Diagnostic::of(
+                Code::Dataset,
+                dataset.location.clone(),
+                format!("dataset `{}`: {line}", dataset.name),
+            )
+        }));
+    }
+    Ok(problems)
+}
+
+/// What keeps `file` from being decoded, naming the column(s) at fault; `None` when every
+/// page decodes. The file is read whole: this runs only to explain a failure.
+async fn decode_fault(root: &StorageLocation, file: &object_store::ObjectMeta) -> Option<String> {
+    use object_store::ObjectStoreExt;
+    let bytes = match root.store.get(&file.location).await {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
+        Err(e) => return Some(format!("cannot be read: {e}")),
+    };
+    tokio::task::spawn_blocking(move || decode_fault_in(bytes))
+        .await
+        .unwrap_or_else(|e| Some(format!("cannot be decoded: {e}")))
+}
+
+fn decode_fault_in(bytes: bytes::Bytes) -> Option<String> {
+    use datafusion::parquet::arrow::ProjectionMask;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let open = || ParquetRecordBatchReaderBuilder::try_new(bytes.clone());
+    let builder = match open() {
+        Ok(builder) => builder,
+        Err(e) => return Some(format!("is not readable Parquet: {e}")),
+    };
+    let columns: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let decode_all =
+        |builder: ParquetRecordBatchReaderBuilder<bytes::Bytes>| -> Result<(), String> {
+            for batch in builder.build().map_err(|e| e.to_string())? {
+                batch.map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        };
+    let whole = decode_all(builder).err()?;
+    let mut faults = Vec::new();
+    for (index, column) in columns.iter().enumerate() {
+        let Ok(builder) = open() else { break };
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+        if let Err(e) = decode_all(builder.with_projection(mask)) {
+            faults.push(format!("column `{column}` cannot be decoded: {e}"));
+        }
+    }
+    Some(if faults.is_empty() {
+        format!("cannot be decoded: {whole}")
+    } else {
+        faults.join("; ")
+    })
+}

@@ -60,6 +60,9 @@ pub struct Execution {
     pub overlapped: BTreeSet<String>,
     /// Output batches of every SQL stage that succeeded.
     pub outputs: BTreeMap<String, Vec<RecordBatch>>,
+    /// Whether a stage failed because stored Parquet could not be decoded (a corrupt page):
+    /// the run then looks for the file at fault.
+    pub undecodable_data: bool,
 }
 
 impl Execution {
@@ -85,6 +88,7 @@ struct Finished {
     record: StageRecord,
     failures: Vec<AttemptFailure>,
     batches: Vec<RecordBatch>,
+    undecodable_data: bool,
 }
 
 /// Outputs of `scope: range` stages computed once, before the windows of a backfill: each
@@ -197,12 +201,14 @@ pub async fn execute(
                     },
                     failures: Vec::new(),
                     batches: Vec::new(),
+                    undecodable_data: false,
                 }
             }
         };
         in_flight.remove(&finished.record.id);
         observer.finished(&finished.record);
         execution.failures.extend(finished.failures);
+        execution.undecodable_data |= finished.undecodable_data;
         if finished.record.status == StageStatus::Succeeded && finished.record.kind == "sql" {
             execution
                 .outputs
@@ -244,6 +250,7 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
     let clock = Instant::now();
     let mut failures = Vec::new();
     let mut attempts = 0;
+    let mut undecodable_data = false;
     let outcome = loop {
         attempts += 1;
         let result = match &stage.kind {
@@ -278,6 +285,7 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
                     },
                     backoff: None,
                 });
+                undecodable_data = is_undecodable(&e);
                 break Err(message);
             }
         }
@@ -304,6 +312,7 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
         },
         failures,
         batches,
+        undecodable_data,
     }
 }
 
@@ -353,6 +362,20 @@ pub fn is_transient(e: &DataFusionError) -> bool {
                 datafusion::parquet::errors::ParquetError::External(_)
             )
         }
+        _ => false,
+    }
+}
+
+/// Whether `e` says stored Parquet could not be decoded (as opposed to a failing store, a
+/// query error or exhausted memory).
+pub fn is_undecodable(e: &DataFusionError) -> bool {
+    use datafusion::arrow::error::ArrowError;
+    if crate::error::caused_by_object_store(e) {
+        return false;
+    }
+    match e.find_root() {
+        DataFusionError::ParquetError(_) => true,
+        DataFusionError::ArrowError(a, _) => matches!(a.as_ref(), ArrowError::ParquetError(_)),
         _ => false,
     }
 }

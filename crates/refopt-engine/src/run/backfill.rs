@@ -135,7 +135,7 @@ pub async fn shared_stages(
     }
     let (from, to) = (start.date_naive(), end.date_naive());
     let started = std::time::Instant::now();
-    let (ctx, _, _) = open_data(base).await?;
+    let (ctx, data, _) = open_data(base).await?;
     let pipeline = Pipeline {
         stages,
         ..base.pipeline.clone()
@@ -150,13 +150,15 @@ pub async fn shared_stages(
     )
     .await;
     if !execution.succeeded() {
-        return Err(match stages_failed(&execution) {
-            EngineError::StagesFailed { failed, first } => EngineError::StagesFailed {
-                failed,
-                first: format!("range stages shared by the windows ({from}..{to}): {first}"),
+        return Err(
+            match stages_failed(&execution, &data, &base.pipeline.datasets).await {
+                EngineError::StagesFailed { failed, first } => EngineError::StagesFailed {
+                    failed,
+                    first: format!("range stages shared by the windows ({from}..{to}): {first}"),
+                },
+                other => other,
             },
-            other => other,
-        });
+        );
     }
     let mut outputs = BTreeMap::new();
     for record in execution.stages {

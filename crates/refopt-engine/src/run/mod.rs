@@ -67,6 +67,7 @@ pub struct ReadyRun {
     request: RunRequest,
     plan_store: Option<PlanStore>,
     ctx: SessionContext,
+    data: StorageLocation,
     data_root_display: String,
     datasets: Vec<RegisteredDataset>,
     range: WindowRange,
@@ -175,7 +176,8 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
     Ok(Prepared::Ready(Box::new(ReadyRun {
         plan_store,
         ctx,
-        data_root_display: data.display,
+        data_root_display: data.display.clone(),
+        data,
         datasets,
         range,
         params,
@@ -212,7 +214,9 @@ impl ReadyRun {
         )
         .await;
         if !execution.succeeded() {
-            return Err(stages_failed(&execution));
+            return Err(
+                stages_failed(&execution, &self.data, &self.request.pipeline.datasets).await,
+            );
         }
         Ok(execution)
     }
@@ -233,6 +237,7 @@ impl ReadyRun {
             request,
             plan_store: self.plan_store.clone(),
             ctx: self.ctx.clone(),
+            data: self.data.clone(),
             data_root_display: self.data_root_display.clone(),
             datasets: self.datasets.clone(),
             range: self.range,
@@ -322,7 +327,11 @@ impl AnalyzedRun {
             // Named by content: a rerun that flags the same referrals adopts the file a
             // stopped run left (the create-only put finds identical bytes) instead of adding one.
             let digest = crate::config_hash::sha256_hex(&bytes);
-            let name = format!("flagged-referrals/{}.parquet", &digest[..24]);
+            let name = format!(
+                "{}/{}.parquet",
+                refopt_plan::FLAGGED_REFERRALS_FOLDER,
+                &digest[..24]
+            );
             let url = store
                 .write_artifact(&request.pipeline.name, &name, bytes)
                 .await
@@ -451,8 +460,23 @@ fn plan_of(
     Ok(plan)
 }
 
-/// The error of a run whose stages did not all succeed: how many failed and the first one.
-pub(crate) fn stages_failed(execution: &Execution) -> EngineError {
+/// The error of a run whose stages did not all succeed: the files at fault when a stage could
+/// not decode stored Parquet (exit 4, like any other bad data), else how many stages failed
+/// and the first one.
+pub(crate) async fn stages_failed(
+    execution: &Execution,
+    data: &StorageLocation,
+    datasets: &[refopt_spec::Dataset],
+) -> EngineError {
+    if execution.undecodable_data {
+        match crate::execution::datasets::find_undecodable_files(data, datasets).await {
+            Ok(problems) if !problems.is_empty() => {
+                return EngineError::Datasets(refopt_spec::Diagnostics(problems));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("looking for the undecodable file failed: {e}"),
+        }
+    }
     let failed: Vec<_> = execution
         .stages
         .iter()
