@@ -22,7 +22,7 @@ referral_totals AS (
 ),
 payout_status AS (
   SELECT period,
-         SUM(CASE WHEN status = 'held' THEN amount ELSE 0.0 END) AS held,
+         SUM(CASE WHEN status = 'held' THEN amount ELSE 0 END) AS held,
          SUM(amount) AS total
   FROM (SELECT status, amount,
                CASE WHEN created_at >= $window_start THEN 'current' ELSE 'previous' END AS period
@@ -42,4 +42,5 @@ SELECT 'fraud_flag_rate', r.period,
        CAST(COALESCE(f.flagged, 0) AS DOUBLE) / CAST(NULLIF(r.referrals, 0) AS DOUBLE)
 FROM referral_totals r LEFT JOIN flags f ON f.period = r.period
 UNION ALL
-SELECT 'payout_held_share', period, held / NULLIF(total, 0.0) FROM payout_status
+SELECT 'payout_held_share', period, CAST(held AS DOUBLE) / NULLIF(CAST(total AS DOUBLE), 0.0)
+FROM payout_status

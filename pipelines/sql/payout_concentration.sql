@@ -35,9 +35,12 @@ ranked AS (
 SELECT scope, group_id,
        MAX(n) AS recipients,
        SUM(amount) AS payouts,
-       SUM(CASE WHEN rank_desc = 1 THEN amount ELSE 0.0 END) / NULLIF(SUM(amount), 0.0) AS top1_share,
-       SUM(CASE WHEN rank_desc <= 5 THEN amount ELSE 0.0 END) / NULLIF(SUM(amount), 0.0) AS top5_share,
-       2.0 * SUM(CAST(n - rank_desc + 1 AS DOUBLE) * amount) / NULLIF(CAST(MAX(n) AS DOUBLE) * SUM(amount), 0.0)
+       CAST(SUM(CASE WHEN rank_desc = 1 THEN amount ELSE 0 END) AS DOUBLE)
+         / NULLIF(CAST(SUM(amount) AS DOUBLE), 0.0) AS top1_share,
+       CAST(SUM(CASE WHEN rank_desc <= 5 THEN amount ELSE 0 END) AS DOUBLE)
+         / NULLIF(CAST(SUM(amount) AS DOUBLE), 0.0) AS top5_share,
+       2.0 * CAST(SUM((n - rank_desc + 1) * amount) AS DOUBLE)
+         / NULLIF(CAST(MAX(n) AS DOUBLE) * CAST(SUM(amount) AS DOUBLE), 0.0)
          - (CAST(MAX(n) AS DOUBLE) + 1.0) / CAST(MAX(n) AS DOUBLE) AS gini
 FROM ranked
 GROUP BY scope, group_id

@@ -53,15 +53,18 @@ disclosure AS (
   GROUP BY r.partner_id
 )
 SELECT p.partner_id, p.tier, p.status, p.joined_at,
-       COALESCE(pay.payouts, 0.0) AS payouts,
+       COALESCE(pay.payouts, 0) AS payouts,
        COALESCE(pay.payout_count, 0) AS payout_count,
        COALESCE(refs.referrals, 0) AS referrals,
        COALESCE(won.won, 0) AS won,
-       COALESCE(won.revenue, 0.0) AS revenue,
-       COALESCE(pay.payouts, 0.0) / NULLIF(SUM(COALESCE(pay.payouts, 0.0)) OVER (), 0.0) AS payout_share,
-       COALESCE(won.revenue, 0.0) / NULLIF(SUM(COALESCE(won.revenue, 0.0)) OVER (), 0.0) AS revenue_share,
+       COALESCE(won.revenue, 0) AS revenue,
+       CAST(COALESCE(pay.payouts, 0) AS DOUBLE)
+         / NULLIF(CAST(SUM(COALESCE(pay.payouts, 0)) OVER () AS DOUBLE), 0.0) AS payout_share,
+       CAST(COALESCE(won.revenue, 0) AS DOUBLE)
+         / NULLIF(CAST(SUM(COALESCE(won.revenue, 0)) OVER () AS DOUBLE), 0.0) AS revenue_share,
        -- Program-wide references for relative rules.
-       SUM(COALESCE(pay.payouts, 0.0)) OVER () / NULLIF(SUM(COALESCE(won.revenue, 0.0)) OVER (), 0.0)
+       CAST(SUM(COALESCE(pay.payouts, 0)) OVER () AS DOUBLE)
+         / NULLIF(CAST(SUM(COALESCE(won.revenue, 0)) OVER () AS DOUBLE), 0.0)
          AS program_payout_to_revenue,
        CAST(SUM(COALESCE(won.won, 0)) OVER () AS DOUBLE) / NULLIF(CAST(SUM(COALESCE(refs.referrals, 0)) OVER () AS DOUBLE), 0.0)
          AS program_win_rate,

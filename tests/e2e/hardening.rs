@@ -94,11 +94,8 @@ fn non_finite_money_is_counted_excluded_and_every_command_reads_the_plan() {
     );
     // The money the plan sums stays finite: the three rows are read as null.
     let payout_cost = &plan["metrics"]["funnel"][0]["current"]["payout_cost"];
-    assert!(
-        payout_cost.as_f64().is_some_and(f64::is_finite),
-        "{payout_cost}"
-    );
-    assert!(plan["risk"]["payout_hold"]["amount"].as_f64().is_some());
+    assert!(money(payout_cost).is_finite(), "{payout_cost}");
+    assert!(money(&plan["risk"]["payout_hold"]["amount"]) > 0.0);
     // Every command reads it back.
     for args in [
         &["list"][..],
@@ -120,6 +117,53 @@ fn non_finite_money_is_counted_excluded_and_every_command_reads_the_plan() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("unchanged"), "{}", text(&o));
     assert_eq!(plan_files(&plans).len(), 1);
+}
+
+#[test]
+fn sub_cent_money_is_a_finding_and_sums_stay_exact_to_the_cent() {
+    let (work, root) = data_copy();
+    // Two amounts with a third decimal place: the stages read them to the nearest cent.
+    rewrite(
+        &root,
+        "payouts/dt=2026-05-20",
+        "SELECT * REPLACE (CASE row_number() OVER () WHEN 1 THEN 10.005 WHEN 2 THEN 0.001 ELSE amount END AS amount) FROM f",
+    );
+    let plans = work.path().join("plans");
+    let o = run_on(&root, &plans, &["--output", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let payouts = plan["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "payouts")
+        .unwrap();
+    let cents = payouts["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "money:amount")
+        .unwrap_or_else(|| panic!("no money test: {payouts:#}"));
+    assert_eq!(cents["failing_rows"], 2, "{cents:#}");
+    assert_eq!(cents["status"], "warn", "{cents:#}");
+    assert!(
+        cents["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a whole number of cents"),
+        "{cents:#}"
+    );
+    assert!(
+        plan["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "data_test/payouts/money:amount"),
+        "the finding names dataset and column"
+    );
+    // Every amount in the plan is whole cents.
+    money(&plan["metrics"]["funnel"][0]["current"]["payout_cost"]);
+    money(&plan["risk"]["payouts_at_risk"]["unpaid"]);
 }
 
 #[test]
@@ -444,7 +488,12 @@ fn a_rerun_writes_the_report_a_killed_run_left_unwritten() {
     // A file a killed run left over other data (no plan names it) is an orphan: `plan gc`
     // deletes it once it is older than the grace period, and never a file a plan names.
     let folder = plans.path().join("optimize-referrals/flagged-referrals");
-    let named = std::fs::read_dir(&folder).unwrap().next().unwrap().unwrap().path();
+    let named = std::fs::read_dir(&folder)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let old = folder.join("0123456789abcdef01234567.parquet");
     let young = folder.join("76543210fedcba9876543210.parquet");
     for orphan in [&old, &young] {
@@ -468,7 +517,11 @@ fn a_rerun_writes_the_report_a_killed_run_left_unwritten() {
     assert!(old.is_file());
     let o = plan_cmd(&["gc"], plans.path());
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("deleted 1 unreferenced file(s)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("deleted 1 unreferenced file(s)"),
+        "{}",
+        text(&o)
+    );
     assert!(!old.exists() && young.is_file() && named.is_file());
     // Every plan still reads (its flagged file is there).
     for version in ["1", "2"] {
@@ -476,7 +529,11 @@ fn a_rerun_writes_the_report_a_killed_run_left_unwritten() {
         assert!(o.status.success(), "{}", text(&o));
     }
     let o = plan_cmd(&["gc", "--older-than", "0s"], plans.path());
-    assert!(text(&o).contains("deleted 1 unreferenced file(s)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("deleted 1 unreferenced file(s)"),
+        "{}",
+        text(&o)
+    );
     assert!(!young.exists() && named.is_file());
 }
 

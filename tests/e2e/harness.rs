@@ -117,6 +117,19 @@ pub fn assert_valid_plan(plan: &serde_json::Value) {
     );
 }
 
+/// A plan's money value (a decimal string with two places, schema 1.2) as a number.
+#[track_caller]
+pub fn money(v: &serde_json::Value) -> f64 {
+    let text = v
+        .as_str()
+        .unwrap_or_else(|| panic!("money is a decimal string: {v}"));
+    let (_, cents) = text
+        .split_once('.')
+        .unwrap_or_else(|| panic!("money has two decimal places: {text}"));
+    assert_eq!(cents.len(), 2, "money has two decimal places: {text}");
+    text.parse().unwrap()
+}
+
 /// Copies the folder `from` (recursively) to `to`.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

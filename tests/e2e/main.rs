@@ -6,6 +6,7 @@ mod backfill;
 mod bad_input;
 mod data_refresh;
 mod data_tests;
+mod determinism;
 mod docs_examples;
 mod escalation;
 mod experiments;

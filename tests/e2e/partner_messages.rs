@@ -137,7 +137,7 @@ fn partners_with_tier_changes_or_health_drops_get_one_drafted_message_each() {
                     ),
                     format!("sent {} referrals", t["referrals"]),
                     format!("(previous window: {})", t["referrals_previous"]),
-                    format!("${:.0}", t["revenue"].as_f64().unwrap()),
+                    format!("${:.0}", money(&t["revenue"])),
                 ],
                 "tier_change",
             ),
@@ -153,7 +153,7 @@ fn partners_with_tier_changes_or_health_drops_get_one_drafted_message_each() {
                         format!("down {:.1} points", d["drop"].as_f64().unwrap()),
                         format!("plan v{}", first["version"]),
                         format!("sent {} referrals", d["referrals"]),
-                        format!("${:.0}", d["revenue"].as_f64().unwrap()),
+                        format!("${:.0}", money(&d["revenue"])),
                     ],
                     "health_drop",
                 )

@@ -4,7 +4,8 @@ Reads the same Parquet files as refopt (Hive `dt=` partitions) and prints JSON. 
 written independently of pipelines/sql: correlated per-referral aggregates over explicit
 period bounds instead of refopt's bucket joins. Semantics (docs/pipeline-authoring.md):
 a referral belongs to the window it was created in; its conversions and payouts count when they
-happen inside that same window; invites count in the window they were sent.
+happen inside that same window; invites count in the window they were sent. Money is summed as
+DECIMAL(18, 2) and printed with two decimals, so refopt must match it to the cent.
 
 usage: funnel_reference.py ROOT AS_OF WINDOW_DAYS
 """
@@ -54,7 +55,7 @@ CREATE TEMP TABLE conv AS
 SELECT ref.referral_id,
        bool_or(c.stage = 'signup') AS s1, bool_or(c.stage = 'qualified') AS s2,
        bool_or(c.stage = 'opportunity') AS s3, bool_or(c.stage = 'won') AS s4,
-       sum(CASE WHEN c.stage = 'won' THEN coalesce(c.amount, 0) ELSE 0 END) AS revenue
+       sum(CASE WHEN c.stage = 'won' THEN coalesce(CAST(c.amount AS DECIMAL(18, 2)), 0) ELSE 0 END) AS revenue
 FROM ref JOIN {table('conversions')} c
   ON c.referral_id = ref.referral_id AND c.occurred_at >= ref.p_start AND c.occurred_at < ref.p_end
 GROUP BY ref.referral_id
@@ -63,7 +64,7 @@ GROUP BY ref.referral_id
 con.execute(
     f"""
 CREATE TEMP TABLE pay AS
-SELECT ref.referral_id, sum(y.amount) AS payout_cost
+SELECT ref.referral_id, sum(CAST(y.amount AS DECIMAL(18, 2))) AS payout_cost
 FROM ref JOIN {table('payouts')} y
   ON y.referral_id = ref.referral_id AND y.created_at >= ref.p_start AND y.created_at < ref.p_end
 WHERE y.status <> 'reversed'
@@ -151,9 +152,9 @@ for dimension, column in [
     for period, value, referrals, s1, s2, s3, s4, revenue, payout, flagged in funnel:
         by_key[(period, value)] = dict(
             referrals=referrals, signups=s1, qualified=s2, opportunities=s3, won=s4,
-            revenue=revenue, payout_cost=payout, flagged=flagged)
-    empty = dict(referrals=0, signups=0, qualified=0, opportunities=0, won=0, revenue=0.0,
-                 payout_cost=0.0, flagged=0)
+            revenue=f"{revenue:.2f}", payout_cost=f"{payout:.2f}", flagged=flagged)
+    empty = dict(referrals=0, signups=0, qualified=0, opportunities=0, won=0, revenue="0.00",
+                 payout_cost="0.00", flagged=0)
     for key in set(by_key) | set(invites) | set(nps):
         period, value = key
         answers, promoters, detractors = nps.get(key, (0, 0, 0))

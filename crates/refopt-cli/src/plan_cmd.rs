@@ -195,7 +195,16 @@ pub(crate) async fn open(args: &PlanStoreArgs) -> anyhow::Result<(PlanStore, Vec
 /// data error naming the plan).
 pub(crate) fn decode(stored: &StoredPlan, bytes: &[u8]) -> anyhow::Result<Plan> {
     refopt_plan::parse_plan(bytes)
-        .map(|read| read.plan)
+        .map(|read| {
+            if read.float_money {
+                eprintln!(
+                    "note: {} is schema {}: its money was written as floating-point numbers and is read rounded to the cent",
+                    refopt_spec::redact::terminal_safe(&stored.url),
+                    read.plan.schema_version
+                );
+            }
+            read.plan
+        })
         .map_err(|source| {
             EngineError::from(refopt_plan::PlanStoreError::Decode {
                 location: stored.url.clone(),

@@ -85,7 +85,7 @@ pub fn print(plan: &Plan, plan_url: Option<&str>) {
                 r.current.won,
                 pct(r.rates.referral_to_won),
                 pp(r.rate_deltas.referral_to_won),
-                money(Some(r.current.revenue)),
+                money(Some(r.current.revenue.to_f64())),
                 money(r.rates.cost_per_won),
                 pct(r.rates.flag_rate),
                 r.rates
@@ -217,9 +217,9 @@ fn print_funnel(o: &FunnelRow) {
     );
     println!(
         "  revenue {} ({}), payouts {}, cost per won {}, revenue per payout dollar {}",
-        format::money(c.revenue),
+        format::money(c.revenue.to_f64()),
         rel(o.revenue_change),
-        format::money(c.payout_cost),
+        format::money(c.payout_cost.to_f64()),
         money(o.rates.cost_per_won),
         o.rates
             .revenue_per_payout_dollar
@@ -238,8 +238,8 @@ fn print_risk(plan: &Plan) {
         r.referrals_flagged,
         r.referrals_reviewed,
         pct(r.flag_rate),
-        format::money(r.payouts_at_risk.unpaid),
-        format::money(r.payouts_at_risk.paid)
+        format::money(r.payouts_at_risk.unpaid.to_f64()),
+        format::money(r.payouts_at_risk.paid.to_f64())
     );
     println!(
         "  vs existing fraud_flags: {} agree, {} new, {} only in fraud_flags",
@@ -270,7 +270,7 @@ fn print_risk(plan: &Plan) {
     if let Some(hold) = &r.payout_hold {
         println!(
             "  recommendation: hold {} of pending/held payouts on {} flagged referrals ({})",
-            format::money(hold.amount),
+            format::money(hold.amount.to_f64()),
             hold.referrals,
             hold.owner
         );
@@ -353,7 +353,7 @@ fn print_partner_health(plan: &Plan, summary: bool) {
                 p.tier,
                 p.score,
                 p.referrals,
-                money(Some(p.revenue))
+                money(Some(p.revenue.to_f64()))
             );
         }
     };

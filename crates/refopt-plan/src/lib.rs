@@ -1,6 +1,7 @@
 //! Plan JSON v1 (types and JSON Schema) and the versioned plan store.
 
 pub mod audit;
+pub mod money;
 pub mod name;
 pub mod plan;
 pub mod read;
@@ -10,6 +11,7 @@ pub mod vocabulary;
 pub use audit::{
     AcknowledgementRecord, ApprovalRecord, DeliveryAttempt, DeliveryRecord, approval_json_schema,
 };
+pub use money::Money;
 pub use name::{plan_file_name, plan_stem, plan_version};
 pub use plan::*;
 pub use read::{PlanReadError, ReadPlan, parse_plan};

@@ -3,12 +3,14 @@
 //! from these types and checked for drift by the test suite.
 
 use schemars::JsonSchema;
+
+use crate::money::Money;
 use serde::{Deserialize, Serialize};
 
 pub use crate::vocabulary::*;
 
 /// Version of the plan format written by this build.
-pub const SCHEMA_VERSION: &str = "1.1";
+pub const SCHEMA_VERSION: &str = "1.2";
 
 /// One run's plan: inputs, what was read, what ran, what was measured and recommended.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -322,9 +324,9 @@ pub struct FunnelCounts {
     pub opportunities: u64,
     pub won: u64,
     /// USD of won deals.
-    pub revenue: f64,
+    pub revenue: Money,
     /// USD paid or owed to referrers and partners (excluding reversed payouts).
-    pub payout_cost: f64,
+    pub payout_cost: Money,
     /// Referrals of this period's cohort with a fraud flag (the `fraud_flags` dataset) raised
     /// before the period ends. 0 in plans older than 1.1.
     #[serde(default)]
@@ -465,7 +467,7 @@ pub struct ConcentrationRow {
     /// The partner id for `partner_referrers`; null for program-wide rows.
     pub group_id: Option<String>,
     pub recipients: u64,
-    pub payouts: f64,
+    pub payouts: Money,
     pub top1_share: Option<f64>,
     pub top5_share: Option<f64>,
     /// Gini coefficient of the recipients' payouts (0 equal, 1 all to one).
@@ -478,7 +480,7 @@ pub struct PayoutHold {
     /// Flagged referrals with pending or held payouts.
     pub referrals: u64,
     /// Pending or held payout dollars to hold.
-    pub amount: f64,
+    pub amount: Money,
     pub owner: String,
     pub reason: String,
 }
@@ -496,9 +498,9 @@ pub struct FlagRate {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct PayoutsAtRisk {
     /// Pending or held: hold them pending review.
-    pub unpaid: f64,
+    pub unpaid: Money,
     /// Already paid: candidates for recovery.
-    pub paid: f64,
+    pub paid: Money,
 }
 
 /// How the rules' flags compare with the program's existing fraud flags.
@@ -540,7 +542,7 @@ pub struct Cohort {
     pub rule_ids: Vec<String>,
     /// Payout dollars (pending, held or paid) of the cluster's referrals in the window.
     #[serde(default)]
-    pub payouts_at_risk: f64,
+    pub payouts_at_risk: Money,
 }
 
 /// Partner health: scores from the partner health script, top/bottom partners, at-risk
@@ -580,7 +582,7 @@ pub struct PartnerScore {
     /// Referrals in the previous window (the partner's trend).
     #[serde(default)]
     pub referrals_previous: i64,
-    pub revenue: f64,
+    pub revenue: Money,
     /// The partner's share of all partner mentions in the window (since 1.1).
     #[serde(default)]
     pub share_of_voice: Option<f64>,
@@ -601,7 +603,7 @@ pub struct TierChange {
     #[serde(default)]
     pub referrals_previous: i64,
     #[serde(default)]
-    pub revenue: f64,
+    pub revenue: Money,
 }
 
 /// A partner whose health score fell since the previous plan.
@@ -618,7 +620,7 @@ pub struct HealthDrop {
     pub previous_version: u64,
     pub referrals: i64,
     pub referrals_previous: i64,
-    pub revenue: f64,
+    pub revenue: Money,
 }
 
 /// A message to one partner drafted from a template, for partner-ops to review and send.

@@ -16,7 +16,13 @@ pub struct ReadPlan {
     pub plan: Plan,
     /// Paths of the fields that were dropped (`risk.new_section`, ...).
     pub unknown_fields: Vec<String>,
+    /// The plan predates exact money (schema 1.2): its amounts were floating-point numbers,
+    /// read rounded to the cent.
+    pub float_money: bool,
 }
+
+/// The first schema version with money as exact decimal strings.
+const EXACT_MONEY: (u64, u64) = (1, 2);
 
 /// Why a plan could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +83,7 @@ pub fn parse_plan(bytes: &[u8]) -> Result<ReadPlan, PlanReadError> {
     Ok(ReadPlan {
         plan,
         unknown_fields,
+        float_money: theirs < EXACT_MONEY,
     })
 }
 
@@ -113,6 +120,26 @@ mod tests {
     fn unknown_fields_in_a_known_version_are_an_error() {
         let err = parse_plan(&plan_json(SCHEMA_VERSION, Some(("tiers", 1.into())))).unwrap_err();
         assert!(err.to_string().contains("risk.tiers"), "{err}");
+    }
+
+    #[test]
+    fn a_plan_with_float_money_reads_rounded_to_the_cent_and_says_so() {
+        let mut value =
+            serde_json::from_slice::<serde_json::Value>(&plan_json("1.1", None)).unwrap();
+        value["risk"]["payouts_at_risk"] =
+            serde_json::json!({"unpaid": 4788033.729999999, "paid": 0.1});
+        let read = parse_plan(&serde_json::to_vec(&value).unwrap()).unwrap();
+        assert!(read.float_money);
+        assert_eq!(
+            read.plan.risk.payouts_at_risk.unpaid.to_string(),
+            "4788033.73"
+        );
+        assert_eq!(read.plan.risk.payouts_at_risk.paid.to_string(), "0.10");
+        assert!(
+            !parse_plan(&plan_json(SCHEMA_VERSION, None))
+                .unwrap()
+                .float_money
+        );
     }
 
     #[test]

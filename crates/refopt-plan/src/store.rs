@@ -515,6 +515,13 @@ impl PlanStore {
                 "plan written by a newer refopt: fields this build does not know were dropped"
             );
         }
+        if read.float_money {
+            tracing::info!(
+                plan = %plan.url,
+                schema_version = %read.plan.schema_version,
+                "plan predates exact money (schema 1.2): its float amounts are read rounded to the cent"
+            );
+        }
         Ok(read.plan)
     }
 }
@@ -744,11 +751,11 @@ mod tests {
         p.metrics.funnel.push(crate::plan::FunnelRow {
             dimension: "overall".into(),
             value: "all".into(),
-            current: crate::plan::FunnelCounts {
-                revenue: value,
-                ..Default::default()
-            },
             won_change: Some(value),
+            ..Default::default()
+        });
+        p.partner_health.top.push(crate::plan::PartnerScore {
+            score: value,
             ..Default::default()
         });
         p
@@ -773,7 +780,7 @@ mod tests {
                     Err(e) => {
                         proptest::prop_assert!(!value.is_finite(), "{}", e);
                         proptest::prop_assert!(
-                            e.to_string().contains("metrics.funnel[0].current.revenue"),
+                            e.to_string().contains("partner_health.top[0].score"),
                             "{}", e
                         );
                         proptest::prop_assert!(versions(&store).await.is_empty());

@@ -352,6 +352,9 @@ pub enum DataTestKind {
     RowCountChange,
     /// Rows whose floating-point column is NaN or infinite (stages read them as null).
     Finite,
+    /// Rows whose money column has more than two decimal places or is out of range (stages
+    /// read it to the nearest cent, or as null out of range).
+    Money,
 }
 named!(DataTestKind {
     NotNull => "not_null",
@@ -361,6 +364,7 @@ named!(DataTestKind {
     Freshness => "freshness",
     RowCountChange => "row_count_change",
     Finite => "finite",
+    Money => "money",
 });
 
 impl DataTestKind {

@@ -1,7 +1,7 @@
 //! One-line insights under each chart, computed from the plan's numbers (never invented): each
 //! function returns `None` when the numbers cannot support a statement.
 
-use refopt_plan::{ExperimentResult, FunnelCounts, FunnelRates, FunnelRow, Plan};
+use refopt_plan::{ExperimentResult, FunnelCounts, FunnelRates, FunnelRow, Money, Plan};
 
 use crate::format::{count, money, pct, signed_pct};
 
@@ -214,8 +214,11 @@ pub fn flag_rate(plan: &Plan, trend: &[(String, f64)]) -> Option<String> {
         None => text.push_str("; no earlier plan of this window length to compare with"),
     }
     let unpaid = plan.risk.payouts_at_risk.unpaid;
-    if unpaid > 0.0 {
-        text.push_str(&format!("; {} of unpaid payouts at risk", money(unpaid)));
+    if unpaid > Money::ZERO {
+        text.push_str(&format!(
+            "; {} of unpaid payouts at risk",
+            money(unpaid.to_f64())
+        ));
     }
     text.push('.');
     Some(text)
@@ -268,7 +271,7 @@ pub fn clusters(plan: &Plan) -> Option<String> {
         count(c.referrers as f64),
         at_least(c.devices.len(), LISTED_DEVICES),
         c.payment_fingerprints,
-        money(c.payouts_at_risk)
+        money(c.payouts_at_risk.to_f64())
     ))
 }
 
@@ -316,7 +319,7 @@ pub fn partners(plan: &Plan) -> Option<String> {
     if h.partners_scored == 0 {
         return None;
     }
-    let at_risk_revenue: f64 = h.at_risk.iter().map(|p| p.revenue).sum();
+    let at_risk_revenue = h.at_risk.iter().map(|p| p.revenue).sum::<Money>().to_f64();
     let mut text = format!(
         "{} of {} partners scored; {} below the at-risk line",
         h.partners_scored,

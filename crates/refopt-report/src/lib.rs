@@ -175,7 +175,14 @@ fn environment() -> Environment<'static> {
             .map_or_else(|| "–".to_string(), f)
     };
     env.add_filter("count", move |v: Option<f64>| or_dash(v, format::count));
-    env.add_filter("money", move |v: Option<f64>| or_dash(v, format::money));
+    // Plan money is a decimal string ("12.30"); amounts the view computes are numbers.
+    env.add_filter("money", move |v: Value| {
+        let amount = match v.as_str() {
+            Some(text) => text.parse::<refopt_plan::Money>().ok().map(|m| m.to_f64()),
+            None => f64::try_from(v).ok(),
+        };
+        or_dash(amount, format::money)
+    });
     env.add_filter("pct", move |v: Option<f64>| or_dash(v, format::pct));
     env.add_filter("signed_pct", move |v: Option<f64>| {
         or_dash(v, format::signed_pct)

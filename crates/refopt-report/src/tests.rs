@@ -15,8 +15,8 @@ pub(crate) fn counts(invites: u64, referrals: u64, won: u64) -> FunnelCounts {
         qualified: referrals / 2,
         opportunities: referrals / 4,
         won,
-        revenue: won as f64 * 5000.0,
-        payout_cost: won as f64 * 300.0,
+        revenue: Money::from_cents(won as i64 * 500_000),
+        payout_cost: Money::from_cents(won as i64 * 30_000),
         ..FunnelCounts::default()
     }
 }
@@ -96,7 +96,7 @@ fn plan() -> Plan {
         score: 41.0,
         referrals: 90,
         referrals_previous: 120,
-        revenue: 120_000.0,
+        revenue: Money::from_cents(12_000_000),
         share_of_voice: Some(0.25),
     };
     plan.partner_health.partners_evaluated = 1;

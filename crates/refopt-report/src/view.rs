@@ -241,7 +241,7 @@ fn headline(plan: &Plan) -> Vec<Headline> {
         counted("invites", "Invites", |c| c.invites as f64, count),
         counted("referrals", "Referrals", |c| c.referrals as f64, count),
         counted("won", "Won deals", |c| c.won as f64, count),
-        counted("revenue", "Revenue", |c| c.revenue, money),
+        counted("revenue", "Revenue", |c| c.revenue.to_f64(), money),
         Headline {
             key: "referral_to_won",
             label: "Referral → won",
@@ -261,7 +261,7 @@ fn headline(plan: &Plan) -> Vec<Headline> {
         risk(
             "payouts_at_risk",
             "Unpaid payouts at risk",
-            Some(plan.risk.payouts_at_risk.unpaid),
+            Some(plan.risk.payouts_at_risk.unpaid.to_f64()),
             money,
         ),
         Headline {

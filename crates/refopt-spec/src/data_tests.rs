@@ -100,6 +100,12 @@ pub enum DataTestCheck {
         column: String,
         severity: TestSeverity,
     },
+    /// Every `column` value is a whole number of cents within `DECIMAL(18, 2)` (a money
+    /// column; stages read it to the nearest cent).
+    Money {
+        column: String,
+        severity: TestSeverity,
+    },
 }
 
 /// A validated data test with where it was declared.
@@ -120,6 +126,7 @@ impl DataTest {
             DataTestCheck::Freshness { .. } => DataTestKind::Freshness,
             DataTestCheck::RowCountChange { .. } => DataTestKind::RowCountChange,
             DataTestCheck::Finite { .. } => DataTestKind::Finite,
+            DataTestCheck::Money { .. } => DataTestKind::Money,
         }
     }
 
@@ -130,7 +137,8 @@ impl DataTest {
             | DataTestCheck::Unique { column, .. }
             | DataTestCheck::AcceptedValues { column, .. }
             | DataTestCheck::Relationships { column, .. }
-            | DataTestCheck::Finite { column, .. } => Some(column),
+            | DataTestCheck::Finite { column, .. }
+            | DataTestCheck::Money { column, .. } => Some(column),
             DataTestCheck::Freshness { .. } | DataTestCheck::RowCountChange { .. } => None,
         }
     }
@@ -205,9 +213,10 @@ pub(crate) fn resolve_tests(
             continue;
         };
         let allowed: &[&str] = match kind {
-            DataTestKind::NotNull | DataTestKind::Unique | DataTestKind::Finite => {
-                &["column", "severity"]
-            }
+            DataTestKind::NotNull
+            | DataTestKind::Unique
+            | DataTestKind::Finite
+            | DataTestKind::Money => &["column", "severity"],
             DataTestKind::AcceptedValues => &["column", "severity", "values"],
             DataTestKind::Relationships => &["column", "severity", "to", "field"],
             DataTestKind::Freshness => &["warn_after", "error_after"],
@@ -269,15 +278,34 @@ pub(crate) fn resolve_tests(
                 column.map(|column| DataTestCheck::NotNull { column, severity })
             }
             DataTestKind::Unique => column.map(|column| DataTestCheck::Unique { column, severity }),
-            DataTestKind::Finite => {
-                let float = column
+            DataTestKind::Money => {
+                let money = column
                     .as_ref()
-                    .is_some_and(|c| scope.column_types.get(c) == Some(&ColumnType::Float64));
+                    .is_some_and(|c| scope.column_types.get(c) == Some(&ColumnType::Money));
+                if column.is_some() && !money {
+                    errors.push(Diagnostic::new(
+                        location.clone(),
+                        format!(
+                            "dataset `{dataset}`: a `money` test needs a column declared `money`"
+                        ),
+                    ));
+                }
+                column
+                    .filter(|_| money)
+                    .map(|column| DataTestCheck::Money { column, severity })
+            }
+            DataTestKind::Finite => {
+                let float = column.as_ref().is_some_and(|c| {
+                    matches!(
+                        scope.column_types.get(c),
+                        Some(ColumnType::Float64 | ColumnType::Money)
+                    )
+                });
                 if column.is_some() && !float {
                     errors.push(Diagnostic::new(
                         location.clone(),
                         format!(
-                            "dataset `{dataset}`: a `finite` test needs a column declared `float64`"
+                            "dataset `{dataset}`: a `finite` test needs a column declared `float64` or `money`"
                         ),
                     ));
                 }
@@ -432,31 +460,44 @@ fn unknown_column(scope: &TestScope<'_>, column: &str, location: Location) -> Di
     .help("tests may name the dataset's required_columns only")
 }
 
-/// The dataset's `time_column` must be one of its required columns, of a time type when typed.
-/// Adds a `finite` test with `severity: warn` for every float64 column without a declared one:
-/// a NaN or infinite amount is always counted and named, never summed silently.
+/// Adds a `finite` test with `severity: warn` for every float64 or money column without a
+/// declared one, and a `money` test for every money column: a NaN, infinite or sub-cent amount
+/// is always counted and named, never summed silently.
 pub(crate) fn add_implicit_finite_tests(
     scope: &TestScope<'_>,
     dataset_location: &Location,
     tests: &mut Vec<DataTest>,
 ) {
     for column in scope.columns {
-        let float = scope.column_types.get(column) == Some(&ColumnType::Float64);
-        let declared = tests
-            .iter()
-            .any(|t| matches!(&t.check, DataTestCheck::Finite { column: c, .. } if c == column));
-        if float && !declared {
-            tests.push(DataTest {
-                check: DataTestCheck::Finite {
-                    column: column.clone(),
-                    severity: TestSeverity::Warn,
-                },
-                location: dataset_location.clone(),
+        let declared_type = scope.column_types.get(column);
+        let declared = |kind: DataTestKind| {
+            tests
+                .iter()
+                .any(|t| t.kind() == kind && t.column() == Some(column.as_str()))
+        };
+        let mut implicit = Vec::new();
+        if matches!(declared_type, Some(ColumnType::Float64 | ColumnType::Money))
+            && !declared(DataTestKind::Finite)
+        {
+            implicit.push(DataTestCheck::Finite {
+                column: column.clone(),
+                severity: TestSeverity::Warn,
             });
         }
+        if declared_type == Some(&ColumnType::Money) && !declared(DataTestKind::Money) {
+            implicit.push(DataTestCheck::Money {
+                column: column.clone(),
+                severity: TestSeverity::Warn,
+            });
+        }
+        tests.extend(implicit.into_iter().map(|check| DataTest {
+            check,
+            location: dataset_location.clone(),
+        }));
     }
 }
 
+/// The dataset's `time_column` must be one of its required columns, of a time type when typed.
 pub(crate) fn check_time_column(
     scope: &TestScope<'_>,
     time_column: &Spanned<String>,

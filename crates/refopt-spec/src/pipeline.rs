@@ -276,6 +276,9 @@ pub enum ColumnType {
     String,
     Int64,
     Float64,
+    /// An amount of money with two decimal places: stored as float64 or decimal, read by the
+    /// stages as an exact `DECIMAL(18, 2)` so sums are exact in any order.
+    Money,
     Bool,
     /// Instant in time (any unit; UTC).
     Timestamp,
@@ -284,8 +287,15 @@ pub enum ColumnType {
 
 impl ColumnType {
     /// Every type name accepted in YAML.
-    pub const NAMES: [&'static str; 6] =
-        ["string", "int64", "float64", "bool", "timestamp", "date"];
+    pub const NAMES: [&'static str; 7] = [
+        "string",
+        "int64",
+        "float64",
+        "money",
+        "bool",
+        "timestamp",
+        "date",
+    ];
 
     /// Parses a YAML type name.
     pub fn parse(name: &str) -> Option<ColumnType> {
@@ -293,6 +303,7 @@ impl ColumnType {
             "string" => ColumnType::String,
             "int64" => ColumnType::Int64,
             "float64" => ColumnType::Float64,
+            "money" => ColumnType::Money,
             "bool" => ColumnType::Bool,
             "timestamp" => ColumnType::Timestamp,
             "date" => ColumnType::Date,
@@ -306,6 +317,7 @@ impl ColumnType {
             ColumnType::String => "string",
             ColumnType::Int64 => "int64",
             ColumnType::Float64 => "float64",
+            ColumnType::Money => "money",
             ColumnType::Bool => "bool",
             ColumnType::Timestamp => "timestamp",
             ColumnType::Date => "date",

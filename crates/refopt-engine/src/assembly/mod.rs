@@ -377,6 +377,7 @@ fn fraud_findings(risk: &Risk) -> Vec<Finding> {
         b.severity
             .cmp(&a.severity)
             .then(b.referrals_flagged.cmp(&a.referrals_flagged))
+            .then_with(|| a.rule_id.cmp(&b.rule_id))
     });
     rules
         .into_iter()

@@ -12,7 +12,7 @@ use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use refopt_plan::{FunnelCounts, FunnelRow, Kpi, Plan};
+use refopt_plan::{FunnelCounts, FunnelRow, Kpi, Money, Plan};
 use refopt_spec::rule_tests::{
     AlertsCase, CaseKind, FraudCase, PartnerHealthCase, PlaybookCase, Row, TestCase,
 };
@@ -298,8 +298,8 @@ fn alerts_case(case: &AlertsCase, rules: &RuleSet) -> Compared {
                 qualified: f.qualified,
                 opportunities: f.opportunities,
                 won: f.won,
-                revenue: f.revenue,
-                payout_cost: f.payout_cost,
+                revenue: Money::from_f64_rounded(f.revenue).unwrap_or_default(),
+                payout_cost: Money::from_f64_rounded(f.payout_cost).unwrap_or_default(),
                 ..FunnelCounts::default()
             };
             FunnelRow {

@@ -13,13 +13,36 @@ pub fn matches(declared: ColumnType, found: &DataType) -> bool {
             matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
         }
         (ColumnType::Int64, t) => t.is_integer(),
-        (ColumnType::Float64, t) => {
+        (ColumnType::Float64 | ColumnType::Money, t) => {
             t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
         }
         (ColumnType::Bool, t) => *t == DataType::Boolean,
         (ColumnType::Timestamp, t) => matches!(t, DataType::Timestamp(..)),
         (ColumnType::Date, t) => matches!(t, DataType::Date32 | DataType::Date64),
     }
+}
+
+/// How stages read a money column: exact cents, summed without rounding in any order (a
+/// `SUM` widens it to `DECIMAL(28, 2)`).
+pub const MONEY: DataType = DataType::Decimal128(18, 2);
+
+/// `array` (a money column or sum: decimal, or float rounded to the cent) as exact amounts;
+/// null rows are `None`. Beyond the range of [`Money`] (±9.2·10^16) an amount saturates.
+pub fn money_values(
+    array: &datafusion::arrow::array::ArrayRef,
+) -> Result<Vec<Option<refopt_plan::Money>>, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Decimal128Type;
+    let cents = datafusion::arrow::compute::cast(array, &role_type(ColumnType::Money))?;
+    let cents = cents.as_primitive::<Decimal128Type>();
+    Ok((0..cents.len())
+        .map(|i| {
+            cents.is_valid(i).then(|| {
+                let value = cents.value(i).clamp(i64::MIN.into(), i64::MAX.into());
+                refopt_plan::Money::from_cents(value as i64)
+            })
+        })
+        .collect())
 }
 
 /// The Arrow type `refopt validate` plans SQL with for a declared type: what DataFusion reads
@@ -29,6 +52,7 @@ pub fn arrow_type(declared: ColumnType) -> DataType {
         ColumnType::String => DataType::Utf8View,
         ColumnType::Int64 => DataType::Int64,
         ColumnType::Float64 => DataType::Float64,
+        ColumnType::Money => MONEY,
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         ColumnType::Date => DataType::Date32,
@@ -40,6 +64,8 @@ pub fn role_type(column: ColumnType) -> DataType {
     match column {
         ColumnType::String => DataType::Utf8,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        // Sums of money: the widest decimal with the money scale.
+        ColumnType::Money => DataType::Decimal128(38, 2),
         other => arrow_type(other),
     }
 }

@@ -15,7 +15,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
-use refopt_spec::{Code, Dataset, Diagnostic};
+use refopt_spec::{Code, ColumnType, Dataset, Diagnostic};
 
 use crate::error::EngineError;
 use crate::storage::StorageLocation;
@@ -66,19 +66,26 @@ pub fn non_finite_sql(column: &str) -> String {
 }
 
 /// Registers `table` as the raw table and, under the dataset's name, a view reading every
-/// non-finite float as null (the table itself when it has no float columns).
+/// non-finite float as null and every `money` column as exact cents (`DECIMAL(18, 2)`, to the
+/// nearest cent; null when out of range) — the table itself when neither applies.
 async fn register_with_finite_view(
     ctx: &SessionContext,
-    name: &str,
+    dataset: &Dataset,
     table: Arc<ListingTable>,
 ) -> Result<(), EngineError> {
     use datafusion::catalog::TableProvider;
+    let name = dataset.name.as_str();
     let schema = table.schema();
     let raw = raw_table_name(name);
     ctx.register_table(raw.as_str(), table.clone())?;
     let is_float =
         |t: &DataType| matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64);
-    if !schema.fields().iter().any(|f| is_float(f.data_type())) {
+    let is_money = |column: &str| dataset.column_types.get(column) == Some(&ColumnType::Money);
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| is_float(f.data_type()) || is_money(f.name()))
+    {
         ctx.register_table(name, table)?;
         return Ok(());
     }
@@ -87,11 +94,15 @@ async fn register_with_finite_view(
         .iter()
         .map(|f| {
             let c = crate::metrics::data_tests::ident(f.name());
-            if is_float(f.data_type()) {
-                format!(
-                    "CASE WHEN {} THEN NULL ELSE {c} END AS {c}",
-                    non_finite_sql(&c)
-                )
+            let finite = if is_float(f.data_type()) {
+                format!("CASE WHEN {} THEN NULL ELSE {c} END", non_finite_sql(&c))
+            } else {
+                c.clone()
+            };
+            if is_money(f.name()) {
+                format!("TRY_CAST({finite} AS {MONEY_SQL}) AS {c}")
+            } else if finite != c {
+                format!("{finite} AS {c}")
             } else {
                 c
             }
@@ -107,6 +118,17 @@ async fn register_with_finite_view(
         .into_view();
     ctx.register_table(name, view)?;
     Ok(())
+}
+
+/// [`crate::execution::column_types::MONEY`] in SQL.
+pub const MONEY_SQL: &str = "DECIMAL(18, 2)";
+
+/// SQL that is true when the money `column` (a float or decimal SQL expression, finite) is not
+/// a whole number of cents within `DECIMAL(18, 2)`: what the stages read differs from it.
+pub fn not_cents_sql(column: &str) -> String {
+    format!(
+        "(abs(CAST({column} AS DOUBLE)) >= 1e16 OR abs(CAST({column} AS DOUBLE) * 100 - round(CAST({column} AS DOUBLE) * 100)) > 1e-6)"
+    )
 }
 
 /// Most files named per dataset in one error (the rest are counted).
@@ -325,7 +347,7 @@ async fn register_one(
         .with_listing_options(options)
         .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| Registration::Engine(e.into()))?;
-    register_with_finite_view(ctx, &dataset.name, Arc::new(table))
+    register_with_finite_view(ctx, dataset, Arc::new(table))
         .await
         .map_err(Registration::Engine)?;
     Ok(RegisteredDataset {

@@ -5,15 +5,17 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
-use refopt_plan::FunnelCounts;
+use datafusion::arrow::datatypes::{
+    Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType,
+};
+use refopt_plan::{FunnelCounts, Money};
 use refopt_spec::{ColumnType, Role};
 
 use crate::error::EngineError;
 
 /// Column contract of each role: (column, type).
 pub fn contract(role: Role) -> &'static [(&'static str, ColumnType)] {
-    use ColumnType::{Float64 as Real, Int64 as Integer, String as Text, Timestamp};
+    use ColumnType::{Float64 as Real, Int64 as Integer, Money, String as Text, Timestamp};
     match role {
         Role::DatasetHealth => &[
             ("dataset", Text),
@@ -33,8 +35,8 @@ pub fn contract(role: Role) -> &'static [(&'static str, ColumnType)] {
             ("qualified", Integer),
             ("opportunities", Integer),
             ("won", Integer),
-            ("revenue", Real),
-            ("payout_cost", Real),
+            ("revenue", Money),
+            ("payout_cost", Money),
             ("flagged", Integer),
             ("nps_responses", Integer),
             ("nps_promoters", Integer),
@@ -101,6 +103,17 @@ impl RoleBatch {
         (!a.is_null(row))
             .then(|| a.value(row))
             .filter(|v| v.is_finite())
+    }
+
+    /// Money value (zero for null).
+    pub fn money(&self, name: &str, row: usize) -> Money {
+        let a = self.col(name).as_primitive::<Decimal128Type>();
+        if a.is_null(row) {
+            return Money::ZERO;
+        }
+        // The contract's decimal has the money scale: its integer is the amount in cents.
+        let cents = a.value(row).clamp(i64::MIN.into(), i64::MAX.into());
+        Money::from_cents(cents as i64)
     }
 
     /// Timestamp value in microseconds.
@@ -185,8 +198,8 @@ pub fn funnel_records(
                     qualified: count("qualified"),
                     opportunities: count("opportunities"),
                     won: count("won"),
-                    revenue: b.real("revenue", r).unwrap_or(0.0),
-                    payout_cost: b.real("payout_cost", r).unwrap_or(0.0),
+                    revenue: b.money("revenue", r),
+                    payout_cost: b.money("payout_cost", r),
                     flagged: count("flagged"),
                     nps_responses: count("nps_responses"),
                     nps_promoters: count("nps_promoters"),

@@ -85,7 +85,8 @@ fn judge(test: &DataTest, m: &Measured, window_end: DateTime<Utc>) -> DataTestRe
         | DataTestCheck::Unique { severity, .. }
         | DataTestCheck::AcceptedValues { severity, .. }
         | DataTestCheck::Relationships { severity, .. }
-        | DataTestCheck::Finite { severity, .. } => {
+        | DataTestCheck::Finite { severity, .. }
+        | DataTestCheck::Money { severity, .. } => {
             let failing = m.failing.unwrap_or(0);
             r.failing_rows = Some(failing);
             r.status = row_status(*severity, failing);
@@ -101,6 +102,9 @@ fn judge(test: &DataTest, m: &Measured, window_end: DateTime<Utc>) -> DataTestRe
                 DataTestCheck::Finite { column, .. } => {
                     format!("have a NaN or infinite `{column}` (read as null by the stages)")
                 }
+                DataTestCheck::Money { column, .. } => format!(
+                    "have a `{column}` that is not a whole number of cents (read to the nearest cent, or as null beyond 10^16)"
+                ),
                 DataTestCheck::Relationships {
                     column, to, field, ..
                 } => format!("have a `{column}` not found in `{to}.{field}` (orphans)"),
@@ -237,6 +241,14 @@ fn dataset_sql(dataset: &Dataset) -> String {
                 format!(
                     "SUM(CASE WHEN cur_ AND {c} IS NOT NULL AND {} THEN 1 ELSE 0 END)",
                     crate::execution::datasets::non_finite_sql(&c)
+                )
+            }
+            DataTestCheck::Money { column, .. } => {
+                let c = ident(column);
+                format!(
+                    "SUM(CASE WHEN cur_ AND {c} IS NOT NULL AND NOT {} AND {} THEN 1 ELSE 0 END)",
+                    crate::execution::datasets::non_finite_sql(&format!("CAST({c} AS DOUBLE)")),
+                    crate::execution::datasets::not_cents_sql(&c)
                 )
             }
             _ => continue,

@@ -22,8 +22,8 @@ pub fn rates(c: &FunnelCounts) -> FunnelRates {
         qualified_to_opportunity: ratio(c.opportunities as f64, c.qualified as f64),
         opportunity_to_won: ratio(c.won as f64, c.opportunities as f64),
         referral_to_won: ratio(c.won as f64, c.referrals as f64),
-        cost_per_won: ratio(c.payout_cost, c.won as f64),
-        revenue_per_payout_dollar: ratio(c.revenue, c.payout_cost),
+        cost_per_won: ratio(c.payout_cost.to_f64(), c.won as f64),
+        revenue_per_payout_dollar: ratio(c.revenue.to_f64(), c.payout_cost.to_f64()),
         flag_rate: ratio(c.flagged as f64, c.referrals as f64),
         nps: ratio(
             100.0 * (c.nps_promoters as f64 - c.nps_detractors as f64),
@@ -98,7 +98,7 @@ pub fn funnel_rows(
                 rates: cur_rates,
                 rate_deltas: rate_deltas(&cur_rates, &prev_rates),
                 won_change: relative_change(cur.won as f64, prev.won as f64),
-                revenue_change: relative_change(cur.revenue, prev.revenue),
+                revenue_change: relative_change(cur.revenue.to_f64(), prev.revenue.to_f64()),
             });
         }
     }

@@ -2,7 +2,7 @@
 //! publishes `partner_health`, then derives top/bottom, at-risk partners and tier suggestions.
 
 use datafusion::arrow::array::RecordBatch;
-use refopt_plan::{HealthDrop, PartnerHealth, PartnerScore, Plan, Tier, TierChange};
+use refopt_plan::{HealthDrop, Money, PartnerHealth, PartnerScore, Plan, Tier, TierChange};
 use refopt_spec::partner_health::PartnerHealthRules;
 use refopt_spec::sandbox;
 use rhai::Scope;
@@ -133,7 +133,11 @@ fn summarize(
                     .get("referrals_previous")
                     .and_then(|v| v.as_i64())
                     .unwrap_or(0),
-                revenue: r.get("revenue").and_then(|v| v.as_f64()).unwrap_or(0.0),
+                revenue: r
+                    .get("revenue")
+                    .and_then(|v| v.as_f64())
+                    .and_then(Money::from_f64_rounded)
+                    .unwrap_or_default(),
                 share_of_voice: r.get("share_of_voice").and_then(|v| v.as_f64()),
             })
         })
@@ -157,7 +161,7 @@ fn summarize(
         .collect();
     at_risk.sort_by(|a, b| {
         b.revenue
-            .total_cmp(&a.revenue)
+            .cmp(&a.revenue)
             .then_with(|| a.partner_id.cmp(&b.partner_id))
     });
     health.at_risk = at_risk;

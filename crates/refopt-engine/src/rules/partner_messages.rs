@@ -12,7 +12,7 @@ struct Subject<'a> {
     score: f64,
     referrals: i64,
     referrals_previous: i64,
-    revenue: f64,
+    revenue: refopt_plan::Money,
     /// Tier changes: from, to, reason.
     tier_change: Option<(String, String, &'a str)>,
     /// Health drops: previous score, drop, previous plan version.
@@ -30,7 +30,7 @@ impl Subject<'_> {
             Placeholder::Score => format!("{:.1}", self.score),
             Placeholder::Referrals => self.referrals.to_string(),
             Placeholder::ReferralsPrevious => self.referrals_previous.to_string(),
-            Placeholder::Revenue => format!("{:.0}", self.revenue),
+            Placeholder::Revenue => format!("{:.0}", self.revenue.to_f64()),
             Placeholder::FromTier => self.tier_change.as_ref().map_or("", |t| &t.0).to_string(),
             Placeholder::ToTier => self.tier_change.as_ref().map_or("", |t| &t.1).to_string(),
             Placeholder::Reason => self.tier_change.as_ref().map_or("", |t| t.2).to_string(),

@@ -22,7 +22,8 @@ pub fn run(script: &Script, plan: &Plan, owners: &[String]) -> Result<Vec<Backlo
             sandbox::describe(e)
         )
     };
-    let input = rhai::serde::to_dynamic(plan).map_err(|e| at(&e))?;
+    let input = rhai::serde::to_dynamic(refopt_plan::money::plan_with_money_as_numbers(plan))
+        .map_err(|e| at(&e))?;
     let mut scope = Scope::new();
     scope.push_dynamic("plan", input);
     let output = sandbox::engine()

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::JoinType;
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionContext, col};
 use refopt_plan::{
-    Cohort, ConcentrationRow, ExistingFlagsComparison, FlagRate, PayoutConcentration, PayoutHold,
-    PayoutsAtRisk, Risk, RuleSummary, SensitivityPoint, SensitivityRow, SuppressionReport,
-    SuppressionStatus,
+    Cohort, ConcentrationRow, ExistingFlagsComparison, FlagRate, Money, PayoutConcentration,
+    PayoutHold, PayoutsAtRisk, Risk, RuleSummary, SensitivityPoint, SensitivityRow,
+    SuppressionReport, SuppressionStatus,
 };
 use refopt_spec::fraud::PayoutConcentrationLimits;
 
@@ -65,32 +65,33 @@ pub async fn risk_section(
     let mut at_risk = PayoutsAtRisk::default();
     let mut unpaid_referrals = 0u64;
     // Pending, held or paid dollars of each cluster's referrals.
-    let mut cluster_payouts: HashMap<String, f64> = HashMap::new();
+    let mut cluster_payouts: HashMap<String, Money> = HashMap::new();
     for b in &payouts {
         let status = cast(b.column(0), &DataType::Utf8)?;
         let cluster = cast(b.column(1), &DataType::Utf8)?;
-        let amount = cast(b.column(2), &DataType::Float64)?;
+        let amount = crate::execution::column_types::money_values(b.column(2))?;
         let referrals = cast(b.column(3), &DataType::Int64)?;
         let (status, cluster, amount, referrals) = (
             status.as_string::<i32>(),
             cluster.as_string::<i32>(),
-            amount.as_primitive::<Float64Type>(),
+            amount,
             referrals.as_primitive::<datafusion::arrow::datatypes::Int64Type>(),
         );
         for i in 0..b.num_rows() {
+            let amount = amount[i].unwrap_or(Money::ZERO);
             if cluster.is_valid(i) && matches!(status.value(i), "pending" | "held" | "paid") {
                 *cluster_payouts
                     .entry(cluster.value(i).to_string())
-                    .or_default() += amount.value(i);
+                    .or_default() += amount;
             }
             match status.value(i) {
                 "pending" | "held" => {
-                    at_risk.unpaid += amount.value(i);
+                    at_risk.unpaid += amount;
                     // A referral with both a pending and a held payout counts twice here: an
                     // upper bound, stated as such in the plan format docs.
                     unpaid_referrals += referrals.value(i) as u64;
                 }
-                "paid" => at_risk.paid += amount.value(i),
+                "paid" => at_risk.paid += amount,
                 _ => {}
             }
         }
@@ -130,10 +131,9 @@ pub async fn risk_section(
         Some(limits) => Some(payout_concentration(ctx, limits).await?),
         None => None,
     };
-    let round_cents = |v: f64| (v * 100.0).round() / 100.0;
-    let payout_hold = (at_risk.unpaid > 0.0).then(|| PayoutHold {
+    let payout_hold = (at_risk.unpaid > Money::ZERO).then(|| PayoutHold {
         referrals: unpaid_referrals,
-        amount: round_cents(at_risk.unpaid),
+        amount: at_risk.unpaid,
         owner: "fraud-detection".to_string(),
         reason: "hold (do not pay) pending and held payouts of flagged referrals until the \
                  fraud review clears them"
@@ -158,10 +158,7 @@ pub async fn risk_section(
                 rate: rate(flagged, referrals),
             })
             .collect(),
-        payouts_at_risk: PayoutsAtRisk {
-            unpaid: round_cents(at_risk.unpaid),
-            paid: round_cents(at_risk.paid),
-        },
+        payouts_at_risk: at_risk,
         existing_flags: ExistingFlagsComparison {
             existing: existing_ids.len() as u64,
             agreement,
@@ -193,9 +190,10 @@ pub async fn risk_section(
                 ips: c.ips.clone(),
                 payment_fingerprints: c.payment_fingerprints,
                 rule_ids: c.rule_ids.clone(),
-                payouts_at_risk: round_cents(
-                    cluster_payouts.get(&c.cluster_id).copied().unwrap_or(0.0),
-                ),
+                payouts_at_risk: cluster_payouts
+                    .get(&c.cluster_id)
+                    .copied()
+                    .unwrap_or_default(),
             })
             .collect(),
         suppressions: review
@@ -262,7 +260,9 @@ async fn payout_concentration(
             scope: text(r, "scope").unwrap_or_default(),
             group_id: text(r, "group_id"),
             recipients: number(r, "recipients").unwrap_or(0.0) as u64,
-            payouts: number(r, "payouts").unwrap_or(0.0),
+            payouts: number(r, "payouts")
+                .and_then(Money::from_f64_rounded)
+                .unwrap_or_default(),
             top1_share: number(r, "top1_share"),
             top5_share: number(r, "top5_share"),
             gini: number(r, "gini"),
@@ -278,7 +278,7 @@ async fn payout_concentration(
     let beyond = |r: &ConcentrationRow| {
         (limits.scopes.is_empty() || limits.scopes.contains(&r.scope))
             && r.recipients >= limits.min_recipients
-            && r.payouts >= limits.min_payouts
+            && r.payouts.to_f64() >= limits.min_payouts
             && (r.top1_share.is_some_and(|s| s > limits.max_top1_share)
                 || r.gini.is_some_and(|g| g > limits.max_gini))
     };

@@ -3,7 +3,8 @@
 -- assignment (conversions, payouts and flags of those referrals up to the window's end).
 -- Units exposed to more than one variant of an experiment are left out of every variant and
 -- counted in multi_exposed. Proportion metrics count units with at least one event; mean
--- metrics give the per-unit mean and sample variance (for Welch's test).
+-- metrics give the per-unit mean and sample variance (for Welch's test), computed from exact
+-- integer and decimal sums so the result does not depend on how the rows were split.
 -- Publishes: experiments (see docs/experiments.md for the column contract).
 WITH assignment AS (
   SELECT experiment_id, unit_id, assigned_at, variant, other_variant FROM experiment_units
@@ -35,7 +36,7 @@ window_referrals AS (
          MAX(flagged) AS flagged
   FROM (
     SELECT referral_id, 1 AS is_referral, referrer_id, created_at,
-           0 AS qualified, 0 AS won, 0.0 AS revenue, 0.0 AS payout, 0 AS flagged
+           0 AS qualified, 0 AS won, CAST(0 AS DECIMAL(18, 2)) AS revenue, CAST(0 AS DECIMAL(18, 2)) AS payout, 0 AS flagged
     FROM referrals
     WHERE dt >= $window_start_day AND dt < $window_end_day
       AND created_at >= $window_start AND created_at < $window_end AND referral_id IS NOT NULL
@@ -43,18 +44,18 @@ window_referrals AS (
     SELECT referral_id, 0, NULL, NULL,
            CASE WHEN stage IN ('qualified', 'opportunity', 'won') THEN 1 ELSE 0 END,
            CASE WHEN stage = 'won' THEN 1 ELSE 0 END,
-           CASE WHEN stage = 'won' THEN COALESCE(amount, 0.0) ELSE 0.0 END,
-           0.0, 0
+           CASE WHEN stage = 'won' THEN COALESCE(amount, 0) ELSE 0 END,
+           CAST(0 AS DECIMAL(18, 2)), 0
     FROM conversions
     WHERE dt >= $window_start_day AND dt < $window_end_day AND occurred_at < $window_end
       AND referral_id IS NOT NULL
     UNION ALL
-    SELECT referral_id, 0, NULL, NULL, 0, 0, 0.0, amount, 0
+    SELECT referral_id, 0, NULL, NULL, 0, 0, CAST(0 AS DECIMAL(18, 2)), amount, 0
     FROM payouts
     WHERE dt >= $window_start_day AND dt < $window_end_day AND created_at < $window_end
       AND recipient_type = 'referrer' AND status <> 'reversed' AND referral_id IS NOT NULL
     UNION ALL
-    SELECT referral_id, 0, NULL, NULL, 0, 0, 0.0, 0.0, 1
+    SELECT referral_id, 0, NULL, NULL, 0, 0, CAST(0 AS DECIMAL(18, 2)), CAST(0 AS DECIMAL(18, 2)), 1
     FROM fraud_flags
     WHERE dt >= $window_start_day AND dt < $window_end_day AND flagged_at < $window_end
       AND referral_id IS NOT NULL
@@ -73,14 +74,14 @@ unit_referrals AS (
 unit_outcomes AS (
   SELECT experiment_id, unit_id, MAX(variant) AS variant,
          SUM(referrals) AS referrals,
-         CAST(SUM(qualified) AS DOUBLE) AS qualified,
+         CAST(SUM(qualified) AS BIGINT) AS qualified,
          SUM(won) AS won,
          SUM(revenue) AS revenue,
          SUM(payout) AS payout,
          SUM(flagged) AS flagged
   FROM (
     SELECT experiment_id, unit_id, variant, 0 AS referrals, 0 AS qualified, 0 AS won,
-           0.0 AS revenue, 0.0 AS payout, 0 AS flagged
+           CAST(0 AS DECIMAL(18, 2)) AS revenue, CAST(0 AS DECIMAL(18, 2)) AS payout, 0 AS flagged
     FROM units
     UNION ALL
     SELECT experiment_id, unit_id, NULL, 1, qualified, won, revenue, payout, flagged
@@ -95,12 +96,17 @@ SELECT o.experiment_id,
        SUM(CASE WHEN o.qualified > 0 THEN 1 ELSE 0 END) AS qualified,
        SUM(CASE WHEN o.won > 0 THEN 1 ELSE 0 END) AS won,
        SUM(CASE WHEN o.flagged > 0 THEN 1 ELSE 0 END) AS fraud_flagged,
-       AVG(o.qualified) AS qualified_per_unit_mean,
-       VAR_SAMP(o.qualified) AS qualified_per_unit_var,
-       AVG(o.revenue) AS revenue_per_unit_mean,
-       VAR_SAMP(o.revenue) AS revenue_per_unit_var,
-       AVG(o.payout) AS payout_cost_per_unit_mean,
-       VAR_SAMP(o.payout) AS payout_cost_per_unit_var,
+       -- Means and sample variances from exact sums (integers and decimals): the same bits
+       -- in any summation order, unlike a floating-point AVG or VAR_SAMP.
+       CAST(SUM(o.qualified) AS DOUBLE) / CAST(COUNT(*) AS DOUBLE) AS qualified_per_unit_mean,
+       CAST(COUNT(*) * SUM(o.qualified * o.qualified) - SUM(o.qualified) * SUM(o.qualified) AS DOUBLE)
+         / NULLIF(CAST(COUNT(*) AS DOUBLE) * CAST(COUNT(*) - 1 AS DOUBLE), 0.0) AS qualified_per_unit_var,
+       CAST(SUM(o.revenue) AS DOUBLE) / CAST(COUNT(*) AS DOUBLE) AS revenue_per_unit_mean,
+       CAST(COUNT(*) * SUM(o.revenue * o.revenue) - SUM(o.revenue) * SUM(o.revenue) AS DOUBLE)
+         / NULLIF(CAST(COUNT(*) AS DOUBLE) * CAST(COUNT(*) - 1 AS DOUBLE), 0.0) AS revenue_per_unit_var,
+       CAST(SUM(o.payout) AS DOUBLE) / CAST(COUNT(*) AS DOUBLE) AS payout_cost_per_unit_mean,
+       CAST(COUNT(*) * SUM(o.payout * o.payout) - SUM(o.payout) * SUM(o.payout) AS DOUBLE)
+         / NULLIF(CAST(COUNT(*) AS DOUBLE) * CAST(COUNT(*) - 1 AS DOUBLE), 0.0) AS payout_cost_per_unit_var,
        MAX(e.multi_exposed) AS multi_exposed,
        MIN(e.first_assigned_at) AS first_assigned_at
 FROM unit_outcomes o

@@ -10,7 +10,7 @@ WITH cube AS (
   UNION ALL
   SELECT period, channel, persona, region, partner_tier, CAST(0 AS BIGINT), CAST(0 AS BIGINT),
          CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT),
-         CAST(0.0 AS DOUBLE), CAST(0.0 AS DOUBLE), CAST(0 AS BIGINT),
+         CAST(0 AS DECIMAL(18, 2)), CAST(0 AS DECIMAL(18, 2)), CAST(0 AS BIGINT),
          nps_responses, nps_promoters, nps_detractors
   FROM nps_cube
 )

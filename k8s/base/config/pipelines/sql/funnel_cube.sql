@@ -25,7 +25,7 @@ cohort AS (
 referral_events AS (
   SELECT referral_id, period, 1 AS is_referral, channel, persona, region, partner_tier,
          0 AS signed_up, 0 AS qualified, 0 AS opportunity, 0 AS won,
-         0.0 AS revenue, 0.0 AS payout_cost, 0 AS flagged
+         CAST(0 AS DECIMAL(18, 2)) AS revenue, CAST(0 AS DECIMAL(18, 2)) AS payout_cost, 0 AS flagged
   FROM cohort
   WHERE referral_id IS NOT NULL
   UNION ALL
@@ -36,8 +36,8 @@ referral_events AS (
          CASE WHEN stage = 'qualified' THEN 1 ELSE 0 END,
          CASE WHEN stage = 'opportunity' THEN 1 ELSE 0 END,
          CASE WHEN stage = 'won' THEN 1 ELSE 0 END,
-         CASE WHEN stage = 'won' THEN COALESCE(amount, 0.0) ELSE 0.0 END,
-         0.0, 0
+         CASE WHEN stage = 'won' THEN COALESCE(amount, 0) ELSE 0 END,
+         CAST(0 AS DECIMAL(18, 2)), 0
   FROM conversions
   WHERE dt >= $previous_start_day AND dt < $window_end_day
     AND occurred_at >= $previous_start AND occurred_at < $window_end
@@ -45,7 +45,7 @@ referral_events AS (
   UNION ALL
   SELECT referral_id,
          CASE WHEN created_at >= $window_start THEN 'current' ELSE 'previous' END AS period,
-         0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0.0, amount, 0
+         0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, CAST(0 AS DECIMAL(18, 2)), amount, 0
   FROM payouts
   WHERE dt >= $previous_start_day AND dt < $window_end_day
     AND created_at >= $previous_start AND created_at < $window_end
@@ -53,7 +53,7 @@ referral_events AS (
   UNION ALL
   SELECT referral_id,
          CASE WHEN flagged_at >= $window_start THEN 'current' ELSE 'previous' END AS period,
-         0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0.0, 0.0, 1
+         0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, CAST(0 AS DECIMAL(18, 2)), CAST(0 AS DECIMAL(18, 2)), 1
   FROM fraud_flags
   WHERE dt >= $previous_start_day AND dt < $window_end_day
     AND flagged_at >= $previous_start AND flagged_at < $window_end
@@ -86,7 +86,7 @@ referral_cube AS (
   UNION ALL
   SELECT period, channel, persona, region, partner_tier, CAST(0 AS BIGINT), COUNT(*),
          CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT),
-         CAST(0.0 AS DOUBLE), CAST(0.0 AS DOUBLE), CAST(0 AS BIGINT)
+         CAST(0 AS DECIMAL(18, 2)), CAST(0 AS DECIMAL(18, 2)), CAST(0 AS BIGINT)
   FROM cohort
   WHERE referral_id IS NULL
   GROUP BY period, channel, persona, region, partner_tier
@@ -96,7 +96,7 @@ invite_cube AS (
          CAST(SUM(invites) AS BIGINT) AS invites,
          CAST(0 AS BIGINT) AS referrals, CAST(0 AS BIGINT) AS signups,
          CAST(0 AS BIGINT) AS qualified, CAST(0 AS BIGINT) AS opportunities,
-         CAST(0 AS BIGINT) AS won, CAST(0.0 AS DOUBLE) AS revenue, CAST(0.0 AS DOUBLE) AS payout_cost,
+         CAST(0 AS BIGINT) AS won, CAST(0 AS DECIMAL(18, 2)) AS revenue, CAST(0 AS DECIMAL(18, 2)) AS payout_cost,
          CAST(0 AS BIGINT) AS flagged
   FROM (SELECT channel, persona, region, partner_tier, invites,
                CASE WHEN day >= CAST($window_start_day AS DATE) THEN 'current' ELSE 'previous' END AS period
