@@ -63,7 +63,7 @@ const CORPUS: &[BrokenCase] = &[
         file: "pipelines/optimize-referrals.yaml",
         find: "      - sent_at: timestamp",
         replace: "      - sent_at: timestmp",
-        expect: "pipelines/optimize-referrals.yaml:26:9: error[RF006]: dataset `invites`: column `sent_at` has unknown type `timestmp` (did you mean `timestamp`?); types: string, int64, float64, bool, timestamp, date",
+        expect: "pipelines/optimize-referrals.yaml:26:9: error[RF006]: dataset `invites`: column `sent_at` has unknown type `timestmp` (did you mean `timestamp`?); types: string, int64, float64, money, bool, timestamp, date",
     },
     BrokenCase {
         name: "data_test_unknown_kind",
