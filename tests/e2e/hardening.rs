@@ -54,6 +54,23 @@ fn run_on(root: &Path, plans: &Path, extra: &[&str]) -> std::process::Output {
     run(&mut cmd)
 }
 
+/// The result of data test `id` of `dataset` in `plan`.
+#[track_caller]
+fn dataset_test<'a>(plan: &'a serde_json::Value, dataset: &str, id: &str) -> &'a serde_json::Value {
+    let found = plan["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == dataset)
+        .unwrap_or_else(|| panic!("no dataset {dataset}"));
+    found["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no test {id}: {found:#}"))
+}
+
 fn plan_cmd(args: &[&str], plans: &Path) -> std::process::Output {
     run(refopt().arg("plan").args(args).arg("--plans").arg(plans))
 }
@@ -70,18 +87,7 @@ fn non_finite_money_is_counted_excluded_and_every_command_reads_the_plan() {
     let o = run_on(&root, &plans, &["--output", "json"]);
     assert!(o.status.success(), "{}", text(&o));
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let payouts = plan["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "payouts")
-        .unwrap();
-    let finite = payouts["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == "finite:amount")
-        .unwrap_or_else(|| panic!("no finite test: {payouts:#}"));
+    let finite = dataset_test(&plan, "payouts", "finite:amount");
     assert_eq!(finite["failing_rows"], 3, "{finite:#}");
     assert_eq!(finite["status"], "warn", "{finite:#}");
     assert!(
@@ -132,18 +138,7 @@ fn sub_cent_money_is_a_finding_and_sums_stay_exact_to_the_cent() {
     let o = run_on(&root, &plans, &["--output", "json"]);
     assert!(o.status.success(), "{}", text(&o));
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let payouts = plan["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "payouts")
-        .unwrap();
-    let cents = payouts["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == "money:amount")
-        .unwrap_or_else(|| panic!("no money test: {payouts:#}"));
+    let cents = dataset_test(&plan, "payouts", "money:amount");
     assert_eq!(cents["failing_rows"], 2, "{cents:#}");
     assert_eq!(cents["status"], "warn", "{cents:#}");
     assert!(

@@ -23,6 +23,12 @@ impl Money {
         Money(cents)
     }
 
+    /// Cents from a wider integer (a decimal sum's unscaled value), saturating at the range
+    /// of [`Money`] (±9.2·10^16 in major units).
+    pub fn from_cents_saturating(cents: i128) -> Money {
+        Money(cents.clamp(i64::MIN.into(), i64::MAX.into()) as i64)
+    }
+
     pub const fn cents(self) -> i64 {
         self.0
     }

@@ -37,10 +37,9 @@ pub fn money_values(
     let cents = cents.as_primitive::<Decimal128Type>();
     Ok((0..cents.len())
         .map(|i| {
-            cents.is_valid(i).then(|| {
-                let value = cents.value(i).clamp(i64::MIN.into(), i64::MAX.into());
-                refopt_plan::Money::from_cents(value as i64)
-            })
+            cents
+                .is_valid(i)
+                .then(|| refopt_plan::Money::from_cents_saturating(cents.value(i)))
         })
         .collect())
 }

@@ -189,13 +189,19 @@ async fn check_each_file(
     for check in checks {
         lines.extend(check?);
     }
+    Ok(file_problems(dataset, lines))
+}
+
+/// One diagnostic per file line of `dataset` (sorted), the first [`FILES_NAMED`] named and
+/// the rest counted.
+fn file_problems(dataset: &Dataset, mut lines: Vec<String>) -> Vec<Diagnostic> {
     lines.sort();
     let more = lines.len().saturating_sub(FILES_NAMED);
     lines.truncate(FILES_NAMED);
     if more > 0 {
         lines.push(format!("... and {more} more"));
     }
-    Ok(lines
+    lines
         .into_iter()
         .map(|line| {
             Diagnostic::of(
@@ -204,7 +210,7 @@ async fn check_each_file(
                 format!("dataset `{}`: {line}", dataset.name),
             )
         })
-        .collect())
+        .collect()
 }
 
 enum Registration {
@@ -392,20 +398,7 @@ pub async fn find_undecodable_files(
         .filter_map(|line| async move { line })
         .collect::<Vec<_>>()
         .await;
-        let mut lines = checks;
-        lines.sort();
-        let more = lines.len().saturating_sub(FILES_NAMED);
-        lines.truncate(FILES_NAMED);
-        if more > 0 {
-            lines.push(format!("... and {more} more"));
-        }
-        problems.extend(lines.into_iter().map(|line| {
-            Diagnostic::of(
-                Code::Dataset,
-                dataset.location.clone(),
-                format!("dataset `{}`: {line}", dataset.name),
-            )
-        }));
+        problems.extend(file_problems(dataset, checks));
     }
     Ok(problems)
 }

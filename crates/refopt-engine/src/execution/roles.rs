@@ -112,8 +112,7 @@ impl RoleBatch {
             return Money::ZERO;
         }
         // The contract's decimal has the money scale: its integer is the amount in cents.
-        let cents = a.value(row).clamp(i64::MIN.into(), i64::MAX.into());
-        Money::from_cents(cents as i64)
+        Money::from_cents_saturating(a.value(row))
     }
 
     /// Timestamp value in microseconds.
