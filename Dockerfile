@@ -1,27 +1,48 @@
-# refopt container image: build with the Rust toolchain, run on a minimal, non-root base.
+# refopt container image: a non-root runtime holding one static-ish binary. The default
+# pipeline and rules are compiled into it; the Kubernetes manifests (k8s/) mount the ConfigMap
+# versions at /etc/refopt/{rules,pipelines} and point REFOPT_RULES / REFOPT_PIPELINES at them
+# (or at a bucket).
+#
+# Production (default target): build with the Rust toolchain image, run on distroless.
 #   docker build -t refopt:0.1.0 .
-# The default rules and pipelines are baked in under /etc/refopt; the Kubernetes manifests
-# (k8s/) mount the ConfigMap versions over them, and --rules / REFOPT_RULES can point at a
-# bucket instead.
+# Runtime only, with a binary built outside the image (offline machines, CI):
+#   cargo build --release --bin refopt
+#   buildah bud --target prebuilt --build-arg BINARY=target/release/refopt -t refopt:0.1.0 .
+# Another runtime base (a Debian rootfs from mmdebstrap, a company base image):
+#   --build-arg RUNTIME_BASE=localhost/debian-bookworm
+# tests/container/run.sh builds the prebuilt target on an mmdebstrap base and runs it as
+# uid 65532 the way k8s/ does.
 
-FROM rust:1.95-bookworm AS build
+# distroless/cc: glibc and CA certificates (for HTTPS to object stores), no shell, no package
+# manager; the `nonroot` tag's user is uid 65532, matching the manifests' securityContext.
+ARG RUNTIME_BASE=gcr.io/distroless/cc-debian12:nonroot
+ARG BUILD_BASE=rust:1.95-bookworm
+
+FROM ${BUILD_BASE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 COPY tests ./tests
-RUN cargo build --release --locked -p refopt-cli \
- && strip target/release/refopt
+COPY rules ./rules
+COPY pipelines ./pipelines
+RUN cargo build --release --locked --bin refopt
 
-# distroless/cc: glibc and CA certificates (for HTTPS to object stores), no shell, no package
-# manager; the `nonroot` tag runs as uid 65532, matching the manifests' securityContext.
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/refopt /usr/local/bin/refopt
-COPY rules /etc/refopt/rules
-COPY pipelines /etc/refopt/pipelines
-ENV REFOPT_RULES=/etc/refopt/rules \
-    REFOPT_PIPELINES=/etc/refopt/pipelines \
-    REFOPT_LOG_FORMAT=json \
+# What every runtime target shares: user, environment, entry point.
+FROM ${RUNTIME_BASE} AS runtime
+ENV REFOPT_LOG_FORMAT=json \
     TMPDIR=/tmp
+# The root filesystem is read-only under k8s/ (only /tmp is a volume); `refopt demo` and
+# relative paths land in /tmp.
+WORKDIR /tmp
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/refopt"]
 CMD ["--help"]
+
+# A binary built outside the image (path relative to the build context).
+FROM runtime AS prebuilt
+ARG BINARY=target/release/refopt
+COPY --chmod=0555 ${BINARY} /usr/local/bin/refopt
+
+# The production image (last stage: the default target).
+FROM runtime AS production
+COPY --from=build --chmod=0555 /src/target/release/refopt /usr/local/bin/refopt

@@ -46,7 +46,19 @@ def main():
             source = f"read_parquet('{folder}/*/*.parquet', hive_partitioning = true, hive_types = {{'dt': VARCHAR}})"
         else:
             source = f"read_parquet('{folder}/*.parquet')"
-        con.execute(f"CREATE VIEW {d['name']} AS SELECT * FROM {source}")
+        # Money columns read as DECIMAL(18, 2), as refopt's dataset views do.
+        money = [
+            name
+            for column in d.get("required_columns", [])
+            if isinstance(column, dict)
+            for name, kind in column.items()
+            if kind == "money"
+        ]
+        select = "*"
+        if money:
+            casts = ", ".join(f"TRY_CAST({m} AS DECIMAL(18, 2)) AS {m}" for m in money)
+            select = f"* REPLACE ({casts})"
+        con.execute(f"CREATE VIEW {d['name']} AS SELECT {select} FROM {source}")
     timings = {}
     total = time.perf_counter()
     base = Path(pipeline_file).parent
@@ -67,6 +79,8 @@ def main():
             sql,
         )
         sql = re.sub(r"date_bin\(INTERVAL '1 hour', ([^)]+)\)", r"(epoch_us(\1) // 3600000000)", sql)
+        # DataFusion's make_array is DuckDB's list_value.
+        sql = sql.replace("make_array(", "list_value(")
         if "date_bin(" in sql or "arrow_cast(" in sql:
             sys.exit(f"stage {stage['id']}: a DataFusion function this script does not translate")
         began = time.perf_counter()

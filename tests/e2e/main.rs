@@ -13,6 +13,7 @@ mod experiments;
 mod funnel_vs_duckdb;
 mod hardening;
 mod harness;
+mod install;
 mod k8s;
 mod notifications;
 mod partner_messages;

@@ -7,9 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// refopt: batch runner for referral programs. Reads referral data from object storage with
 /// SQL (DataFusion), runs the pipeline's stages, and writes a versioned plan JSON back.
 #[derive(Debug, Parser)]
-#[command(name = "refopt", version, about, long_about = None, propagate_version = true)]
+#[command(name = "refopt", version = crate::VERSION, about, long_about = None, propagate_version = true)]
 #[command(
-    after_help = "Quick start:\n  refopt demo                       generate demo data in ./refopt-demo and run the default pipeline\n  refopt run optimize-referrals --root s3://bucket/referrals --window 30d --dimensions channel,partner-tier\n\nExit codes: 0 ok, 1 internal error (or validate/test found problems), 2 usage error, 3 configuration error, 4 data error, 5 storage error, 6 a stage failed (no plan written), 130/143 interrupted by SIGINT/SIGTERM (no plan written)."
+    after_help = "Quick start:\n  refopt demo                       generate demo data in ./refopt-demo and run the default pipeline\n  refopt init my-program            write the default pipeline and rules into my-program/ for editing\n  refopt run optimize-referrals --root s3://bucket/referrals --window 30d --dimensions channel,partner-tier\n\nConfiguration lookup (rules and pipelines each): the flag (--rules, --pipelines-dir), else the\nenvironment (REFOPT_RULES, REFOPT_PIPELINES), else ./rules or ./pipelines in the working\ndirectory, else the defaults embedded in refopt (plans record them as embedded@<version>).\n\nExit codes: 0 ok, 1 internal error (or validate/test found problems), 2 usage error, 3 configuration error, 4 data error, 5 storage error, 6 a stage failed (no plan written), 130/143 interrupted by SIGINT/SIGTERM (no plan written)."
 )]
 pub struct Cli {
     /// Log lines on stderr: readable text, or one JSON object per line (for Kubernetes log
@@ -85,6 +85,31 @@ pub enum Command {
         after_help = "Every run already writes plan-v<N>.html and plan-v<N>.md beside its plan.\n\nExamples:\n  refopt report refopt-demo/plans/optimize-referrals/plan-v000003.json\n  refopt report s3://bucket/plans/optimize-referrals/plan-v000012.json --detail full --out report.html\n  refopt report PLAN_URL --format markdown --out -      # the summary on stdout"
     )]
     Report(ReportArgs),
+    /// Write the default pipeline and rules embedded in refopt (with the rule tests) into a
+    /// folder for editing: <DIR>/pipelines and <DIR>/rules. Refuses to overwrite any file.
+    #[command(
+        after_help = "Then, from that folder (./rules and ./pipelines are found there):\n  refopt validate && refopt test\n  refopt run optimize-referrals --root s3://bucket/referrals"
+    )]
+    Init(InitArgs),
+    /// Print a shell completion script, e.g. `refopt completions bash > /etc/bash_completion.d/refopt`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff); with --dir, write one page per command (refopt-run.1, ...).
+    Man {
+        /// Folder for refopt.1 and one page per command.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `refopt init`.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Folder to write into (created if missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }
 
 /// `refopt report`.
@@ -137,9 +162,10 @@ pub struct BackfillArgs {
     /// Where plans are written (default: <root>/_plans).
     #[arg(long, env = "REFOPT_PLANS")]
     pub plans: Option<String>,
-    /// Folder holding pipeline files.
-    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
-    pub pipelines_dir: PathBuf,
+    /// Folder holding pipeline files [default: ./pipelines if it exists, else the pipeline
+    /// embedded in refopt].
+    #[arg(long, env = "REFOPT_PIPELINES")]
+    pub pipelines_dir: Option<PathBuf>,
     #[command(flatten)]
     pub range: RangeArgs,
     /// Rewrite windows whose stored plan has the same inputs.
@@ -163,9 +189,10 @@ pub struct BacktestArgs {
     /// Data root: a local path, file://, s3://, gs:// or az:// URL.
     #[arg(long, env = "REFOPT_ROOT")]
     pub root: String,
-    /// Folder holding pipeline files.
-    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
-    pub pipelines_dir: PathBuf,
+    /// Folder holding pipeline files [default: ./pipelines if it exists, else the pipeline
+    /// embedded in refopt].
+    #[arg(long, env = "REFOPT_PIPELINES")]
+    pub pipelines_dir: Option<PathBuf>,
     /// The changed rule set (folder or object-store prefix) compared with --rules.
     #[arg(long)]
     pub new_rules: String,
@@ -193,12 +220,14 @@ pub struct ConfigArgs {
     /// Pipeline name (looked up in --pipelines-dir) or path to a pipeline YAML.
     #[arg(long, default_value = "optimize-referrals")]
     pub pipeline: String,
-    /// Folder holding pipeline files.
-    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
-    pub pipelines_dir: PathBuf,
-    /// Rules folder or object-store prefix.
-    #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
-    pub rules: String,
+    /// Folder holding pipeline files [default: ./pipelines if it exists, else the pipeline
+    /// embedded in refopt].
+    #[arg(long, env = "REFOPT_PIPELINES")]
+    pub pipelines_dir: Option<PathBuf>,
+    /// Rules folder or object-store prefix [default: ./rules if it exists, else the rules
+    /// embedded in refopt].
+    #[arg(long, env = "REFOPT_RULES")]
+    pub rules: Option<String>,
     /// Retries of a failed object-store request (timeouts, resets, 5xx, 429) after its first
     /// attempt, with exponential backoff and jitter; each failed attempt is recorded in the
     /// plan's error_handling.storage_retries.
@@ -284,9 +313,10 @@ pub enum PlanCommand {
         which: String,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
-        /// Rules folder (approvals.yaml says which roles must sign).
-        #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
-        rules: String,
+        /// Rules folder (approvals.yaml says which roles must sign) [default: ./rules if it
+        /// exists, else the embedded rules].
+        #[arg(long, env = "REFOPT_RULES")]
+        rules: Option<String>,
         #[command(flatten)]
         store: PlanStoreArgs,
     },
@@ -320,9 +350,10 @@ pub struct DecisionArgs {
     pub role: Option<String>,
     #[arg(long)]
     pub note: Option<String>,
-    /// Rules folder: approvals.yaml (policy) and notifications.yaml (plan_approved/rejected).
-    #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
-    pub rules: String,
+    /// Rules folder: approvals.yaml (policy) and notifications.yaml (plan_approved/rejected)
+    /// [default: ./rules if it exists, else the embedded rules].
+    #[arg(long, env = "REFOPT_RULES")]
+    pub rules: Option<String>,
     /// Print what would be notified, send nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -359,12 +390,13 @@ pub struct PlanStoreArgs {
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Folder of test files (*.yaml) or one file.
-    #[arg(default_value = "rules/tests")]
-    pub path: PathBuf,
-    /// Rules folder or object-store prefix under test.
-    #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
-    pub rules: String,
+    /// Folder of test files (*.yaml) or one file [default: the `tests` folder of a local
+    /// --rules folder, else ./rules/tests].
+    pub path: Option<PathBuf>,
+    /// Rules folder or object-store prefix under test [default: ./rules if it exists, else the
+    /// rules embedded in refopt].
+    #[arg(long, env = "REFOPT_RULES")]
+    pub rules: Option<String>,
     /// Retries of a failed object-store request (timeouts, resets, 5xx, 429) after its first
     /// attempt, with exponential backoff and jitter; each failed attempt is recorded in the
     /// plan's error_handling.storage_retries.
@@ -451,9 +483,10 @@ pub struct AnalysisArgs {
     /// Rules folder or object-store prefix (s3://, gs://, az://) holding fraud.yaml, alerts.yaml,
     /// ladder.yaml, partner_health.yaml, suppressions.yaml, experiments.yaml, approvals.yaml,
     /// notifications.yaml and the .rhai scripts. Rules are read at run time: edit them without
-    /// rebuilding.
-    #[arg(long, env = "REFOPT_RULES", default_value = "rules")]
-    pub rules: String,
+    /// rebuilding [default: ./rules if it exists, else the rules embedded in refopt; `refopt
+    /// init` writes those out for editing].
+    #[arg(long, env = "REFOPT_RULES")]
+    pub rules: Option<String>,
     /// Retries of a failed object-store request (timeouts, resets, 5xx, 429) after its first
     /// attempt, with exponential backoff and jitter; each failed attempt is recorded in the
     /// plan's error_handling.storage_retries.
@@ -475,9 +508,10 @@ pub struct RunArgs {
     /// Where plans are written (default: <root>/_plans).
     #[arg(long, env = "REFOPT_PLANS")]
     pub plans: Option<String>,
-    /// Folder holding pipeline files.
-    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
-    pub pipelines_dir: PathBuf,
+    /// Folder holding pipeline files [default: ./pipelines if it exists, else the pipeline
+    /// embedded in refopt].
+    #[arg(long, env = "REFOPT_PIPELINES")]
+    pub pipelines_dir: Option<PathBuf>,
     /// End of the window (exclusive), YYYY-MM-DD, UTC (default: today).
     #[arg(long, conflicts_with = "as_of_from_index")]
     pub as_of: Option<String>,
@@ -533,9 +567,10 @@ pub struct DemoArgs {
     /// Regenerate the data even if the folder already has some.
     #[arg(long)]
     pub regenerate: bool,
-    /// Folder holding pipeline files.
-    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
-    pub pipelines_dir: PathBuf,
+    /// Folder holding pipeline files [default: ./pipelines if it exists, else the pipeline
+    /// embedded in refopt].
+    #[arg(long, env = "REFOPT_PIPELINES")]
+    pub pipelines_dir: Option<PathBuf>,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
 }
@@ -548,9 +583,10 @@ pub struct EvaluateArgs {
     /// End of the window (exclusive), YYYY-MM-DD.
     #[arg(long)]
     pub as_of: String,
-    /// Folder holding pipeline files.
-    #[arg(long, env = "REFOPT_PIPELINES", default_value = "pipelines")]
-    pub pipelines_dir: PathBuf,
+    /// Folder holding pipeline files [default: ./pipelines if it exists, else the pipeline
+    /// embedded in refopt].
+    #[arg(long, env = "REFOPT_PIPELINES")]
+    pub pipelines_dir: Option<PathBuf>,
     /// Pipeline name or file.
     #[arg(long, default_value = "optimize-referrals")]
     pub pipeline: String,

@@ -22,13 +22,15 @@ pub struct ProblemsFound {
 
 pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let file = pipeline_file(&args.config.pipeline, &args.config.pipelines_dir);
-    if !file.is_file() {
+    let file = pipeline_file(&args.config.pipeline, args.config.pipelines_dir.as_deref())?;
+    if !file.path.is_file() {
         return Err(
-            EngineError::Parameter(format!("pipeline file {} not found", file.display())).into(),
+            EngineError::Parameter(format!("pipeline file {} not found", file.display)).into(),
         );
     }
-    let mut validation = validate(&file, Some(&args.config.rules)).await;
+    let rules = crate::defaults::rules(args.config.rules.as_deref())?;
+    let mut validation = validate(&file.path, Some(&rules.location)).await;
+    crate::defaults::name_embedded(&mut validation.problems);
     if args.k8s.is_dir() {
         validation
             .problems
@@ -53,8 +55,8 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<()> {
     if args.format == ProblemFormat::Text {
         eprintln!(
             "ok: {} and {} are valid ({} SQL stages planned, {} rules checked{}) in {} ms",
-            file.display(),
-            redact_secrets(&args.config.rules),
+            file.display,
+            redact_secrets(&rules.display(crate::defaults::RULES_FOLDER)),
             validation.stages_planned,
             validation.rules_checked,
             match warnings {
@@ -155,9 +157,10 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         &|_, _, _| {},
     )
     .await?;
-    let file = pipeline_file(&args.config.pipeline, &args.config.pipelines_dir);
+    let file = pipeline_file(&args.config.pipeline, args.config.pipelines_dir.as_deref())?;
     let pipeline = load_pipeline(&file)?;
-    let rules = refopt_engine::rules::source::load_rules(&args.config.rules).await?;
+    let rules =
+        crate::defaults::load_rules(args.config.rules.as_deref(), &Default::default()).await?;
     let request = RunRequest {
         pipeline,
         data_root: dir.path().to_string_lossy().into_owned(),
@@ -170,6 +173,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         alert_threshold: None,
         rules: rules.rules,
         rules_source: rules.source,
+        pipeline_source: file.display.clone(),
         rules_hashes: rules.hashes,
         force: false,
         session: SessionOptions::default(),
@@ -216,28 +220,48 @@ pub struct TestsFailed {
 }
 
 pub async fn run_tests(args: TestArgs) -> anyhow::Result<()> {
-    let cases = refopt_spec::rule_tests::load_tests(&args.path).map_err(EngineError::Config)?;
+    let resolved = crate::defaults::rules(args.rules.as_deref())?;
+    let tests = match &args.path {
+        Some(path) => path.clone(),
+        // The tests beside local rules (./rules, a --rules folder, the embedded copy).
+        None if !refopt_engine::rules::source::is_remote(&resolved.location) => {
+            std::path::Path::new(resolved.location.trim_start_matches("file://")).join("tests")
+        }
+        None => std::path::PathBuf::from("rules/tests"),
+    };
+    let shown = crate::defaults::name_embedded_text(&tests.display().to_string());
+    let cases = refopt_spec::rule_tests::load_tests(&tests).map_err(|mut e| {
+        crate::defaults::name_embedded(&mut e.0);
+        EngineError::Config(e)
+    })?;
     if cases.is_empty() {
-        return Err(anyhow!("no test cases in {}", args.path.display()));
+        return Err(anyhow!("no test cases in {shown}"));
     }
-    let rules = refopt_engine::rules::source::load_rules(&args.rules).await?;
+    let rules = crate::defaults::load_rules(args.rules.as_deref(), &Default::default()).await?;
     let mut failed = 0;
     for case in &cases {
         let result = refopt_engine::checks::rule_tests::run_case(case, &rules.rules).await;
         if result.passed {
-            println!("PASS {}  ({})", result.name, result.location);
+            println!(
+                "PASS {}  ({})",
+                result.name,
+                crate::defaults::name_embedded_text(&result.location.to_string())
+            );
         } else {
             failed += 1;
-            println!("FAIL {}  ({})", result.name, result.location);
+            println!(
+                "FAIL {}  ({})",
+                result.name,
+                crate::defaults::name_embedded_text(&result.location.to_string())
+            );
             for line in result.detail.unwrap_or_default().lines() {
                 println!("     {line}");
             }
         }
     }
     println!(
-        "\n{} passed, {failed} failed ({} against {})",
+        "\n{} passed, {failed} failed ({shown} against {})",
         cases.len() - failed,
-        args.path.display(),
         rules.source
     );
     if failed > 0 {
@@ -251,7 +275,7 @@ pub async fn run_tests(args: TestArgs) -> anyhow::Result<()> {
 }
 
 pub async fn run_explain(args: ExplainArgs) -> anyhow::Result<()> {
-    let file = pipeline_file(&args.config.pipeline, &args.config.pipelines_dir);
+    let file = pipeline_file(&args.config.pipeline, args.config.pipelines_dir.as_deref())?;
     let pipeline = load_pipeline(&file)?;
     let window: Window = args
         .window

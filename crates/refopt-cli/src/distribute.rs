@@ -196,7 +196,7 @@ pub async fn acknowledge(args: AckArgs) -> anyhow::Result<()> {
 
 /// `refopt plan approve` and `refopt plan reject`.
 pub async fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<()> {
-    let rules = refopt_engine::rules::source::load_rules(&args.rules)
+    let rules = crate::defaults::load_rules(args.rules.as_deref(), &Default::default())
         .await?
         .rules;
     let (store, plans) = crate::plan_cmd::open(&args.store).await?;
@@ -324,10 +324,12 @@ pub async fn decide(args: DecisionArgs, approve: bool) -> anyhow::Result<()> {
 pub async fn audit(
     which: &str,
     output: Output,
-    rules: &str,
+    rules: Option<&str>,
     args: &PlanStoreArgs,
 ) -> anyhow::Result<()> {
-    let rules = refopt_engine::rules::source::load_rules(rules).await?.rules;
+    let rules = crate::defaults::load_rules(rules, &Default::default())
+        .await?
+        .rules;
     let (store, plans) = crate::plan_cmd::open(args).await?;
     let stored = crate::plan_cmd::pick(&plans, which)?;
     let bytes = store

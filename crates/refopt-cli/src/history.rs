@@ -142,7 +142,7 @@ fn dates(range: &RangeArgs) -> anyhow::Result<Vec<NaiveDate>> {
 
 /// `refopt backfill`.
 pub async fn run_backfill(args: BackfillArgs) -> anyhow::Result<()> {
-    let file = crate::pipeline_file(&args.pipeline, &args.pipelines_dir);
+    let file = crate::pipeline_file(&args.pipeline, args.pipelines_dir.as_deref())?;
     let pipeline = crate::load_pipeline(&file)?;
     let dates = dates(&args.range)?;
     let plans = args
@@ -150,7 +150,7 @@ pub async fn run_backfill(args: BackfillArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| crate::default_plans_root(&args.root));
     let mut request = crate::build_request(
-        pipeline,
+        (pipeline, &file),
         args.root.clone(),
         Some(plans),
         dates[0],
@@ -198,11 +198,17 @@ pub async fn run_backfill(args: BackfillArgs) -> anyhow::Result<()> {
 
 /// `refopt backtest`.
 pub async fn run_backtest(args: BacktestArgs) -> anyhow::Result<()> {
-    let file = crate::pipeline_file(&args.pipeline, &args.pipelines_dir);
+    let file = crate::pipeline_file(&args.pipeline, args.pipelines_dir.as_deref())?;
     let pipeline = crate::load_pipeline(&file)?;
     let dates = dates(&args.range)?;
-    let request =
-        crate::build_request(pipeline, args.root.clone(), None, dates[0], &args.analysis).await?;
+    let request = crate::build_request(
+        (pipeline, &file),
+        args.root.clone(),
+        None,
+        dates[0],
+        &args.analysis,
+    )
+    .await?;
     let new_rules =
         refopt_engine::rules::source::load_rules_with(&args.new_rules, &request.storage)
             .await

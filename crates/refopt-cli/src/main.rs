@@ -3,6 +3,7 @@
 
 mod args;
 mod check;
+mod defaults;
 mod distribute;
 mod history;
 mod metrics_push;
@@ -10,6 +11,9 @@ mod plan_cmd;
 mod progress;
 mod report;
 mod summary;
+
+/// `refopt --version`: the package version and, when built from git, the revision.
+pub const VERSION: &str = env!("REFOPT_VERSION");
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,7 +83,7 @@ fn main() -> ExitCode {
     // the very end, so an interrupted run leaves nothing partial behind.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    match outcome {
+    let code = match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             let code = exit_code(&e);
@@ -103,7 +107,9 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
-    }
+    };
+    defaults::cleanup();
+    code
 }
 
 /// An error and its causes on one line. Causes whose text the message already contains are
@@ -119,7 +125,7 @@ fn error_text(e: &anyhow::Error) -> String {
             text.push_str(&cause);
         }
     }
-    refopt_spec::redact::redact_secrets(&text).into_owned()
+    defaults::name_embedded_text(&refopt_spec::redact::redact_secrets(&text))
 }
 
 /// Resolves when SIGTERM or SIGINT arrives, with the signal's name and exit code.
@@ -184,6 +190,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Test(args) => check::run_tests(args).await,
         Command::Plan(command) => plan_cmd::run(command).await,
         Command::Report(args) => report::run(args).await,
+        Command::Init(args) => init(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "refopt", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Schema { approval } => {
             let schema = if approval {
                 refopt_plan::approval_json_schema()
@@ -196,25 +209,104 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Finds a pipeline by name in `dir`, or takes it as a path.
-fn pipeline_file(name_or_path: &str, dir: &Path) -> PathBuf {
-    let as_path = PathBuf::from(name_or_path);
-    if name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml") || as_path.is_file() {
-        as_path
-    } else {
-        dir.join(format!("{name_or_path}.yaml"))
+/// `refopt init`: the embedded pipeline and rules, written out for editing.
+fn init(args: args::InitArgs) -> anyhow::Result<()> {
+    let written = defaults::write_tree(&args.dir, true).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            EngineError::Parameter(format!(
+                "refusing to overwrite: {e}; refopt init writes only files that do not exist yet \
+                 (move them away or pick another folder)"
+            ))
+        } else {
+            EngineError::Parameter(format!("cannot write into {}: {e}", args.dir.display()))
+        }
+    })?;
+    for file in &written {
+        println!("created {}", args.dir.join(file).display());
     }
+    let cd = if args.dir == Path::new(".") {
+        String::new()
+    } else {
+        format!("cd {} && ", args.dir.display())
+    };
+    eprintln!(
+        "\n{} files: the default pipeline and rules of refopt {}. Next:\n  {cd}refopt validate && refopt test\n  refopt run optimize-referrals --root <data> --window 30d   # uses ./rules and ./pipelines",
+        written.len(),
+        VERSION
+    );
+    Ok(())
 }
 
-fn load_pipeline(file: &Path) -> anyhow::Result<Pipeline> {
-    if !file.is_file() {
+/// `refopt man`: the roff page of refopt on stdout, or one page per command in `dir`.
+fn man(dir: Option<&Path>) -> anyhow::Result<()> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            eprintln!("man pages written to {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// A pipeline file after the lookup (see [`defaults`]).
+#[derive(Debug, Clone)]
+struct PipelineFile {
+    path: PathBuf,
+    /// How plans and messages name it (`embedded@<version>/pipelines/<name>.yaml` for the
+    /// embedded default).
+    display: String,
+    embedded: bool,
+}
+
+/// Finds a pipeline by name in the pipelines folder (flag, environment, `./pipelines`, or the
+/// embedded defaults), or takes it as a path.
+fn pipeline_file(name_or_path: &str, dir: Option<&Path>) -> Result<PipelineFile, EngineError> {
+    let as_path = PathBuf::from(name_or_path);
+    if name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml") || as_path.is_file() {
+        return Ok(PipelineFile {
+            display: as_path.display().to_string(),
+            path: as_path,
+            embedded: false,
+        });
+    }
+    let folder = defaults::pipelines_dir(dir)?;
+    let file_name = format!("{name_or_path}.yaml");
+    Ok(PipelineFile {
+        path: Path::new(&folder.location).join(&file_name),
+        display: if folder.embedded {
+            format!("{}/{file_name}", folder.display(defaults::PIPELINES_FOLDER))
+        } else {
+            Path::new(&folder.location)
+                .join(&file_name)
+                .display()
+                .to_string()
+        },
+        embedded: folder.embedded,
+    })
+}
+
+fn load_pipeline(file: &PipelineFile) -> anyhow::Result<Pipeline> {
+    if !file.path.is_file() {
+        let hint = if file.embedded {
+            "the pipelines embedded in refopt are optimize-referrals only: pass --pipelines-dir, \
+             a path to a .yaml file, or run `refopt init` and add yours to ./pipelines"
+        } else {
+            "pass a pipeline name from --pipelines-dir or a path to a .yaml file"
+        };
         return Err(EngineError::Parameter(format!(
-            "pipeline file {} not found (pass a pipeline name from --pipelines-dir or a path to a .yaml file)",
-            file.display()
+            "pipeline file {} not found ({hint})",
+            file.display
         ))
         .into());
     }
-    Pipeline::load(file).map_err(|e| EngineError::Config(e).into())
+    Pipeline::load(&file.path).map_err(|mut e| {
+        defaults::name_embedded(&mut e.0);
+        EngineError::Config(e).into()
+    })
 }
 
 /// Dates refopt accepts for `--as-of`, `--from`, `--to` and `--end`: windows reach up to two
@@ -277,7 +369,7 @@ fn today() -> NaiveDate {
 }
 
 async fn build_request(
-    pipeline: Pipeline,
+    (pipeline, pipeline_source): (Pipeline, &PipelineFile),
     data_root: String,
     plans_root: Option<String>,
     as_of: NaiveDate,
@@ -292,7 +384,7 @@ async fn build_request(
         timeout: a.storage_timeout,
         ..StoragePolicy::default()
     };
-    let rules = refopt_engine::rules::source::load_rules_with(&a.rules, &storage).await?;
+    let rules = defaults::load_rules(a.rules.as_deref(), &storage).await?;
     let dimensions: Vec<String> = a
         .dimensions
         .iter()
@@ -319,6 +411,7 @@ async fn build_request(
         alert_threshold: a.alert_threshold,
         rules: rules.rules,
         rules_source: rules.source,
+        pipeline_source: pipeline_source.display.clone(),
         rules_hashes: rules.hashes,
         force: false,
         session: SessionOptions {
@@ -333,14 +426,21 @@ async fn build_request(
 }
 
 async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
-    let file = pipeline_file(&args.pipeline, &args.pipelines_dir);
+    let file = pipeline_file(&args.pipeline, args.pipelines_dir.as_deref())?;
     let pipeline = load_pipeline(&file)?;
     let as_of = parse_date("--as-of", &args.as_of)?;
-    let request = build_request(pipeline, args.root.clone(), None, as_of, &args.analysis).await?;
+    let request = build_request(
+        (pipeline, &file),
+        args.root.clone(),
+        None,
+        as_of,
+        &args.analysis,
+    )
+    .await?;
     if request.rules.fraud.is_none() {
         return Err(EngineError::Parameter(format!(
             "no fraud rules in {} (refopt eval scores fraud rules: add rules/fraud.yaml)",
-            args.analysis.rules
+            request.rules_source
         ))
         .into());
     }
@@ -390,7 +490,7 @@ async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let file = pipeline_file(&args.pipeline, &args.pipelines_dir);
+    let file = pipeline_file(&args.pipeline, args.pipelines_dir.as_deref())?;
     let pipeline = load_pipeline(&file)?;
     let as_of = match (&args.as_of, &args.as_of_from_index) {
         (Some(d), _) => parse_date("--as-of", d)?,
@@ -406,8 +506,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| default_plans_root(&args.root)),
         )
     };
-    let mut request =
-        build_request(pipeline, args.root.clone(), plans, as_of, &args.analysis).await?;
+    let mut request = build_request(
+        (pipeline, &file),
+        args.root.clone(),
+        plans,
+        as_of,
+        &args.analysis,
+    )
+    .await?;
     request.force = args.force;
     execute(
         request,
@@ -605,10 +711,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
         report.end
     };
-    let file = pipeline_file("optimize-referrals", &args.pipelines_dir);
+    let file = pipeline_file("optimize-referrals", args.pipelines_dir.as_deref())?;
     let pipeline = load_pipeline(&file)?;
     let request = build_request(
-        pipeline,
+        (pipeline, &file),
         data.to_string_lossy().into_owned(),
         Some(plans.to_string_lossy().into_owned()),
         end,

@@ -29,7 +29,7 @@ pub async fn run(command: PlanCommand) -> anyhow::Result<()> {
             output,
             rules,
             store,
-        } => crate::distribute::audit(&which, output, &rules, &store).await,
+        } => crate::distribute::audit(&which, output, rules.as_deref(), &store).await,
         PlanCommand::Gc {
             older_than,
             dry_run,

@@ -30,6 +30,8 @@ pub struct RunRequest {
     pub rules: RuleSet,
     /// Where the rules were loaded from (folder or object-store URL), recorded in the plan.
     pub rules_source: String,
+    /// Where the pipeline file was read from, recorded in the plan.
+    pub pipeline_source: String,
     /// `rules/<file>` -> SHA-256 of the rule files (see [`crate::config_hash`]).
     pub rules_hashes: std::collections::BTreeMap<String, String>,
     /// Write a new plan even when the latest plan has the same inputs fingerprint.

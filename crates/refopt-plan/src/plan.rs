@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::vocabulary::*;
 
 /// Version of the plan format written by this build.
-pub const SCHEMA_VERSION: &str = "1.2";
+pub const SCHEMA_VERSION: &str = "1.3";
 
 /// One run's plan: inputs, what was read, what ran, what was measured and recommended.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -90,8 +90,13 @@ pub struct Inputs {
     pub alert_threshold: Option<f64>,
     /// Data root URL (never contains credentials).
     pub data_root: String,
-    /// Rules folder or object-store URL the rules were read from.
+    /// Rules folder or object-store URL the rules were read from; `embedded@<version>/rules`
+    /// for the defaults compiled into refopt.
     pub rules: String,
+    /// Pipeline file the run used; `embedded@<version>/pipelines/<name>.yaml` for the default
+    /// compiled into refopt (empty in plans before schema 1.3).
+    #[serde(default)]
+    pub pipeline: String,
     /// SHA-256 of every rule and pipeline file the run used (`rules/fraud.yaml`,
     /// `pipeline/sql/funnel.sql`, ...), so a plan says exactly which configuration produced it.
     pub config_hashes: std::collections::BTreeMap<String, String>,

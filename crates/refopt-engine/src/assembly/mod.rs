@@ -183,6 +183,7 @@ pub fn assemble(ctx: PlanContext<'_>) -> Plan {
             alert_threshold: request.alert_threshold,
             data_root: ctx.data_root_display.to_string(),
             rules: request.rules_source.clone(),
+            pipeline: request.pipeline_source.clone(),
             config_hashes: {
                 let mut hashes = request.rules_hashes.clone();
                 hashes.extend(crate::config_hash::pipeline_hashes(pipeline));

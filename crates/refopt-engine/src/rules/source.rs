@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use refopt_spec::{Diagnostics, RuleSet};
+use refopt_spec::RuleSet;
 
 use crate::error::EngineError;
 use crate::storage;
@@ -103,22 +103,30 @@ pub async fn load_rules_with(
         std::fs::write(&target, &bytes).map_err(|e| storage_error(e.to_string()))?;
     }
     let display = resolved.display.trim_end_matches('/').to_string();
-    let rules = RuleSet::load(download.path())
-        .map_err(|e| EngineError::Config(rebase(e, download.path(), &display)))?;
+    load_rules_from_copy(download.path(), &display)
+}
+
+/// Loads rules from `local`, a copy of the rules at `origin` (an object URL, or the embedded
+/// defaults): problems are located at `origin`, and `origin` is the source the plan records.
+pub fn load_rules_from_copy(local: &Path, origin: &str) -> Result<LoadedRules, EngineError> {
+    let rules = RuleSet::load(local).map_err(|mut e| {
+        rebase_locations(&mut e.0, local, origin);
+        EngineError::Config(e)
+    })?;
     Ok(LoadedRules {
         rules,
-        source: display,
-        hashes: crate::config_hash::rule_file_hashes(download.path()),
+        source: origin.to_string(),
+        hashes: crate::config_hash::rule_file_hashes(local),
     })
 }
 
-/// Rewrites error locations under `local` to the object URL they were downloaded from.
-fn rebase(mut errors: Diagnostics, local: &Path, url: &str) -> Diagnostics {
-    for e in &mut errors.0 {
+/// Rewrites problem locations (and paths in messages) under `local` to `origin`, the place the
+/// files were copied from.
+pub fn rebase_locations(problems: &mut [refopt_spec::Diagnostic], local: &Path, origin: &str) {
+    for e in problems {
         if let Ok(relative) = e.location.file.strip_prefix(local) {
-            e.location.file = PathBuf::from(format!("{url}/{}", relative.display()));
+            e.location.file = PathBuf::from(format!("{origin}/{}", relative.display()));
         }
-        e.message = e.message.replace(&local.display().to_string(), url);
+        e.message = e.message.replace(&local.display().to_string(), origin);
     }
-    errors
 }
