@@ -171,16 +171,15 @@ fn collect(dir: &'static Dir<'static>, prefix: &Path, out: &mut Vec<(PathBuf, &'
 /// when one exists.
 pub fn write_tree(target: &Path, create_new: bool) -> std::io::Result<Vec<PathBuf>> {
     let files = files();
-    if create_new {
-        if let Some((existing, _)) = files
+    if create_new
+        && let Some((existing, _)) = files
             .iter()
             .find(|(relative, _)| target.join(relative).symlink_metadata().is_ok())
-        {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("{} already exists", target.join(existing).display()),
-            ));
-        }
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} already exists", target.join(existing).display()),
+        ));
     }
     let mut written = Vec::with_capacity(files.len());
     for (relative, contents) in files {
