@@ -45,8 +45,9 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}/refopt
 rootfs=$cache/bookworm-rootfs.tar
 if [ ! -f "$rootfs" ]; then
   mkdir -p "$cache"
-  mmdebstrap --quiet --variant=apt --include=ca-certificates bookworm "$rootfs.part"
-  mv "$rootfs.part" "$rootfs"
+  # mmdebstrap picks its output format from the name: keep ".tar" at the end.
+  mmdebstrap --quiet --variant=apt --include=ca-certificates bookworm "$cache/partial.tar"
+  mv "$cache/partial.tar" "$rootfs"
 fi
 if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
   c=$(buildah from scratch)

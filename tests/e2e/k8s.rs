@@ -252,6 +252,44 @@ fn json_logs_end_with_a_summary_line() {
 }
 
 #[test]
+fn json_logs_cover_data_generation_too() {
+    // The container's demo generates data first; its status lines must be JSON as well.
+    let root = tempfile::tempdir().unwrap();
+    let o = run(refopt().args([
+        "--log-format",
+        "json",
+        "generate",
+        "--root",
+        root.path().to_str().unwrap(),
+        "--days",
+        "5",
+        "--scale",
+        "0.002",
+    ]));
+    assert!(o.status.success(), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let messages: Vec<String> = stderr
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.starts_with("generating ")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("wrote ")),
+        "{messages:?}"
+    );
+}
+
+#[test]
 fn sigterm_stops_the_run_and_writes_nothing() {
     let plans = tempfile::tempdir().unwrap();
     let mut child = refopt()

@@ -149,7 +149,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         days: 70,
         end,
     };
-    eprintln!("sample: generating 20,000 invites over 70 days in a temporary folder");
+    crate::progress::notice("sample: generating 20,000 invites over 70 days in a temporary folder");
     refopt_datagen::generate(
         location.store.clone(),
         &location.prefix,
@@ -190,7 +190,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         .filter(|e| e.action == refopt_plan::ErrorAction::RuleSkipped)
         .map(|e| e.task_id.as_str())
         .collect();
-    eprintln!(
+    crate::progress::notice(&format!(
         "sample: the plan would hold {} tasks, {} funnel rows, {} findings, {} alerts, {} escalations, {} backlog items; {} of {} referrals flagged; {} partners scored",
         plan.tasks.len(),
         plan.metrics.funnel.len(),
@@ -201,7 +201,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         plan.risk.referrals_flagged,
         plan.risk.referrals_reviewed,
         plan.partner_health.partners_scored
-    );
+    ));
     if !failed_rules.is_empty() {
         return Err(anyhow!(
             "sample: rules failed at run time: {} (details in the plan's error_handling)",

@@ -229,11 +229,11 @@ fn init(args: args::InitArgs) -> anyhow::Result<()> {
     } else {
         format!("cd {} && ", args.dir.display())
     };
-    eprintln!(
+    progress::notice(&format!(
         "\n{} files: the default pipeline and rules of refopt {}. Next:\n  {cd}refopt validate && refopt test\n  refopt run optimize-referrals --root <data> --window 30d   # uses ./rules and ./pipelines",
         written.len(),
         VERSION
-    );
+    ));
     Ok(())
 }
 
@@ -246,7 +246,7 @@ fn man(dir: Option<&Path>) -> anyhow::Result<()> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             clap_mangen::generate_to(command, dir)
                 .with_context(|| format!("writing man pages into {}", dir.display()))?;
-            eprintln!("man pages written to {}", dir.display());
+            progress::notice(&format!("man pages written to {}", dir.display()));
         }
     }
     Ok(())
@@ -448,7 +448,10 @@ async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
     let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;
     let review = outcome.fraud.expect("rules were given");
     for o in review.outcomes.iter().filter(|o| o.error.is_some()) {
-        eprintln!("rule failed: {}", o.error.as_deref().unwrap_or_default());
+        progress::warning(&format!(
+            "rule failed: {}",
+            o.error.as_deref().unwrap_or_default()
+        ));
     }
     let quality = refopt_engine::checks::rule_quality::score(&args.root, &range, &review).await?;
     if args.analysis.output == Output::Json {
@@ -649,10 +652,10 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<refopt_datagen::Generate
         days: args.days,
         end,
     };
-    eprintln!(
+    progress::notice(&format!(
         "generating {invites} invites over {} days (seed {}) into {}",
         args.days, args.seed, location.display
-    );
+    ));
     let bar = progress::GenerationProgress::new(args.days);
     let started = std::time::Instant::now();
     let report = refopt_datagen::generate(
@@ -665,16 +668,16 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<refopt_datagen::Generate
     bar.finish();
     let rows: u64 = report.tables.values().map(|t| t.rows).sum();
     let bytes: u64 = report.tables.values().map(|t| t.bytes).sum();
-    eprintln!(
+    progress::notice(&format!(
         "wrote {rows} rows ({:.1} MiB) in {:.1}s: {} to {} (truth under {}/_truth/)",
         bytes as f64 / 1_048_576.0,
         started.elapsed().as_secs_f64(),
         report.start,
         report.end,
         location.display
-    );
+    ));
     for (pattern, n) in &report.counts.fraud_by_pattern {
-        eprintln!("  planted {pattern}: {n} referrals");
+        progress::notice(&format!("  planted {pattern}: {n} referrals"));
     }
     Ok(report)
 }
@@ -691,10 +694,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        eprintln!(
+        progress::notice(&format!(
             "using existing demo data in {} (pass --regenerate to rebuild)",
             data.display()
-        );
+        ));
         parse_date("end_exclusive in the demo manifest", &end)?
     } else {
         if data.exists() {

@@ -197,11 +197,11 @@ pub(crate) fn decode(stored: &StoredPlan, bytes: &[u8]) -> anyhow::Result<Plan> 
     refopt_plan::parse_plan(bytes)
         .map(|read| {
             if read.float_money {
-                eprintln!(
+                crate::progress::warning(&format!(
                     "note: {} is schema {}: its money was written as floating-point numbers and is read rounded to the cent",
                     refopt_spec::redact::terminal_safe(&stored.url),
                     read.plan.schema_version
-                );
+                ));
             }
             read.plan
         })

@@ -96,6 +96,25 @@ pub fn json_logs() -> bool {
     JSON_LOGS.get().copied().unwrap_or(false)
 }
 
+/// A status line for the operator: printed as is, or an `info` event under `--log-format json`
+/// so that every stderr line stays one JSON object.
+pub fn notice(message: &str) {
+    if json_logs() {
+        tracing::info!("{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// Like [`notice`], at `warn` level.
+pub fn warning(message: &str) {
+    if json_logs() {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
 /// Stage progress of a run.
 pub struct StageProgress {
     bar: Option<ProgressBar>,

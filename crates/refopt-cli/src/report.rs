@@ -58,10 +58,10 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         "-" => print!("{body}"),
         path => {
             std::fs::write(path, body).with_context(|| format!("writing {path}"))?;
-            eprintln!(
+            crate::progress::notice(&format!(
                 "wrote {path} (plan v{version}, {} earlier plan(s) for deltas and trend)",
                 history.len()
-            );
+            ));
         }
     }
     Ok(())
