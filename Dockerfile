@@ -6,8 +6,8 @@
 # Production (default target): build with the Rust toolchain image, run on distroless.
 #   docker build -t refopt:0.1.0 .
 # Runtime only, with a binary built outside the image (offline machines, CI):
-#   cargo build --release --bin refopt
-#   buildah bud --target prebuilt --build-arg BINARY=target/release/refopt -t refopt:0.1.0 .
+#   cargo build --profile dist --bin refopt
+#   buildah bud --target prebuilt --build-arg BINARY=target/dist/refopt -t refopt:0.1.0 .
 # Another runtime base (a Debian rootfs from mmdebstrap, a company base image):
 #   --build-arg RUNTIME_BASE=localhost/debian-bookworm
 # tests/container/run.sh builds the prebuilt target on an mmdebstrap base and runs it as
@@ -25,7 +25,7 @@ COPY crates ./crates
 COPY tests ./tests
 COPY rules ./rules
 COPY pipelines ./pipelines
-RUN cargo build --release --locked --bin refopt
+RUN cargo build --profile dist --locked --bin refopt
 
 # What every runtime target shares: user, environment, entry point.
 FROM ${RUNTIME_BASE} AS runtime
@@ -40,9 +40,9 @@ CMD ["--help"]
 
 # A binary built outside the image (path relative to the build context).
 FROM runtime AS prebuilt
-ARG BINARY=target/release/refopt
+ARG BINARY=target/dist/refopt
 COPY --chmod=0555 ${BINARY} /usr/local/bin/refopt
 
 # The production image (last stage: the default target).
 FROM runtime AS production
-COPY --from=build --chmod=0555 /src/target/release/refopt /usr/local/bin/refopt
+COPY --from=build --chmod=0555 /src/target/dist/refopt /usr/local/bin/refopt
