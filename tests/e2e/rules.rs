@@ -331,3 +331,83 @@ fn run_with_rules_and(rules: &str, extra: &[&str]) -> serde_json::Value {
     )
     .0
 }
+
+#[test]
+fn signals_stop_a_slow_rule_within_two_seconds_and_write_nothing() {
+    // ~150,000 operations per row (legal: under the operation limit) on every referral, with a
+    // budget of ten minutes: without cancellation the run would go on for minutes.
+    let slow_rule = r#"
+  - id: slow_but_legal
+    description: a rule that takes far longer than a Job's grace period
+    severity: low
+    pattern: test
+    table: risk_referrals
+    key: referral_id
+    time_limit_ms: 600000
+    expression: |
+      { let s = 0; for i in 0..50000 { s += i; } s < 0 }
+"#;
+    for (signal, code, name) in [("TERM", 143, "SIGTERM"), ("INT", 130, "SIGINT")] {
+        let dir = tempfile::tempdir().unwrap();
+        let plans = tempfile::tempdir().unwrap();
+        let rules = rules_copy(&dir.path().join("rules"), |y| {
+            y.replace(
+                "\n# Payout concentration",
+                &format!("{slow_rule}\n# Payout concentration"),
+            )
+        });
+        let mut child = refopt()
+            .args([
+                "run",
+                "optimize-referrals",
+                "--root",
+                shared_data().to_str().unwrap(),
+                "--plans",
+                plans.path().to_str().unwrap(),
+                "--as-of",
+                AS_OF,
+                "--rules",
+                &rules,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+                "the run ended before its rules phase"
+            );
+            if line.starts_with("rules: started") {
+                break;
+            }
+        }
+        // Well inside the slow rule (each row takes milliseconds, there are thousands).
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let sent = std::time::Instant::now();
+        let o =
+            run(std::process::Command::new("kill")
+                .args([format!("-{signal}"), child.id().to_string()]));
+        assert!(o.status.success());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        let took = sent.elapsed();
+        assert_eq!(status.code(), Some(code), "{name}: {rest}");
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "{name}: exited {took:?} after the signal\n{rest}"
+        );
+        assert!(
+            rest.contains(&format!("interrupted by {name}: stopped, no plan written")),
+            "{rest}"
+        );
+        assert!(
+            plan_files(plans.path()).is_empty(),
+            "{name}: a plan was written"
+        );
+    }
+}

@@ -473,9 +473,16 @@ pub struct AnalysisArgs {
     /// Query threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Memory limit for queries, e.g. 2GiB or 512MiB; operators spill to disk beyond it.
+    /// Memory limit for queries, e.g. 2GiB or 512MiB; operators spill to disk beyond it, and
+    /// stage outputs are written to the scratch folder.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<usize>,
+    /// Folder for the run's scratch files: stage outputs (Arrow IPC) and operators' spill files,
+    /// in a `refopt-scratch-<pid>-*` folder removed when the run ends (a killed run's is removed
+    /// by the next). Stage outputs are written there instead of held in memory whenever this is
+    /// given or --memory-limit is set [default: the system temp folder, TMPDIR].
+    #[arg(long, env = "REFOPT_SCRATCH", value_name = "DIR")]
+    pub scratch: Option<std::path::PathBuf>,
     /// Prometheus Pushgateway to push run metrics to after the run (duration, success, rows,
     /// findings, alerts, escalations); best effort, a failed push never fails the run.
     #[arg(long, env = "REFOPT_PUSHGATEWAY", value_name = "URL")]

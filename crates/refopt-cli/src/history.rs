@@ -43,6 +43,9 @@ impl WindowProgress {
 impl WindowObserver for WindowProgress {
     /// Each window's report goes beside its plan, like a run's (a failure is a warning).
     async fn plan_written(&self, outcome: &refopt_engine::RunOutcome) {
+        if let Some(stored) = &outcome.stored {
+            crate::interrupt::plan_written(&stored.url);
+        }
         if let Some(Err(e)) = crate::report::write_for(outcome).await {
             let line = format!(
                 "warning: report of window as_of {} not written ({e}); re-render it with `refopt report`",

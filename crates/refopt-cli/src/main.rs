@@ -6,6 +6,7 @@ mod check;
 mod defaults;
 mod distribute;
 mod history;
+mod interrupt;
 mod metrics_push;
 mod plan_cmd;
 mod progress;
@@ -73,15 +74,23 @@ fn main() -> ExitCode {
     };
     progress::init_logs(cli.log_format == args::LogFormat::Json);
     let started = std::time::Instant::now();
+    let signals = interrupt::listen();
     let outcome = runtime.block_on(async {
         tokio::select! {
             result = dispatch(cli) => Ok(result),
-            signal = interrupted() => Err(signal),
+            Ok(interrupted) = signals => Err(interrupted),
         }
     });
-    // Leaving the runtime cancels whatever was still running; plans are written in one put at
-    // the very end, so an interrupted run leaves nothing partial behind.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // A signal that arrived while the command was inside blocking work (a rule evaluating)
+    // ended that work early; whatever the command returned then, the run was interrupted.
+    let outcome = match (outcome, interrupt::received()) {
+        (Ok(_), Some(interrupted)) => Err(interrupted),
+        (outcome, _) => outcome,
+    };
+    // Leaving the runtime cancels whatever was still running (after a signal, Rhai evaluations
+    // have already been told to stop); plans are written in one put at the very end, and not
+    // at all once a stop is requested, so an interrupted run leaves nothing partial behind.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(800));
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let code = match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
@@ -94,18 +103,19 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
-        Err((name, code)) => {
+        Err(interrupt::Interrupted { signal, exit_code }) => {
+            let outcome = interrupt::outcome();
             if progress::json_logs() {
                 tracing::warn!(
-                    signal = name,
-                    exit_code = code,
+                    signal,
+                    exit_code,
                     elapsed_ms,
-                    "interrupted; no plan written"
+                    "interrupted: stopped, {outcome}"
                 );
             } else {
-                eprintln!("interrupted by {name}: stopped, no plan written");
+                eprintln!("interrupted by {signal}: stopped, {outcome}");
             }
-            ExitCode::from(code)
+            ExitCode::from(exit_code)
         }
     };
     defaults::cleanup();
@@ -126,27 +136,6 @@ fn error_text(e: &anyhow::Error) -> String {
         }
     }
     defaults::name_embedded_text(&refopt_spec::redact::redact_secrets(&text))
-}
-
-/// Resolves when SIGTERM or SIGINT arrives, with the signal's name and exit code.
-async fn interrupted() -> (&'static str, u8) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => ("SIGTERM", exit::INTERRUPTED_TERM),
-            _ = tokio::signal::ctrl_c() => ("SIGINT", exit::INTERRUPTED_INT),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        ("SIGINT", exit::INTERRUPTED_INT)
-    }
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
@@ -417,7 +406,8 @@ async fn build_request(
         session: SessionOptions {
             threads: a.threads,
             memory_limit: a.memory_limit,
-            shared_runtime: None,
+            scratch: a.scratch.clone(),
+            ..Default::default()
         },
         storage,
         plan_series: Vec::new(),
@@ -569,6 +559,9 @@ async fn execute(
         }
     }
     let outcome = outcome?;
+    if let Some(stored) = outcome.stored.as_ref().filter(|_| !outcome.unchanged) {
+        interrupt::plan_written(&stored.url);
+    }
     let written_report = report::write_for(&outcome).await;
     report::announce(written_report.as_ref());
     let plan_url = outcome

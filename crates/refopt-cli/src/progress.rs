@@ -153,6 +153,18 @@ impl StageObserver for StageProgress {
         }
     }
 
+    fn phase_started(&self, phase: &str) {
+        if json_logs() {
+            tracing::info!(phase, "phase started");
+            return;
+        }
+        let line = format!("{phase}: started");
+        match &self.bar {
+            Some(b) => b.set_message(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     fn finished(&self, r: &StageRecord) {
         let status = match r.status {
             StageStatus::Succeeded => "succeeded",

@@ -17,6 +17,7 @@ pub mod redact;
 pub mod rule_tests;
 pub mod ruleset;
 pub mod sandbox;
+pub mod stop;
 pub mod suppressions;
 pub mod targets;
 pub mod window;

@@ -37,6 +37,8 @@ pub fn engine() -> Engine {
     // Output from scripts goes nowhere: rules have no side effects.
     engine.on_print(|_| {});
     engine.on_debug(|_, _, _| {});
+    // SIGTERM/SIGINT end every evaluation in progress at its next operation.
+    engine.on_progress(|_| crate::stop::requested().then(|| Dynamic::from(crate::stop::TOKEN)));
 
     engine.register_fn("pct_change", pct_change);
     engine.register_fn("zscore", zscore);

@@ -11,10 +11,13 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use refopt_plan::ErrorAction;
-use refopt_spec::{Pipeline, Stage, StageKind};
+use refopt_spec::{Pipeline, Stage, StageKind, StageScope};
+
+use super::scratch::Scratch;
 use tokio::task::JoinSet;
 
 /// The outcome of one stage.
@@ -78,6 +81,8 @@ impl Execution {
 pub trait StageObserver: Send + Sync {
     fn started(&self, _stage: &str) {}
     fn finished(&self, _record: &StageRecord) {}
+    /// The phase after the stages began: `rules` (data tests, fraud review, risk section).
+    fn phase_started(&self, _phase: &str) {}
 }
 
 /// An observer that does nothing.
@@ -254,11 +259,11 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
     let outcome = loop {
         attempts += 1;
         let result = match &stage.kind {
-            StageKind::Gate => Ok(Vec::new()),
-            StageKind::Sql { sql, .. } => run_sql(&ctx, &stage.id, sql, &params).await,
+            StageKind::Gate => Ok(StageOutput::default()),
+            StageKind::Sql { sql, .. } => run_sql(&ctx, &stage, sql, &params).await,
         };
         match result {
-            Ok(batches) => break Ok(batches),
+            Ok(output) => break Ok(output),
             Err(e) => {
                 let message = e.to_string();
                 let retryable = is_transient(&e);
@@ -291,13 +296,14 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
         }
     };
     let finished_at = Utc::now();
-    let (status, batches, error) = match outcome {
-        Ok(b) => (StageStatus::Succeeded, b, None),
-        Err(e) => (StageStatus::Failed, Vec::new(), Some(e)),
+    let (status, output, error) = match outcome {
+        Ok(o) => (StageStatus::Succeeded, o, None),
+        Err(e) => (StageStatus::Failed, StageOutput::default(), Some(e)),
     };
     let output_rows = (status == StageStatus::Succeeded
         && matches!(stage.kind, StageKind::Sql { .. }))
-    .then(|| batches.iter().map(|b| b.num_rows() as u64).sum());
+    .then_some(output.rows);
+    let batches = output.batches;
     Finished {
         record: StageRecord {
             id: stage.id.clone(),
@@ -316,20 +322,72 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
     }
 }
 
-/// Plans and runs one stage's SQL, then registers its result as a table named after the stage.
+/// A stage's result: its row count, and its batches when they are held in memory.
+#[derive(Default)]
+struct StageOutput {
+    rows: u64,
+    batches: Vec<RecordBatch>,
+}
+
+/// Plans and runs one stage's SQL, then registers its result as a table named after the stage:
+/// in memory, or, when the session has a scratch folder, streamed into an Arrow IPC file there
+/// (nothing of it held in memory) that later stages and the rules read as a stream. Outputs that
+/// are read as batches (published roles, and `scope: range` stages a backfill's windows share)
+/// are small aggregates and stay in memory.
 async fn run_sql(
     ctx: &SessionContext,
-    id: &str,
+    stage: &Stage,
     sql: &str,
     params: &ParamValues,
-) -> Result<Vec<RecordBatch>, DataFusionError> {
+) -> Result<StageOutput, DataFusionError> {
+    let id = stage.id.as_str();
     let df = ctx.sql(sql).await?.with_param_values(params.clone())?;
-    let planned_schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    // Executed batches may differ from the logical schema in nullability; trust the data.
-    let schema = batches.first().map_or(planned_schema, |b| b.schema());
-    register_output(ctx, id, schema, batches.clone())?;
-    Ok(batches)
+    let scratch = ctx.state().config().get_extension::<Scratch>();
+    let read_as_batches = stage.publishes.is_some() || stage.scope == StageScope::Range;
+    match scratch {
+        Some(scratch) if !read_as_batches => {
+            let file = scratch.stage_file(id);
+            let rows = write_ipc(df, &file).await?;
+            ctx.deregister_table(id)?;
+            let path = file.to_str().ok_or_else(|| {
+                DataFusionError::Execution(format!("scratch path {} is not UTF-8", file.display()))
+            })?;
+            ctx.register_arrow(id, path, ArrowReadOptions::default())
+                .await?;
+            Ok(StageOutput {
+                rows,
+                batches: Vec::new(),
+            })
+        }
+        _ => {
+            let planned_schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            // Executed batches may differ from the logical schema in nullability; trust the data.
+            let schema = batches.first().map_or(planned_schema, |b| b.schema());
+            register_output(ctx, id, schema, batches.clone())?;
+            Ok(StageOutput {
+                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+                batches,
+            })
+        }
+    }
+}
+
+/// Streams a query's result into an Arrow IPC file, batch by batch; returns its row count.
+async fn write_ipc(df: DataFrame, file: &std::path::Path) -> Result<u64, DataFusionError> {
+    use datafusion::arrow::ipc::writer::FileWriter;
+    use futures::StreamExt;
+    let mut stream = df.execute_stream().await?;
+    let out = std::io::BufWriter::new(std::fs::File::create(file)?);
+    let mut writer = FileWriter::try_new(out, &stream.schema())?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        writer.write(&batch)?;
+    }
+    writer.finish()?;
+    Ok(rows)
 }
 
 /// Registers a stage's output as an in-memory table named after the stage.

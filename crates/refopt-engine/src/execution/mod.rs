@@ -1,6 +1,6 @@
 //! Executing the pipeline: the DataFusion session, the declared datasets registered as tables,
 //! run parameters bound into the SQL, the stage DAG executor and the role contracts that stage
-//! outputs are read through.
+//! outputs are read through, and the scratch folder stage outputs spill to.
 
 pub(crate) mod column_types;
 pub(crate) mod currency;
@@ -8,4 +8,5 @@ pub mod datasets;
 pub mod executor;
 pub mod params;
 pub(crate) mod roles;
+pub mod scratch;
 pub mod session;

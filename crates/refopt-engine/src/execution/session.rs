@@ -1,13 +1,16 @@
 //! The DataFusion session factory: thread count, memory pool with spilling, and the options the
 //! pipeline's SQL relies on.
 
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use super::scratch::Scratch;
 use crate::error::EngineError;
 
 /// Knobs of a session.
@@ -15,11 +18,17 @@ use crate::error::EngineError;
 pub struct SessionOptions {
     /// Worker threads for query execution (default: all cores).
     pub threads: Option<usize>,
-    /// Memory pool limit in bytes; operators spill to a temp dir beyond it.
+    /// Memory pool limit in bytes; operators spill to the scratch folder beyond it.
     pub memory_limit: Option<usize>,
+    /// Where the run's scratch folder is made (`--scratch`; default: the system temp folder).
+    /// Stage outputs are written there, not held in memory, whenever memory is limited or a
+    /// folder is given.
+    pub scratch: Option<PathBuf>,
     /// One memory pool and spill directory for every session made from these options (the
     /// concurrent windows of a backfill share `memory_limit`); see [`SessionOptions::shared`].
     pub shared_runtime: Option<Arc<RuntimeEnv>>,
+    /// The scratch folder made by [`SessionOptions::shared`].
+    pub shared_scratch: Option<Arc<Scratch>>,
 }
 
 impl SessionOptions {
@@ -34,28 +43,58 @@ impl SessionOptions {
         }
     }
 
-    /// These options with their runtime (memory pool, spill directory) built once, so that
-    /// all sessions made from them draw on one `memory_limit`.
+    /// Whether stage outputs go to a scratch folder rather than memory.
+    pub fn spills_stage_outputs(&self) -> bool {
+        self.memory_limit.is_some() || self.scratch.is_some()
+    }
+
+    /// These options with their runtime (memory pool, spill directory) and scratch folder
+    /// made once, so that all sessions made from them draw on one `memory_limit`.
     pub fn shared(&self) -> Result<SessionOptions, EngineError> {
+        let scratch = self.scratch_folder()?;
         Ok(SessionOptions {
-            shared_runtime: Some(runtime(self)?),
+            shared_runtime: Some(runtime(self, scratch.as_deref())?),
+            shared_scratch: scratch,
             ..self.clone()
         })
     }
+
+    /// The scratch folder of a session made from these options, if stage outputs spill.
+    fn scratch_folder(&self) -> Result<Option<Arc<Scratch>>, EngineError> {
+        if let Some(shared) = &self.shared_scratch {
+            return Ok(Some(shared.clone()));
+        }
+        if !self.spills_stage_outputs() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Scratch::create(self.scratch.as_deref())?)))
+    }
 }
 
-/// The runtime of a session: the memory pool (with spilling) when memory is limited.
-fn runtime(options: &SessionOptions) -> Result<Arc<RuntimeEnv>, EngineError> {
+/// The runtime of a session: the memory pool (with spilling into the scratch folder) when
+/// memory is limited.
+fn runtime(
+    options: &SessionOptions,
+    scratch: Option<&Scratch>,
+) -> Result<Arc<RuntimeEnv>, EngineError> {
     if let Some(shared) = &options.shared_runtime {
         return Ok(shared.clone());
     }
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {
+        // Fair shares for the operators that spill; when the pool runs out, the error names
+        // the consumers holding the most.
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            NonZeroUsize::new(5).expect("non-zero"),
+        );
+        let spill_to = match scratch {
+            Some(s) => DiskManagerMode::Directories(vec![s.path().to_path_buf()]),
+            None => DiskManagerMode::OsTmpDirectory,
+        };
         runtime = runtime
-            .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
-            );
+            .with_memory_pool(Arc::new(pool))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(spill_to));
     }
     Ok(runtime.build_arc()?)
 }
@@ -85,8 +124,14 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
     } else {
         config
     };
+    // Stage outputs find the scratch folder through the session (see `executor::run_sql`).
+    let scratch = options.scratch_folder()?;
+    let config = match &scratch {
+        Some(s) => config.with_extension(s.clone()),
+        None => config,
+    };
     Ok(SessionContext::new_with_config_rt(
         config,
-        runtime(options)?,
+        runtime(options, scratch.as_deref())?,
     ))
 }

@@ -527,7 +527,11 @@ async fn evaluate(
     let mut engine = sandbox::engine();
     // The rule's time budget, over all rows and workers: past it, every evaluation stops.
     let deadline = std::time::Instant::now() + rule.time_limit;
+    // Replaces the sandbox's own progress hook, so it checks the stop request too.
     engine.on_progress(move |_| {
+        if refopt_spec::stop::requested() {
+            return Some(rhai::Dynamic::from(refopt_spec::stop::TOKEN));
+        }
         (std::time::Instant::now() >= deadline).then(|| rhai::Dynamic::from(TIME_LIMIT_TOKEN))
     });
     let params = rule.params_map();
@@ -563,6 +567,9 @@ async fn evaluate(
                             let keep = engine
                                 .eval_ast_with_scope::<bool>(&mut scope, &expression.ast)
                                 .map_err(|e| {
+                                    if refopt_spec::stop::is_stop(&e) {
+                                        return RuleFailure::permanent("stopped: the run was interrupted");
+                                    }
                                     if is_time_limit(&e) {
                                         return RuleFailure {
                                             message: format!(

@@ -195,7 +195,8 @@ impl ReadyRun {
         self,
         observer: Arc<dyn StageObserver>,
     ) -> Result<AnalyzedRun, EngineError> {
-        let execution = self.execute_stages(observer).await?;
+        let execution = self.execute_stages(observer.clone()).await?;
+        observer.phase_started("rules");
         self.apply_rules(execution).await
     }
 
@@ -319,6 +320,13 @@ impl AnalyzedRun {
             data_tests,
         } = self;
         let request = &ready.request;
+        // After SIGTERM/SIGINT nothing is written: rules stopped mid-way would make a plan
+        // that looks complete but is not.
+        if refopt_spec::stop::requested() {
+            return Err(EngineError::Cancelled(
+                "stop requested before the plan was written".into(),
+            ));
+        }
         // Flagged referrals can be many: they go to a Parquet file beside the plan.
         if let (Some(store), Some(review)) = (&ready.plan_store, &fraud)
             && !review.flagged.is_empty()
@@ -361,6 +369,11 @@ impl AnalyzedRun {
             "rules phase finished"
         );
         let mut plan = plan;
+        if refopt_spec::stop::requested() {
+            return Err(EngineError::Cancelled(
+                "stop requested before the plan was written".into(),
+            ));
+        }
         let stored = match &ready.plan_store {
             Some(store) => Some(
                 store
