@@ -5,12 +5,15 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::scratch::Scratch;
+use super::small_side_join::SmallSideHashJoin;
 use crate::error::EngineError;
 
 /// Knobs of a session.
@@ -119,8 +122,13 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
             .set_bool("datafusion.optimizer.repartition_aggregations", false)
             .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)
             .set_bool("datafusion.optimizer.repartition_windows", false)
-            // Sort-merge joins: their sorts spill, a hash join's build side cannot.
+            // Sort-merge joins: their sorts spill, a hash join's build side cannot; except
+            // where one side is small (see `SmallSideHashJoin`): up to 1/32 of the limit.
             .set_bool("datafusion.optimizer.prefer_hash_join", false)
+            .set_usize(
+                "datafusion.optimizer.hash_join_single_partition_threshold",
+                small_side_bytes(options.memory_limit.unwrap_or_default()),
+            )
     } else {
         config
     };
@@ -130,8 +138,24 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
         Some(s) => config.with_extension(s.clone()),
         None => config,
     };
-    Ok(SessionContext::new_with_config_rt(
-        config,
-        runtime(options, scratch.as_deref())?,
-    ))
+    let mut state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime(options, scratch.as_deref())?)
+        .with_default_features();
+    if options.memory_limit.is_some() {
+        let mut rules = PhysicalOptimizer::new().rules;
+        let at = rules
+            .iter()
+            .position(|rule| rule.name() == SmallSideHashJoin::BEFORE)
+            .unwrap_or(0);
+        rules.insert(at, Arc::new(SmallSideHashJoin));
+        state = state.with_physical_optimizer_rules(rules);
+    }
+    Ok(SessionContext::new_with_state(state.build()))
+}
+
+/// The largest side (in bytes, by statistics) a join under a memory limit builds a hash table
+/// from: 1/32 of the limit, at least DataFusion's default of 1 MiB.
+fn small_side_bytes(memory_limit: usize) -> usize {
+    (memory_limit / 32).max(1024 * 1024)
 }
