@@ -1,25 +1,30 @@
 //! Fraud review: evaluates the fraud rules over the feature tables, maps flagged rows back to
-//! the window's referrals, links flagged referrals into clusters (connected components over
-//! shared devices and payment fingerprints) and summarizes the result.
+//! the window's referrals (a join in DataFusion, [`referrals`]), links flagged referrals into
+//! clusters (connected components over shared devices and payment fingerprints, [`clusters`])
+//! and summarizes the result.
 //!
 //! Threshold conditions run inside DataFusion as filters; Rhai expressions run row by row in the
 //! sandbox. A rule that fails (unknown column, script error, sandbox limit) is recorded with its
 //! id and location and the other rules still run.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+mod clusters;
+mod referrals;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use refopt_spec::fraud::{Condition, ConditionValue, Op};
 use refopt_spec::{FraudRule, FraudRules, Suppression, Suppressions, sandbox};
 use rhai::Scope;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use crate::rules::rows::RowReader;
+use referrals::{Facts, ReferralsTable};
 
 /// One referral flagged by at least one rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,226 +154,177 @@ pub struct SweepPoint {
 }
 
 /// Runs every fraud rule, applies the suppressions and, when asked, the sensitivity sweep.
+///
+/// The referrals table is read through queries (see [`referrals`]): what the review holds grows
+/// with the referrals the rules select and those linked to them, not with the window.
 pub async fn review(
     ctx: &SessionContext,
     rules: &FraudRules,
     options: ReviewOptions<'_>,
 ) -> Result<FraudReview, datafusion::error::DataFusionError> {
-    let referrals = ctx
-        .table(rules.referrals_table.as_str())
-        .await?
-        .collect()
-        .await?;
-    let referral_ids = string_column(&referrals, "referral_id")?;
-    let mut suppressions = SuppressionIndex::build(&referrals, options)?;
-    let mut hits: BTreeMap<usize, Vec<(String, f64)>> = BTreeMap::new();
-    let mut outcomes = Vec::new();
-    let mut sweep = Vec::new();
-    // The referrals indexed by each key column set, built once and shared by the rules.
-    let mut key_cache = HashMap::new();
+    let table = ReferralsTable::open(ctx, &rules.referrals_table).await?;
+    let mut suppressions = SuppressionIndex::build(&table, options);
+    // What each rule selected: its rows and keys, then the keys of each sweep factor.
+    let mut evaluations = Vec::new();
     let mut retries = Vec::new();
     for rule in &rules.rules {
-        let referral_keys = match cached_index(&referrals, &rule.key, &mut key_cache) {
-            Ok(keys) => keys,
+        if let Some(missing) = rule.key.iter().find(|k| !table.has(k)) {
+            evaluations.push(Err(format!(
+                "referrals table lacks the rule's key: column `{missing}` not found"
+            )));
+            continue;
+        }
+        let selected = flag_with_retries(ctx, rule, rules.retry_limit, &mut retries).await;
+        let mut sweep = Vec::new();
+        if selected.is_ok() && rule.has_numeric_thresholds() {
+            for &factor in options.sweep_factors {
+                let keys = evaluate(ctx, &rule.scaled(factor)).await.ok();
+                sweep.push((factor, keys.map(|(_, keys)| keys)));
+            }
+        }
+        evaluations.push(selected.map(|(rows, keys)| (rows, keys, sweep)));
+    }
+
+    // The referrals carrying the selected keys: one query per key column set, for every rule
+    // and sweep factor keyed by it. A selection is a rule (2n) or its sweep (2n + 1, factor m
+    // at index m of `swept`).
+    let mut fact_columns: Vec<String> = ["referrer_id", "device_id", "payment_fingerprint", "ip"]
+        .into_iter()
+        .chain([referrals::CHANNEL])
+        .map(str::to_string)
+        .chain(suppressions.columns())
+        .filter(|c| table.has(c))
+        .collect();
+    fact_columns.dedup();
+    let mut found: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    let mut facts: BTreeMap<String, Facts> = BTreeMap::new();
+    let mut by_key: BTreeMap<&[String], Vec<(usize, &FxHashSet<String>)>> = BTreeMap::new();
+    for (n, (rule, evaluation)) in rules.rules.iter().zip(&evaluations).enumerate() {
+        let Ok((_, keys, sweep)) = evaluation else {
+            continue;
+        };
+        let selections = by_key.entry(rule.key.as_slice()).or_default();
+        selections.push((selection(n, None), keys));
+        for (m, (_, keys)) in sweep.iter().enumerate() {
+            if let Some(keys) = keys {
+                selections.push((selection(n, Some(m)), keys));
+            }
+        }
+    }
+    for (key, selections) in &by_key {
+        table
+            .with_keys(ctx, key, selections, &fact_columns, &mut found, &mut facts)
+            .await?;
+    }
+
+    let mut hits: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    let mut outcomes = Vec::new();
+    let mut sweep_points = Vec::new();
+    for (n, (rule, evaluation)) in rules.rules.iter().zip(evaluations).enumerate() {
+        let (rows_selected, _, sweep) = match evaluation {
+            Ok(selected) => selected,
             Err(message) => {
                 outcomes.push(failed(rule, message));
                 continue;
             }
         };
-        let matched =
-            match flag_with_retries(ctx, rule, &referral_keys, rules.retry_limit, &mut retries)
-                .await
-            {
-                Ok((rows_selected, matched)) => {
-                    let matched = suppressions.filter(rule, matched, true);
-                    outcomes.push(RuleOutcome {
-                        rule_id: rule.id.clone(),
-                        pattern: rule.pattern.clone(),
-                        severity: crate::rules::plan_severity(rule.severity),
-                        rows_selected,
-                        referrals_flagged: matched.len() as u64,
-                        error: None,
-                    });
-                    matched
-                }
-                Err(message) => {
-                    outcomes.push(failed(rule, message));
-                    continue;
-                }
-            };
-        for &i in &matched {
-            hits.entry(i)
+        let matched = found.remove(&selection(n, None)).unwrap_or_default();
+        let matched = suppressions.filter(rule, matched, &facts, true);
+        outcomes.push(RuleOutcome {
+            rule_id: rule.id.clone(),
+            pattern: rule.pattern.clone(),
+            severity: crate::rules::plan_severity(rule.severity),
+            rows_selected,
+            referrals_flagged: matched.len() as u64,
+            error: None,
+        });
+        for id in matched {
+            hits.entry(id)
                 .or_default()
                 .push((rule.id.clone(), rule.score));
         }
-        // The sensitivity sweep, one factor at a time (each collects its own feature rows).
-        if rule.has_numeric_thresholds() {
-            for &factor in options.sweep_factors {
-                let scaled = rule.scaled(factor);
-                let flagged = flag(ctx, &scaled, &referral_keys).await.ok();
-                sweep.push(SweepPoint {
-                    rule_id: rule.id.clone(),
-                    factor,
-                    referrals_flagged: flagged
-                        .map(|(_, m)| suppressions.filter(rule, m, false).len() as u64),
-                });
-            }
+        for (m, (factor, keys)) in sweep.into_iter().enumerate() {
+            let flagged = keys.map(|_| {
+                let matched = found.remove(&selection(n, Some(m))).unwrap_or_default();
+                suppressions.filter(rule, matched, &facts, false).len() as u64
+            });
+            sweep_points.push(SweepPoint {
+                rule_id: rule.id.clone(),
+                factor,
+                referrals_flagged: flagged,
+            });
         }
     }
 
-    let clusters_of = link_clusters(&referrals, &hits)?;
-    let mut flagged: Vec<FlaggedReferral> = hits
+    // Clusters: the flagged referrals' devices and cards, and every referral linked to them.
+    let mut start: [BTreeSet<String>; 2] = Default::default();
+    for id in hits.keys() {
+        for (values, column) in start.iter_mut().zip(referrals::LINK_COLUMNS) {
+            values.extend(facts[id].get(column).into_iter().flatten().cloned());
+        }
+    }
+    let linked = table.linked(ctx, start).await?;
+    let clusters_of = clusters::link(hits.keys().map(String::as_str), &linked);
+    drop(linked);
+    let rules_of = |id: &str| hits[id].iter().map(|(rule, _)| rule.clone()).collect();
+    let clusters = clusters::summarize(&clusters_of, &facts, rules_of);
+    let flagged: Vec<FlaggedReferral> = hits
         .iter()
-        .map(|(&i, fired)| FlaggedReferral {
-            referral_id: referral_ids.get(i).unwrap_or_default().to_string(),
+        .map(|(id, fired)| FlaggedReferral {
+            referral_id: id.clone(),
             rule_ids: fired.iter().map(|(id, _)| id.clone()).collect(),
             score: 1.0 - fired.iter().map(|(_, s)| 1.0 - s).product::<f64>(),
-            cluster_id: clusters_of.get(&i).cloned(),
+            cluster_id: clusters_of.get(id).cloned(),
         })
         .collect();
-    flagged.sort_by(|a, b| a.referral_id.cmp(&b.referral_id));
-    let clusters = summarize_clusters(&referrals, &hits, &clusters_of)?;
-    let by_channel = flag_counts_by_channel(&referrals, &referral_ids, &flagged)?;
+
+    let (referrals_reviewed, ids_by_channel) = table.channel_counts(ctx).await?;
+    let mut by_channel: BTreeMap<String, (u64, u64)> = ids_by_channel
+        .into_iter()
+        .map(|(channel, ids)| (channel, (ids, 0)))
+        .collect();
+    for f in &flagged {
+        let channel = facts[&f.referral_id]
+            .get(referrals::CHANNEL)
+            .and_then(|c| c.first())
+            .cloned()
+            .unwrap_or_default();
+        by_channel.entry(channel).or_default().1 += 1;
+    }
     Ok(FraudReview {
         flagged,
         outcomes,
-        referrals_reviewed: referral_ids.len() as u64,
+        referrals_reviewed,
         referrals_table: rules.referrals_table.clone(),
         by_channel,
         clusters,
         suppressions: suppressions.outcomes(),
-        sweep,
+        sweep: sweep_points,
         retries,
     })
 }
 
-/// Per channel, the window's distinct referral ids and those of them flagged (a referral
-/// without a channel counts under ``; the first row of a repeated id decides its channel).
-fn flag_counts_by_channel(
-    referrals: &[RecordBatch],
-    referral_ids: &StringColumn,
-    flagged: &[FlaggedReferral],
-) -> Result<BTreeMap<String, (u64, u64)>, datafusion::error::DataFusionError> {
-    let channels = string_column(referrals, "channel").ok();
-    let flagged: FxHashSet<&str> = flagged.iter().map(|f| f.referral_id.as_str()).collect();
-    let mut seen: FxHashSet<&str> = FxHashSet::default();
-    let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for (i, id) in referral_ids.iter().enumerate() {
-        let Some(id) = id else { continue };
-        if !seen.insert(id) {
-            continue;
-        }
-        let channel = channels.as_ref().and_then(|c| c.get(i)).unwrap_or_default();
-        let entry = match counts.get_mut(channel) {
-            Some(entry) => entry,
-            None => counts.entry(channel.to_string()).or_default(),
-        };
-        entry.0 += 1;
-        entry.1 += u64::from(flagged.contains(id));
-    }
-    Ok(counts)
+/// The index of a selection of referral keys: a rule's own (`sweep` None) or one of its
+/// sweep factors.
+fn selection(rule: usize, sweep: Option<usize>) -> usize {
+    rule * (SWEEP_SLOTS + 1) + sweep.map_or(0, |m| m + 1)
 }
 
-/// The referrals' index for a rule's key columns, built once per key and shared by the rules.
-fn cached_index(
-    referrals: &[RecordBatch],
-    key: &[String],
-    cache: &mut HashMap<Vec<String>, Arc<KeyIndex>>,
-) -> Result<Arc<KeyIndex>, String> {
-    if let Some(index) = cache.get(key) {
-        return Ok(index.clone());
-    }
-    let index = Arc::new(
-        KeyIndex::build(referrals, key)
-            .map_err(|e| format!("referrals table lacks the rule's key: {e}"))?,
-    );
-    cache.insert(key.to_vec(), index.clone());
-    Ok(index)
-}
+/// Room for sweep factors per rule in [`selection`] indices.
+const SWEEP_SLOTS: usize = 64;
 
-/// The window's referrals by key value: a rule looks up the keys it selected instead of
-/// testing every referral. Rows are hashed in place (no per-row key strings).
-struct KeyIndex {
-    columns: Vec<StringColumn>,
-    /// Key hash -> the last referral with it; `earlier` chains to the ones before (a chain may
-    /// hold other keys with the same hash, so lookups compare the values).
-    last: FxHashMap<u64, usize>,
-    earlier: Vec<usize>,
-}
-
-impl KeyIndex {
-    const END: usize = usize::MAX;
-
-    fn build(
-        referrals: &[RecordBatch],
-        key: &[String],
-    ) -> Result<Self, datafusion::error::DataFusionError> {
-        let columns = key
-            .iter()
-            .map(|k| string_column(referrals, k))
-            .collect::<Result<Vec<_>, _>>()?;
-        let rows = columns.first().map_or(0, StringColumn::len);
-        let mut last = FxHashMap::default();
-        let mut earlier = vec![Self::END; rows];
-        for (i, slot) in earlier.iter_mut().enumerate() {
-            if let Some(hash) = key_hash(columns.iter().map(|c| c.get(i)))
-                && let Some(previous) = last.insert(hash, i)
-            {
-                *slot = previous;
-            }
-        }
-        Ok(Self {
-            columns,
-            last,
-            earlier,
-        })
-    }
-
-    /// Indices of the referrals whose key (parts joined by [`KEY_SEPARATOR`]) is `value`.
-    fn referrals<'a>(&'a self, value: &'a str) -> impl Iterator<Item = usize> + 'a {
-        let parts: Vec<&str> = value.split(KEY_SEPARATOR).collect();
-        let first =
-            key_hash(parts.iter().map(|p| Some(*p))).and_then(|hash| self.last.get(&hash).copied());
-        std::iter::successors(first, |&i| {
-            Some(self.earlier[i]).filter(|&j| j != Self::END)
-        })
-        .filter(move |&i| {
-            parts.len() == self.columns.len()
-                && self
-                    .columns
-                    .iter()
-                    .zip(&parts)
-                    .all(|(c, part)| c.get(i) == Some(*part))
-        })
-    }
-}
-
-/// Hash of a key given as its parts; None when a part is null (such rows have no key).
-fn key_hash<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> Option<u64> {
-    use std::hash::Hasher;
-    let mut hasher = rustc_hash::FxHasher::default();
-    for part in parts {
-        hasher.write(part?.as_bytes());
-        hasher.write_u8(KEY_SEPARATOR as u8);
-    }
-    Some(hasher.finish())
-}
-
-/// Rows the rule selects in its feature table, and the indices of the referrals sharing their
-/// key (ascending).
-/// [`flag`], retried up to `retry_limit` times while it fails transiently; each retried
+/// [`evaluate`], retried up to `retry_limit` times while it fails transiently; each retried
 /// attempt is recorded in `retries`.
 async fn flag_with_retries(
     ctx: &SessionContext,
     rule: &FraudRule,
-    referrals: &KeyIndex,
     retry_limit: u32,
     retries: &mut Vec<refopt_plan::ErrorEvent>,
-) -> Result<(u64, Vec<usize>), String> {
+) -> Result<(u64, FxHashSet<String>), String> {
     let mut attempt = 1;
     loop {
-        match flag(ctx, rule, referrals).await {
-            Ok(flagged) => return Ok(flagged),
+        match evaluate(ctx, rule).await {
+            Ok(selected) => return Ok(selected),
             Err(failure) if failure.transient && attempt <= retry_limit => {
                 retries.push(refopt_plan::ErrorEvent {
                     task_id: format!("fraud_rules/{}", rule.id),
@@ -390,70 +346,63 @@ async fn flag_with_retries(
     }
 }
 
-async fn flag(
-    ctx: &SessionContext,
-    rule: &FraudRule,
-    referrals: &KeyIndex,
-) -> Result<(u64, Vec<usize>), RuleFailure> {
-    let (rows_selected, keys) = evaluate(ctx, rule).await?;
-    let mut matched: Vec<usize> = keys.iter().flat_map(|k| referrals.referrals(k)).collect();
-    matched.sort_unstable();
-    Ok((rows_selected, matched))
-}
-
-/// A suppression, whether it is active, and the referral indices it lists (or why not).
-type ResolvedSuppression<'a> = (&'a Suppression, bool, Result<HashSet<usize>, String>);
-
-/// Suppressions resolved against the window's referrals: for each, the referral indices whose
-/// column value it lists.
+/// The suppressions, whether each is active, and which column it matches (or why it cannot).
 struct SuppressionIndex<'a> {
-    entries: Vec<ResolvedSuppression<'a>>,
+    entries: Vec<(&'a Suppression, bool, Result<(), String>)>,
     /// Referrals each suppression matched among the rules' hits.
-    matched: Vec<HashSet<usize>>,
+    matched: Vec<BTreeSet<String>>,
 }
 
 impl<'a> SuppressionIndex<'a> {
-    fn build(
-        referrals: &[RecordBatch],
-        options: ReviewOptions<'a>,
-    ) -> Result<Self, datafusion::error::DataFusionError> {
-        let mut entries = Vec::new();
-        for s in options.suppressions.iter().flat_map(|s| &s.entries) {
-            let indices = match string_column(referrals, &s.column) {
-                Ok(values) => {
-                    let listed: HashSet<&str> = s.values.iter().map(String::as_str).collect();
-                    Ok(values
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, v)| v.is_some_and(|v| listed.contains(v)))
-                        .map(|(i, _)| i)
-                        .collect())
-                }
-                Err(_) => Err(format!(
-                    "{}: suppression `{}`: the referrals table has no column `{}`",
-                    s.location, s.id, s.column
-                )),
-            };
-            entries.push((s, s.is_active_on(options.as_of), indices));
-        }
-        let matched = vec![HashSet::new(); entries.len()];
-        Ok(Self { entries, matched })
+    fn build(table: &ReferralsTable, options: ReviewOptions<'a>) -> Self {
+        let entries: Vec<_> = options
+            .suppressions
+            .iter()
+            .flat_map(|s| &s.entries)
+            .map(|s| {
+                let usable = if table.has(&s.column) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{}: suppression `{}`: the referrals table has no column `{}`",
+                        s.location, s.id, s.column
+                    ))
+                };
+                (s, s.is_active_on(options.as_of), usable)
+            })
+            .collect();
+        let matched = vec![BTreeSet::new(); entries.len()];
+        Self { entries, matched }
     }
 
-    /// Drops the referrals an active suppression covers; `record` counts what each suppression
-    /// (active or expired) matched.
-    fn filter(&mut self, rule: &FraudRule, flagged: Vec<usize>, record: bool) -> Vec<usize> {
+    /// The columns the suppressions match on.
+    fn columns(&self) -> impl Iterator<Item = String> + '_ {
+        self.entries.iter().map(|(s, _, _)| s.column.clone())
+    }
+
+    /// Drops the referrals an active suppression covers (one of the referral's rows has a
+    /// listed value); `record` counts what each suppression (active or expired) matched.
+    fn filter(
+        &mut self,
+        rule: &FraudRule,
+        flagged: BTreeSet<String>,
+        facts: &BTreeMap<String, Facts>,
+        record: bool,
+    ) -> BTreeSet<String> {
         flagged
             .into_iter()
-            .filter(|i| {
+            .filter(|id| {
                 let mut keep = true;
-                for (n, (s, active, indices)) in self.entries.iter().enumerate() {
-                    if let Ok(indices) = indices
-                        && s.covers_rule(&rule.id)
-                        && indices.contains(i)
-                    {
+                for (n, (s, active, usable)) in self.entries.iter().enumerate() {
+                    let listed = || {
+                        facts
+                            .get(id)
+                            .and_then(|f| f.get(&s.column))
+                            .is_some_and(|values| s.values.iter().any(|v| values.contains(v)))
+                    };
+                    if usable.is_ok() && s.covers_rule(&rule.id) && listed() {
                         if record {
-                            self.matched[n].insert(*i);
+                            self.matched[n].insert(id.clone());
                         }
                         keep &= !active;
                     }
@@ -467,7 +416,7 @@ impl<'a> SuppressionIndex<'a> {
         self.entries
             .iter()
             .zip(&self.matched)
-            .map(|((s, active, indices), matched)| SuppressionOutcome {
+            .map(|((s, active, usable), matched)| SuppressionOutcome {
                 id: s.id.clone(),
                 column: s.column.clone(),
                 reason: s.reason.clone(),
@@ -475,7 +424,7 @@ impl<'a> SuppressionIndex<'a> {
                 expires: s.expires,
                 active: *active,
                 referrals_matched: matched.len() as u64,
-                error: indices.as_ref().err().cloned(),
+                error: usable.as_ref().err().cloned(),
             })
             .collect()
     }
@@ -651,44 +600,6 @@ fn condition_expr(c: &Condition) -> Expr {
     }
 }
 
-/// One column of all batches as a single string array, indexed like the rows of the batches
-/// in order (no per-row allocation).
-struct StringColumn(StringArray);
-
-impl StringColumn {
-    fn get(&self, i: usize) -> Option<&str> {
-        (!self.0.is_null(i)).then(|| self.0.value(i))
-    }
-
-    fn iter(&self) -> impl Iterator<Item = Option<&str>> {
-        self.0.iter()
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-fn string_column(
-    batches: &[RecordBatch],
-    name: &str,
-) -> Result<StringColumn, datafusion::error::DataFusionError> {
-    let mut parts = Vec::with_capacity(batches.len());
-    for b in batches {
-        let column = b.column_by_name(name).ok_or_else(|| {
-            datafusion::error::DataFusionError::Plan(format!("column `{name}` not found"))
-        })?;
-        parts.push(cast(column, &DataType::Utf8)?);
-    }
-    let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-    let all = if refs.is_empty() {
-        Arc::new(StringArray::new_null(0)) as datafusion::arrow::array::ArrayRef
-    } else {
-        datafusion::arrow::compute::concat(&refs)?
-    };
-    Ok(StringColumn(all.as_string::<i32>().clone()))
-}
-
 /// Key of every row of a batch (None when a key column is null).
 /// A batch's key columns as strings; a row's key is built only when asked for.
 struct KeyColumns {
@@ -727,135 +638,6 @@ impl KeyColumns {
         }
         Some(key)
     }
-}
-
-/// Union-find over referral indices.
-struct Components {
-    parent: Vec<usize>,
-}
-
-impl Components {
-    fn new(n: usize) -> Self {
-        Self {
-            parent: (0..n).collect(),
-        }
-    }
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.parent[x] != x {
-            self.parent[x] = self.parent[self.parent[x]];
-            x = self.parent[x];
-        }
-        x
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            self.parent[ra.max(rb)] = ra.min(rb);
-        }
-    }
-}
-
-/// Links every referral of the window through shared devices and payment fingerprints (IPs are
-/// left out: offices and campuses share them legitimately) and names the components that
-/// contain at least two flagged referrals.
-fn link_clusters(
-    referrals: &[RecordBatch],
-    hits: &BTreeMap<usize, Vec<(String, f64)>>,
-) -> Result<HashMap<usize, String>, datafusion::error::DataFusionError> {
-    let ids = string_column(referrals, "referral_id")?;
-    let mut components = Components::new(ids.len());
-    for column in ["device_id", "payment_fingerprint"] {
-        let values = string_column(referrals, column)?;
-        let mut first: FxHashMap<&str, usize> = FxHashMap::default();
-        for (i, v) in values.iter().enumerate() {
-            if let Some(v) = v {
-                match first.get(v) {
-                    Some(&j) => components.union(i, j),
-                    None => {
-                        first.insert(v, i);
-                    }
-                }
-            }
-        }
-    }
-    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
-    for &i in hits.keys() {
-        members.entry(components.find(i)).or_default().push(i);
-    }
-    let mut out = HashMap::new();
-    for flagged in members.into_values() {
-        if flagged.len() < 2 {
-            continue;
-        }
-        // Named after its smallest flagged referral id: stable across runs, whatever order the
-        // referrals were read in.
-        let name = format!(
-            "cluster-{}",
-            flagged
-                .iter()
-                .filter_map(|i| ids.get(*i))
-                .min()
-                .unwrap_or("unknown")
-        );
-        for i in flagged {
-            out.insert(i, name.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn summarize_clusters(
-    referrals: &[RecordBatch],
-    hits: &BTreeMap<usize, Vec<(String, f64)>>,
-    clusters_of: &HashMap<usize, String>,
-) -> Result<Vec<Cluster>, datafusion::error::DataFusionError> {
-    let referrers = string_column(referrals, "referrer_id")?;
-    let devices = string_column(referrals, "device_id")?;
-    let cards = string_column(referrals, "payment_fingerprint")?;
-    // IPs are context for reviewers, not a link: a referrals table without them is fine.
-    let ips = if referrals.iter().all(|b| b.column_by_name("ip").is_some()) {
-        Some(string_column(referrals, "ip")?)
-    } else {
-        None
-    };
-    #[derive(Default)]
-    struct Acc {
-        n: u64,
-        referrers: BTreeSet<String>,
-        devices: BTreeSet<String>,
-        ips: BTreeSet<String>,
-        cards: BTreeSet<String>,
-        rules: BTreeSet<String>,
-    }
-    let mut acc: BTreeMap<&str, Acc> = BTreeMap::new();
-    for (i, name) in clusters_of {
-        let a = acc.entry(name.as_str()).or_default();
-        a.n += 1;
-        a.referrers.extend(referrers.get(*i).map(str::to_string));
-        a.devices.extend(devices.get(*i).map(str::to_string));
-        a.ips
-            .extend(ips.as_ref().and_then(|ips| ips.get(*i)).map(str::to_string));
-        a.cards.extend(cards.get(*i).map(str::to_string));
-        a.rules.extend(hits[i].iter().map(|(r, _)| r.clone()));
-    }
-    let mut clusters: Vec<Cluster> = acc
-        .into_iter()
-        .map(|(name, a)| Cluster {
-            cluster_id: name.to_string(),
-            referrals: a.n,
-            referrers: a.referrers.len() as u64,
-            devices: a.devices.into_iter().take(5).collect(),
-            ips: a.ips.into_iter().take(5).collect(),
-            payment_fingerprints: a.cards.len() as u64,
-            rule_ids: a.rules.into_iter().collect(),
-        })
-        .collect();
-    clusters.sort_by(|a, b| {
-        b.referrals
-            .cmp(&a.referrals)
-            .then_with(|| a.cluster_id.cmp(&b.cluster_id))
-    });
-    Ok(clusters)
 }
 
 /// Flagged referrals as a record batch: `referral_id`, `rule_ids` (list of strings), `score`,
@@ -911,7 +693,7 @@ pub fn flagged_parquet(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{ArrayRef, Int64Array};
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::datasource::MemTable;
 
@@ -928,74 +710,57 @@ mod tests {
         RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
     }
 
-    fn lookup(index: &KeyIndex, value: &str) -> Vec<usize> {
-        let mut found: Vec<usize> = index.referrals(value).collect();
-        found.sort_unstable();
-        found
+    /// A session with `tables` registered in memory.
+    fn session_with(tables: Vec<(&str, RecordBatch)>) -> SessionContext {
+        let ctx = SessionContext::new();
+        for (name, batch) in tables {
+            let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+            ctx.register_table(name, Arc::new(table)).unwrap();
+        }
+        ctx
     }
 
-    #[test]
-    fn key_index_finds_every_referral_with_a_key_and_none_with_a_null_part() {
-        let batch = strings(&[
-            (
-                "device_id",
-                &[Some("d1"), Some("d2"), Some("d1"), None, Some("d1")],
-            ),
-            (
-                "card",
-                &[Some("c1"), Some("c1"), Some("c2"), Some("c1"), Some("c1")],
-            ),
-        ]);
-        let by_device =
-            KeyIndex::build(std::slice::from_ref(&batch), &["device_id".into()]).unwrap();
-        assert_eq!(lookup(&by_device, "d1"), vec![0, 2, 4]);
-        assert_eq!(lookup(&by_device, "d2"), vec![1]);
-        assert!(lookup(&by_device, "d3").is_empty());
-        let key = ["device_id".to_string(), "card".to_string()];
-        let by_both = KeyIndex::build(&[batch], &key).unwrap();
-        let joined = |d: &str, c: &str| format!("{d}{KEY_SEPARATOR}{c}");
-        assert_eq!(lookup(&by_both, &joined("d1", "c1")), vec![0, 4]);
-        assert_eq!(lookup(&by_both, &joined("d1", "c2")), vec![2]);
-        // Row 3 has no device: no key, so no combination finds it.
-        assert!(lookup(&by_both, &joined("", "c1")).is_empty());
-        // A value with the wrong number of parts matches nothing.
-        assert!(lookup(&by_both, "d1").is_empty());
-    }
-
-    #[test]
-    fn key_index_compares_values_when_hashes_collide() {
-        let batch = strings(&[("device_id", &[Some("a"), Some("b"), Some("a")])]);
-        let mut index = KeyIndex::build(&[batch], &["device_id".into()]).unwrap();
-        assert_eq!(index.earlier, vec![KeyIndex::END, KeyIndex::END, 0]);
-        // Make `b` collide with `a`: one chain a(2) -> a(0) -> b(1), as a shared hash would.
-        index.earlier[0] = 1;
-        assert_eq!(lookup(&index, "a"), vec![0, 2]);
-        // And a key absent from the data whose hash lands on `a`'s chain finds nothing.
-        let absent = key_hash([Some("zzz")]).unwrap();
-        index.last.insert(absent, 2);
-        assert!(lookup(&index, "zzz").is_empty());
-    }
-
-    #[test]
-    fn clusters_link_through_devices_and_cards_transitively_but_not_ips() {
-        // r1 -d1- r2 -c1- r3: r1 and r3 are flagged and linked through r2 (not flagged).
-        // r4 shares only an IP with r1; r5 is alone.
+    #[tokio::test]
+    async fn clusters_link_through_devices_and_cards_transitively_but_not_ips() {
+        // r1 -d1- r2 -c1- r3 -d3- r6: r1 and r3 are flagged and linked through r2 (not
+        // flagged); r4 shares only an IP with r1; r5 is alone; r6 is linked but not flagged.
         let referrals = strings(&[
             (
                 "referral_id",
-                &[Some("r1"), Some("r2"), Some("r3"), Some("r4"), Some("r5")],
+                &[
+                    Some("r1"),
+                    Some("r2"),
+                    Some("r3"),
+                    Some("r4"),
+                    Some("r5"),
+                    Some("r6"),
+                ],
             ),
             (
                 "referrer_id",
-                &[Some("A"), Some("B"), Some("C"), Some("D"), Some("E")],
+                &[
+                    Some("A"),
+                    Some("B"),
+                    Some("C"),
+                    Some("D"),
+                    Some("E"),
+                    Some("F"),
+                ],
             ),
             (
                 "device_id",
-                &[Some("d1"), Some("d1"), Some("d3"), Some("d4"), Some("d5")],
+                &[
+                    Some("d1"),
+                    Some("d1"),
+                    Some("d3"),
+                    Some("d4"),
+                    Some("d5"),
+                    Some("d3"),
+                ],
             ),
             (
                 "payment_fingerprint",
-                &[Some("c0"), Some("c1"), Some("c1"), Some("c4"), None],
+                &[Some("c0"), Some("c1"), Some("c1"), Some("c4"), None, None],
             ),
             (
                 "ip",
@@ -1005,21 +770,52 @@ mod tests {
                     Some("10.0.0.3"),
                     Some("10.0.0.1"),
                     None,
+                    None,
                 ],
             ),
         ]);
-        let hits: BTreeMap<usize, Vec<(String, f64)>> = [0, 2, 3, 4]
-            .into_iter()
-            .map(|i| (i, vec![("rule".to_string(), 0.5)]))
+        let flags = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("referral_id", DataType::Utf8, false),
+                Field::new("suspicious", DataType::Int64, false),
+            ])),
+            vec![
+                Arc::new(StringArray::from(vec!["r1", "r2", "r3", "r4", "r5", "r6"])),
+                Arc::new(Int64Array::from(vec![1, 0, 1, 1, 1, 0])),
+            ],
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fraud = dir.path().join("fraud.yaml");
+        std::fs::write(
+            &fraud,
+            "version: 1\nreferrals_table: refs\nrules:\n  - id: rule\n    description: d\n    severity: high\n    pattern: p\n    table: flags\n    key: referral_id\n    when:\n      - { column: suspicious, op: \">=\", value: 1 }\n    score: 0.5\n",
+        )
+        .unwrap();
+        let rules = FraudRules::load(&fraud).unwrap();
+        let ctx = session_with(vec![("refs", referrals), ("flags", flags)]);
+        let options = ReviewOptions {
+            suppressions: None,
+            as_of: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
+            sweep_factors: &[],
+        };
+        let review = review(&ctx, &rules, options).await.unwrap();
+        let clusters_of: Vec<(&str, Option<&str>)> = review
+            .flagged
+            .iter()
+            .map(|f| (f.referral_id.as_str(), f.cluster_id.as_deref()))
             .collect();
-        let batches = [referrals];
-        let clusters_of = link_clusters(&batches, &hits).unwrap();
-        let expected: HashMap<usize, String> =
-            [(0, "cluster-r1".to_string()), (2, "cluster-r1".to_string())].into();
-        assert_eq!(clusters_of, expected);
-        let clusters = summarize_clusters(&batches, &hits, &clusters_of).unwrap();
         assert_eq!(
-            clusters,
+            clusters_of,
+            [
+                ("r1", Some("cluster-r1")),
+                ("r3", Some("cluster-r1")),
+                ("r4", None),
+                ("r5", None)
+            ]
+        );
+        assert_eq!(
+            review.clusters,
             vec![Cluster {
                 cluster_id: "cluster-r1".into(),
                 referrals: 2,
@@ -1053,7 +849,6 @@ mod tests {
         let rules = FraudRules::load(&fraud).unwrap();
         let suppressions = Suppressions::load(&suppressions).unwrap();
 
-        let ctx = SessionContext::new();
         let refs = strings(&[
             (
                 "referral_id",
@@ -1088,10 +883,7 @@ mod tests {
             ],
         )
         .unwrap();
-        for (name, batch) in [("refs", refs), ("devices", devices)] {
-            let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
-            ctx.register_table(name, Arc::new(table)).unwrap();
-        }
+        let ctx = session_with(vec![("refs", refs), ("devices", devices)]);
         let options = ReviewOptions {
             suppressions: Some(&suppressions),
             as_of: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
