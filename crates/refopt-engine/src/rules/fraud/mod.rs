@@ -441,11 +441,14 @@ fn failed(rule: &FraudRule, message: String) -> RuleOutcome {
     }
 }
 
-/// Selects the rule's rows and returns their keys.
+/// Selects the rule's rows and returns their keys. The feature table streams through: a
+/// threshold-only rule reads it batch by batch, an expression rule evaluates each partition of
+/// the query (`--threads` of them) on its own blocking worker as the batches arrive.
 async fn evaluate(
     ctx: &SessionContext,
     rule: &FraudRule,
 ) -> Result<(u64, FxHashSet<String>), RuleFailure> {
+    use futures::StreamExt;
     let mut df = ctx
         .table(rule.table.as_str())
         .await
@@ -455,116 +458,158 @@ async fn evaluate(
             .filter(condition_expr(c))
             .map_err(RuleFailure::from_datafusion)?;
     }
-    let batches = df.collect().await.map_err(RuleFailure::from_datafusion)?;
     let Some(expression) = &rule.expression else {
         // Threshold conditions only: every row the filters kept is selected.
+        let mut stream = df
+            .execute_stream()
+            .await
+            .map_err(RuleFailure::from_datafusion)?;
         let mut keys = FxHashSet::default();
         let mut selected = 0u64;
-        for batch in &batches {
-            let columns = KeyColumns::new(batch, &rule.key).map_err(RuleFailure::permanent)?;
-            for row in 0..batch.num_rows() {
-                selected += 1;
-                keys.extend(columns.key(row));
-            }
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(RuleFailure::from_datafusion)?;
+            let columns = KeyColumns::new(&batch, &rule.key).map_err(RuleFailure::permanent)?;
+            selected += batch.num_rows() as u64;
+            keys.extend((0..batch.num_rows()).filter_map(|row| columns.key(row)));
         }
         return Ok((selected, keys));
     };
     // Rows carry only the columns the expression reads (unless it uses `row` as a whole).
     let usage = sandbox::usage(&expression.ast);
-    let fields: Option<std::collections::BTreeSet<String>> =
+    let fields: Option<BTreeSet<String>> =
         (!usage.row_whole).then(|| usage.row_fields.into_keys().collect());
-    let mut engine = sandbox::engine();
-    // The rule's time budget, over all rows and workers: past it, every evaluation stops.
-    let deadline = std::time::Instant::now() + rule.time_limit;
-    // Replaces the sandbox's own progress hook, so it checks the stop request too.
-    engine.on_progress(move |_| {
-        if refopt_spec::stop::requested() {
-            return Some(rhai::Dynamic::from(refopt_spec::stop::TOKEN));
-        }
-        (std::time::Instant::now() >= deadline).then(|| rhai::Dynamic::from(TIME_LIMIT_TOKEN))
+    let worker = Arc::new(ExpressionWorker {
+        ast: expression.ast.clone(),
+        params: rule.params_map(),
+        fields,
+        key: rule.key.clone(),
+        table: rule.table.clone(),
+        time_limit: rule.time_limit,
+        // The rule's time budget, over all rows and workers: past it, every evaluation stops.
+        deadline: std::time::Instant::now() + rule.time_limit,
     });
-    let params = rule.params_map();
-    // The batches are split across the session's threads (`--threads`); each worker reuses
-    // one scope, and every row gets fresh `params` and `row` values as before (a script may
-    // modify its copies).
-    let workers = ctx
-        .state()
-        .config()
-        .target_partitions()
-        .min(batches.len())
-        .max(1);
-    let chunk = batches.len().div_ceil(workers).max(1);
-    let results: Vec<Result<(u64, FxHashSet<String>), RuleFailure>> = std::thread::scope(
-        |threads| {
-            let handles: Vec<_> = batches
-            .chunks(chunk)
-            .enumerate()
-            .map(|(n, part)| {
-                let (engine, params, fields) = (&engine, &params, fields.as_ref());
-                threads.spawn(move || {
-                    let mut scope = Scope::new();
-                    let mut keys = FxHashSet::default();
-                    let mut selected = 0u64;
-                    for (b, batch) in part.iter().enumerate() {
-                        let key_columns =
-                            KeyColumns::new(batch, &rule.key).map_err(RuleFailure::permanent)?;
-                        let rows = RowReader::new(batch, fields);
-                        for row in 0..batch.num_rows() {
-                            scope.rewind(0);
-                            scope.push("params", params.clone());
-                            scope.push("row", rows.map(row));
-                            let keep = engine
-                                .eval_ast_with_scope::<bool>(&mut scope, &expression.ast)
-                                .map_err(|e| {
-                                    if refopt_spec::stop::is_stop(&e) {
-                                        return RuleFailure::permanent("stopped: the run was interrupted");
-                                    }
-                                    if is_time_limit(&e) {
-                                        return RuleFailure {
-                                            message: format!(
-                                                "ran past its time limit of {} ms (row {row} of batch {} of `{}`)",
-                                                rule.time_limit.as_millis(),
-                                                n * chunk + b,
-                                                rule.table
-                                            ),
-                                            transient: true,
-                                        };
-                                    }
-                                    RuleFailure::permanent(format!(
-                                        "expression failed on row {row} of batch {} of `{}`: {}",
-                                        n * chunk + b,
-                                        rule.table,
-                                        sandbox::describe(&e)
-                                    ))
-                                })?;
-                            if keep {
-                                selected += 1;
-                                keys.extend(key_columns.key(row));
-                            }
-                        }
-                    }
-                    Ok((selected, keys))
-                })
-            })
-            .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(RuleFailure::permanent("rule evaluation panicked")))
-                })
-                .collect()
-        },
-    );
+    let streams = df
+        .execute_stream_partitioned()
+        .await
+        .map_err(RuleFailure::from_datafusion)?;
+    let runtime = tokio::runtime::Handle::current();
+    let workers: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(partition, stream)| {
+            let (worker, runtime) = (worker.clone(), runtime.clone());
+            tokio::task::spawn_blocking(move || worker.run(partition, stream, &runtime))
+        })
+        .collect();
     let mut keys = FxHashSet::default();
     let mut selected = 0u64;
-    // In batch order: the first failing batch's error is the one reported.
-    for result in results {
-        let (n, k) = result?;
-        selected += n;
-        keys.extend(k);
+    let mut first_failure = None;
+    // In partition order: the first failing partition's error is the one reported.
+    for worker in workers {
+        let result = worker
+            .await
+            .unwrap_or_else(|_| Err(RuleFailure::permanent("rule evaluation panicked")));
+        match result {
+            Ok((n, k)) => {
+                selected += n;
+                keys.extend(k);
+            }
+            Err(failure) => {
+                first_failure.get_or_insert(failure);
+            }
+        }
     }
-    Ok((selected, keys))
+    match first_failure {
+        Some(failure) => Err(failure),
+        None => Ok((selected, keys)),
+    }
+}
+
+/// What a worker needs to evaluate a rule's expression over one partition of its table.
+struct ExpressionWorker {
+    ast: Arc<rhai::AST>,
+    params: rhai::Map,
+    fields: Option<BTreeSet<String>>,
+    key: Vec<String>,
+    table: String,
+    time_limit: std::time::Duration,
+    deadline: std::time::Instant,
+}
+
+impl ExpressionWorker {
+    /// Evaluates every row of the partition's batches as they arrive: the rows selected and
+    /// their keys. Runs on a blocking thread (`runtime` drives the stream).
+    fn run(
+        &self,
+        partition: usize,
+        mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(u64, FxHashSet<String>), RuleFailure> {
+        use futures::StreamExt;
+        let mut engine = sandbox::engine();
+        let deadline = self.deadline;
+        // Replaces the sandbox's own progress hook, so it checks the stop request too.
+        engine.on_progress(move |_| {
+            if refopt_spec::stop::requested() {
+                return Some(rhai::Dynamic::from(refopt_spec::stop::TOKEN));
+            }
+            (std::time::Instant::now() >= deadline).then(|| rhai::Dynamic::from(TIME_LIMIT_TOKEN))
+        });
+        let mut scope = Scope::new();
+        let mut keys = FxHashSet::default();
+        let mut selected = 0u64;
+        let mut batch_number = 0usize;
+        while let Some(batch) = runtime.block_on(stream.next()) {
+            let batch = batch.map_err(RuleFailure::from_datafusion)?;
+            let key_columns = KeyColumns::new(&batch, &self.key).map_err(RuleFailure::permanent)?;
+            let rows = RowReader::new(&batch, self.fields.as_ref());
+            for row in 0..batch.num_rows() {
+                // Every row gets fresh `params` and `row` values (a script may modify them).
+                scope.rewind(0);
+                scope.push("params", self.params.clone());
+                scope.push("row", rows.map(row));
+                let keep = engine
+                    .eval_ast_with_scope::<bool>(&mut scope, &self.ast)
+                    .map_err(|e| self.failure(&e, row, batch_number, partition))?;
+                if keep {
+                    selected += 1;
+                    keys.extend(key_columns.key(row));
+                }
+            }
+            batch_number += 1;
+        }
+        Ok((selected, keys))
+    }
+
+    /// Why evaluating a row failed: a stop, the time budget (transient), or the script.
+    fn failure(
+        &self,
+        e: &rhai::EvalAltResult,
+        row: usize,
+        batch: usize,
+        partition: usize,
+    ) -> RuleFailure {
+        let at = format!(
+            "row {row} of batch {batch} of partition {partition} of `{}`",
+            self.table
+        );
+        if refopt_spec::stop::is_stop(e) {
+            return RuleFailure::permanent("stopped: the run was interrupted");
+        }
+        if is_time_limit(e) {
+            return RuleFailure {
+                message: format!(
+                    "ran past its time limit of {} ms ({at})",
+                    self.time_limit.as_millis()
+                ),
+                transient: true,
+            };
+        }
+        RuleFailure::permanent(format!(
+            "expression failed on {at}: {}",
+            sandbox::describe(e)
+        ))
+    }
 }
 
 /// The token a rule's expression is stopped with when its time budget runs out.
