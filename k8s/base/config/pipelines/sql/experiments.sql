@@ -21,52 +21,11 @@ units AS (
   FROM assignment
   WHERE variant = other_variant
 ),
--- The window's referrals with their outcomes, attached by grouping the event streams on
--- referral_id (one spillable aggregate instead of three joins). Rows without a referral id are
--- left out (a unit's referrals were always counted by id).
-window_referrals AS (
-  SELECT referral_id,
-         MAX(is_referral) AS is_referral,
-         MAX(referrer_id) AS referrer_id,
-         MAX(created_at) AS created_at,
-         MAX(qualified) AS qualified,
-         MAX(won) AS won,
-         SUM(revenue) AS revenue,
-         SUM(payout) AS payout,
-         MAX(flagged) AS flagged
-  FROM (
-    SELECT referral_id, 1 AS is_referral, referrer_id, created_at,
-           0 AS qualified, 0 AS won, CAST(0 AS DECIMAL(18, 2)) AS revenue, CAST(0 AS DECIMAL(18, 2)) AS payout, 0 AS flagged
-    FROM referrals
-    WHERE dt >= $window_start_day AND dt < $window_end_day
-      AND created_at >= $window_start AND created_at < $window_end AND referral_id IS NOT NULL
-    UNION ALL
-    SELECT referral_id, 0, NULL, NULL,
-           CASE WHEN stage IN ('qualified', 'opportunity', 'won') THEN 1 ELSE 0 END,
-           CASE WHEN stage = 'won' THEN 1 ELSE 0 END,
-           CASE WHEN stage = 'won' THEN COALESCE(amount, 0) ELSE 0 END,
-           CAST(0 AS DECIMAL(18, 2)), 0
-    FROM conversions
-    WHERE dt >= $window_start_day AND dt < $window_end_day AND occurred_at < $window_end
-      AND referral_id IS NOT NULL
-    UNION ALL
-    SELECT referral_id, 0, NULL, NULL, 0, 0, CAST(0 AS DECIMAL(18, 2)), amount, 0
-    FROM payouts
-    WHERE dt >= $window_start_day AND dt < $window_end_day AND created_at < $window_end
-      AND recipient_type = 'referrer' AND status <> 'reversed' AND referral_id IS NOT NULL
-    UNION ALL
-    SELECT referral_id, 0, NULL, NULL, 0, 0, CAST(0 AS DECIMAL(18, 2)), CAST(0 AS DECIMAL(18, 2)), 1
-    FROM fraud_flags
-    WHERE dt >= $window_start_day AND dt < $window_end_day AND flagged_at < $window_end
-      AND referral_id IS NOT NULL
-  ) events
-  GROUP BY referral_id
-),
 unit_referrals AS (
   SELECT u.experiment_id, u.unit_id, w.referral_id, w.qualified, w.won, w.revenue, w.payout,
          w.flagged
   FROM units u
-  JOIN window_referrals w ON w.referrer_id = u.unit_id
+  JOIN experiment_referrals w ON w.referrer_id = u.unit_id
   WHERE w.is_referral = 1 AND w.created_at >= u.assigned_at
 ),
 -- Every unit with its referrals' outcomes; units without referrals count with zeros (a
