@@ -117,7 +117,7 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
     // spill in DataFusion 55, apache/datafusion#24883; scans still read file groups in parallel
     // and aggregates finish in one partition), and joins are sort-merge joins (their sorts
     // spill; their inputs are still hash-repartitioned, so the stall remains possible there).
-    let config = if options.memory_limit.is_some() {
+    let config = if let Some(limit) = options.memory_limit {
         config
             .set_bool("datafusion.optimizer.repartition_aggregations", false)
             .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)
@@ -127,7 +127,7 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
             .set_bool("datafusion.optimizer.prefer_hash_join", false)
             .set_usize(
                 "datafusion.optimizer.hash_join_single_partition_threshold",
-                small_side_bytes(options.memory_limit.unwrap_or_default()),
+                small_side_bytes(limit),
             )
     } else {
         config

@@ -186,36 +186,61 @@ pub async fn review(
     }
 
     // The referrals carrying the selected keys: one query per key column set, for every rule
-    // and sweep factor keyed by it. A selection is a rule (2n) or its sweep (2n + 1, factor m
-    // at index m of `swept`).
-    let mut fact_columns: Vec<String> = ["referrer_id", "device_id", "payment_fingerprint", "ip"]
-        .into_iter()
-        .chain([referrals::CHANNEL])
-        .map(str::to_string)
-        .chain(suppressions.columns())
-        .filter(|c| table.has(c))
-        .collect();
-    fact_columns.dedup();
-    let mut found: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
-    let mut facts: BTreeMap<String, Facts> = BTreeMap::new();
+    // and sweep factor keyed by it. The queries tag each selection by its index in `selections`:
+    // (rule index, None) for a rule's own keys, (rule index, Some(m)) for its m-th sweep factor.
+    let mut fact_columns: Vec<String> = Vec::new();
+    for column in [
+        "referrer_id",
+        "device_id",
+        "payment_fingerprint",
+        "ip",
+        referrals::CHANNEL,
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain(suppressions.columns())
+    {
+        if table.has(&column) && !fact_columns.contains(&column) {
+            fact_columns.push(column);
+        }
+    }
+    let mut selections: Vec<(usize, Option<usize>)> = Vec::new();
     let mut by_key: BTreeMap<&[String], Vec<(usize, &FxHashSet<String>)>> = BTreeMap::new();
     for (n, (rule, evaluation)) in rules.rules.iter().zip(&evaluations).enumerate() {
         let Ok((_, keys, sweep)) = evaluation else {
             continue;
         };
-        let selections = by_key.entry(rule.key.as_slice()).or_default();
-        selections.push((selection(n, None), keys));
-        for (m, (_, keys)) in sweep.iter().enumerate() {
+        let tagged = by_key.entry(rule.key.as_slice()).or_default();
+        let own = std::iter::once((None, Some(keys)));
+        let swept = sweep
+            .iter()
+            .enumerate()
+            .map(|(m, (_, keys))| (Some(m), keys.as_ref()));
+        for (sweep, keys) in own.chain(swept) {
             if let Some(keys) = keys {
-                selections.push((selection(n, Some(m)), keys));
+                tagged.push((selections.len(), keys));
+                selections.push((n, sweep));
             }
         }
     }
-    for (key, selections) in &by_key {
+    let mut found_by_tag: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    let mut facts: BTreeMap<String, Facts> = BTreeMap::new();
+    for (key, tagged) in &by_key {
         table
-            .with_keys(ctx, key, selections, &fact_columns, &mut found, &mut facts)
+            .with_keys(
+                ctx,
+                key,
+                tagged,
+                &fact_columns,
+                &mut found_by_tag,
+                &mut facts,
+            )
             .await?;
     }
+    let mut found: BTreeMap<(usize, Option<usize>), BTreeSet<String>> = found_by_tag
+        .into_iter()
+        .map(|(tag, ids)| (selections[tag], ids))
+        .collect();
 
     let mut hits: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
     let mut outcomes = Vec::new();
@@ -228,7 +253,7 @@ pub async fn review(
                 continue;
             }
         };
-        let matched = found.remove(&selection(n, None)).unwrap_or_default();
+        let matched = found.remove(&(n, None)).unwrap_or_default();
         let matched = suppressions.filter(rule, matched, &facts, true);
         outcomes.push(RuleOutcome {
             rule_id: rule.id.clone(),
@@ -245,7 +270,7 @@ pub async fn review(
         }
         for (m, (factor, keys)) in sweep.into_iter().enumerate() {
             let flagged = keys.map(|_| {
-                let matched = found.remove(&selection(n, Some(m))).unwrap_or_default();
+                let matched = found.remove(&(n, Some(m))).unwrap_or_default();
                 suppressions.filter(rule, matched, &facts, false).len() as u64
             });
             sweep_points.push(SweepPoint {
@@ -303,15 +328,6 @@ pub async fn review(
         retries,
     })
 }
-
-/// The index of a selection of referral keys: a rule's own (`sweep` None) or one of its
-/// sweep factors.
-fn selection(rule: usize, sweep: Option<usize>) -> usize {
-    rule * (SWEEP_SLOTS + 1) + sweep.map_or(0, |m| m + 1)
-}
-
-/// Room for sweep factors per rule in [`selection`] indices.
-const SWEEP_SLOTS: usize = 64;
 
 /// [`evaluate`], retried up to `retry_limit` times while it fails transiently; each retried
 /// attempt is recorded in `retries`.
@@ -621,7 +637,7 @@ fn is_time_limit(e: &rhai::EvalAltResult) -> bool {
 }
 
 fn condition_expr(c: &Condition) -> Expr {
-    let column = col(format!("\"{}\"", c.column.replace('"', "\"\"")));
+    let column = col(crate::metrics::data_tests::ident(&c.column));
     let scalar = |v: &ConditionValue| match v {
         ConditionValue::Number(n) => lit(*n),
         ConditionValue::Text(t) => lit(t.clone()),

@@ -15,6 +15,7 @@ use datafusion::prelude::SessionContext;
 use rustc_hash::FxHashSet;
 
 use super::KEY_SEPARATOR;
+use crate::metrics::data_tests::ident;
 
 /// What the review keeps of a referral the rules selected: per column, the values of its rows
 /// (one row, unless its id repeats; null values are left out).
@@ -32,14 +33,14 @@ pub(super) struct ReferralsTable {
     columns: BTreeSet<String>,
 }
 
-/// A quoted SQL identifier.
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+/// A query's result batches.
+async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, DataFusionError> {
+    ctx.sql(sql).await?.collect().await
 }
 
 /// A column as text, as the rules' keys and the suppressions compare it.
 fn as_text(alias: &str, column: &str) -> String {
-    format!("CAST({alias}.{} AS VARCHAR)", quoted(column))
+    format!("CAST({alias}.{} AS VARCHAR)", ident(column))
 }
 
 /// A query result's column as strings.
@@ -73,8 +74,8 @@ impl ReferralsTable {
     }
 
     /// The referrals whose `key` columns equal one of the selected keys (parts joined by
-    /// [`KEY_SEPARATOR`]), for every selection at once: per selection (by its index in
-    /// `selections`), the referral ids found; and what `facts` columns say of each of them.
+    /// [`KEY_SEPARATOR`]), for every selection at once: per selection (by the
+    /// tag it comes with), the referral ids found; and what `facts` columns say of each of them.
     pub(super) async fn with_keys(
         &self,
         ctx: &SessionContext,
@@ -127,9 +128,9 @@ impl ReferralsTable {
             "SELECT k.selection, {} AS referral_id{} FROM {} r JOIN {keys_table} k ON {on}",
             as_text("r", "referral_id"),
             fact_columns(facts),
-            quoted(&self.name),
+            ident(&self.name),
         );
-        let batches = ctx.sql(&sql).await?.collect().await;
+        let batches = collect(ctx, &sql).await;
         ctx.deregister_table(keys_table)?;
         for batch in batches? {
             let selection = batch
@@ -182,7 +183,7 @@ impl ReferralsTable {
                    FROM {} r GROUP BY 1) ids \
              GROUP BY channel",
             as_text("r", "referral_id"),
-            quoted(&self.name),
+            ident(&self.name),
         );
         let mut rows = 0u64;
         let mut by_channel = BTreeMap::new();
@@ -248,7 +249,7 @@ impl ReferralsTable {
                         as_text("r", "referral_id"),
                         as_text("r", LINK_COLUMNS[0]),
                         as_text("r", LINK_COLUMNS[1]),
-                        quoted(&self.name),
+                        ident(&self.name),
                         as_text("r", column),
                     ));
                 }
