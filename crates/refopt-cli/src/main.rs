@@ -479,6 +479,17 @@ async fn evaluate_rules(args: EvaluateArgs) -> anyhow::Result<()> {
             f(r.precision)
         );
     }
+    if !quality.by_lookalike.is_empty() {
+        println!("\nlegitimate look-alikes flagged (lower is better):");
+        for (kind, l) in &quality.by_lookalike {
+            println!(
+                "  {kind:<22} referrals {:>7}  flagged {:>7}  share {}",
+                l.referrals,
+                l.flagged,
+                f(l.flagged_share)
+            );
+        }
+    }
     Ok(())
 }
 

@@ -29,6 +29,29 @@ pub mod pattern {
     pub const PAYOUT_CONCENTRATION: &str = "payout_concentration";
     pub const TIMING_ANOMALY: &str = "timing_anomaly";
     pub const COMPLIANCE_FAILURE: &str = "compliance_failure";
+    /// A ring that rotates devices and cards so that none is shared by more than two of its
+    /// referrers; it is still one connected component.
+    pub const ROTATING_RING: &str = "rotating_ring";
+    /// One referrer adding a fake referee every few days, each on a fresh device and card, all
+    /// from one hosting network.
+    pub const SLOW_FARM: &str = "slow_farm";
+}
+
+/// Kinds of honest referrals built to resemble fraud (names used in
+/// `_truth/lookalike_referrals`); rules must spare them.
+pub mod lookalike {
+    /// Up to three referees of one referrer on the household's shared device and home IP.
+    pub const HOUSEHOLD_DEVICE: &str = "household_device";
+    /// Colleagues behind their office's NAT address, on the company's mail domain.
+    pub const OFFICE_NETWORK: &str = "office_network";
+    /// Students behind a campus address shared by many referrers.
+    pub const CAMPUS_NETWORK: &str = "campus_network";
+    /// A legitimate referrer's post or event: 15-30 sign-ups within an hour, from many networks
+    /// and devices, with normal funnels.
+    pub const INFLUENCER_BURST: &str = "influencer_burst";
+    /// Coworkers referred by different colleagues, paid with one corporate card, on the
+    /// company's domain and office network.
+    pub const COMPANY_CARD: &str = "company_card";
 }
 
 /// Experiments planted in the data: id, variants with allocation, effect on invite -> referral.
@@ -75,6 +98,8 @@ struct Outcome {
     /// Probability that the program's existing fraud model flagged it.
     flag_probability: f64,
     truth: Option<&'static str>,
+    /// The kind of legitimate look-alike an honest referral is (see [`lookalike`]).
+    lookalike: Option<&'static str>,
 }
 
 impl Outcome {
@@ -85,6 +110,7 @@ impl Outcome {
             amount_scale: 1.0,
             flag_probability: 0.004,
             truth: None,
+            lookalike: None,
         }
     }
     fn fraud(pattern: &'static str, funnel: [f64; 4]) -> Self {
@@ -94,8 +120,19 @@ impl Outcome {
             amount_scale: 1.0,
             flag_probability: 0.5,
             truth: Some(pattern),
+            lookalike: None,
         }
     }
+}
+
+/// Who an honest referee is: address, device, mail domain and card, and which look-alike of
+/// fraud (if any) that makes the referral.
+struct RefereeIdentity {
+    ip: String,
+    device: String,
+    domain: String,
+    payment: Option<String>,
+    lookalike: Option<&'static str>,
 }
 
 /// Everything a new referral needs besides its outcome.
@@ -120,6 +157,16 @@ pub struct GenerationCounts {
     pub invites: u64,
     pub referrals: u64,
     pub fraud_by_pattern: std::collections::BTreeMap<&'static str, u64>,
+    pub lookalikes_by_kind: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A slow farm: a referrer account that adds one fake referee every few days from addresses of
+/// one hosting network.
+struct SlowFarm {
+    referrer: Referrer,
+    network: [u8; 3],
+    next_at: Micros,
+    mean_interval: i64,
 }
 
 pub(crate) struct Generator<'w> {
@@ -139,8 +186,10 @@ pub(crate) struct Generator<'w> {
     pub flags: DayBuffers<FraudFlag>,
     pub compliance: DayBuffers<ComplianceEvent>,
     pub assignments: DayBuffers<ExperimentAssignment>,
-    pub truth: Vec<FraudTruth>,
+    pub truth: Vec<TruthLabel>,
+    pub lookalikes: Vec<TruthLabel>,
     pub counts: GenerationCounts,
+    farms: Vec<SlowFarm>,
     experiment_start: Micros,
 }
 
@@ -165,7 +214,9 @@ impl<'w> Generator<'w> {
             compliance: DayBuffers::default(),
             assignments: DayBuffers::default(),
             truth: Vec::new(),
+            lookalikes: Vec::new(),
             counts: GenerationCounts::default(),
+            farms: Vec::new(),
             experiment_start: start + (days / 5) * DAY,
         }
     }
@@ -251,8 +302,7 @@ impl<'w> Generator<'w> {
             return Ok(());
         }
         let created_at = at + (self.rng.random::<f64>().powi(2) * 48.0 * HOUR as f64) as i64;
-        let (ip, device_id, email_domain, payment_fingerprint) =
-            self.legit_referee_identity(idx, &referrer);
+        let identity = self.legit_referee_identity(idx, &referrer);
         let new = NewReferral {
             invite_id: Some(invite_id),
             referrer_id: &referrer.id,
@@ -262,12 +312,15 @@ impl<'w> Generator<'w> {
             region: referrer.region,
             persona: referrer.persona_idx,
             created_at,
-            ip,
-            device_id,
-            email_domain,
-            payment_fingerprint,
+            ip: identity.ip,
+            device_id: identity.device,
+            email_domain: identity.domain,
+            payment_fingerprint: identity.payment,
         };
-        let mut outcome = Outcome::legit(channel);
+        let mut outcome = Outcome {
+            lookalike: identity.lookalike,
+            ..Outcome::legit(channel)
+        };
         // A few honest referrals are bot-fast: scripted signups that then convert instantly.
         let roll = self.rng.random::<f64>();
         if roll < 0.0015 {
@@ -278,6 +331,7 @@ impl<'w> Generator<'w> {
                 amount_scale: 0.15,
                 flag_probability: 0.45,
                 truth: Some(pattern::TIMING_ANOMALY),
+                lookalike: None,
             };
         } else if roll < 0.0045 {
             let new = NewReferral {
@@ -367,37 +421,45 @@ impl<'w> Generator<'w> {
     }
 
     /// A referee identity for an honest referral, including the look-alikes that trip naive
-    /// rules: colleagues behind one office IP, families sharing a tablet, students on a campus.
-    fn legit_referee_identity(
-        &mut self,
-        idx: u64,
-        referrer: &Referrer,
-    ) -> (String, String, String, Option<String>) {
+    /// rules: colleagues behind one office IP (some paid with the company's card), families
+    /// sharing a tablet, students on a campus.
+    fn legit_referee_identity(&mut self, idx: u64, referrer: &Referrer) -> RefereeIdentity {
         let r: u64 = self.rng.random();
-        let mut ip = ip_from_hash(mix(r));
-        let mut device = format!("dev_{:012x}", mix(r ^ 1) & 0xFFFF_FFFF_FFFF);
-        let mut domain = COMMON_EMAIL_DOMAINS
-            [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
-        .0
-        .to_string();
-        let payment =
-            (unit(mix(r ^ 3)) < 0.6).then(|| format!("pf_{:012x}", mix(r ^ 4) & 0xFFFF_FFFF_FFFF));
+        let mut identity = RefereeIdentity {
+            ip: ip_from_hash(mix(r)),
+            device: format!("dev_{:012x}", mix(r ^ 1) & 0xFFFF_FFFF_FFFF),
+            domain: COMMON_EMAIL_DOMAINS
+                [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
+            .0
+            .to_string(),
+            payment: (unit(mix(r ^ 3)) < 0.6)
+                .then(|| format!("pf_{:012x}", mix(r ^ 4) & 0xFFFF_FFFF_FFFF)),
+            lookalike: None,
+        };
         let kind = unit(mix(r ^ 5));
         if let Some(c) = referrer.company.filter(|_| kind < 0.45) {
             let company = &self.world.companies[c];
-            ip = company.ips[(r % 2) as usize].clone();
-            domain = company.domain.clone();
+            identity.ip = company.ips[(r % 2) as usize].clone();
+            identity.domain = company.domain.clone();
+            identity.lookalike = Some(lookalike::OFFICE_NETWORK);
+            if let Some(card) = company.card.as_ref().filter(|_| unit(mix(r ^ 6)) < 0.5) {
+                identity.payment = Some(card.clone());
+                identity.lookalike = Some(lookalike::COMPANY_CARD);
+            }
         } else if referrer.has_family && kind < 0.6 {
             let count = self.family_counts.entry(idx).or_insert(0);
             if *count < 3 {
                 *count += 1;
-                device = referrer.household_device.clone();
-                ip = referrer.home_ip.clone();
+                identity.device = referrer.household_device.clone();
+                identity.ip = referrer.home_ip.clone();
+                identity.lookalike = Some(lookalike::HOUSEHOLD_DEVICE);
             }
         } else if kind > 0.985 {
-            ip = self.world.campus_ips[(r % self.world.campus_ips.len() as u64) as usize].clone();
+            identity.ip =
+                self.world.campus_ips[(r % self.world.campus_ips.len() as u64) as usize].clone();
+            identity.lookalike = Some(lookalike::CAMPUS_NETWORK);
         }
-        (ip, device, domain, payment)
+        identity
     }
 
     /// A self-referral: fresh accounts on the referrer's own device and card.
@@ -451,6 +513,18 @@ impl<'w> Generator<'w> {
         let bursts = poisson(&mut self.rng, (expected_referrals * 0.004 / 35.0).max(0.06));
         for _ in 0..bursts {
             self.velocity_burst(day_start, out).await?;
+        }
+        // Rings that rotate their hardware so that no device or card links more than two of
+        // their accounts.
+        let rotating = poisson(&mut self.rng, (expected_referrals * 0.006 / 45.0).max(0.08));
+        for _ in 0..rotating {
+            self.rotating_ring(day_start, out).await?;
+        }
+        self.slow_farms(day_start, out).await?;
+        // Honest look-alike: a legitimate referrer's post brings a burst of real sign-ups.
+        let posts = poisson(&mut self.rng, (expected_referrals * 0.004 / 25.0).max(0.08));
+        for _ in 0..posts {
+            self.influencer_burst(day_start, out).await?;
         }
         // The payout-farming partner is active in the last 60% of the period.
         let period = self.end - self.start;
@@ -536,6 +610,9 @@ impl<'w> Generator<'w> {
         Ok(())
     }
 
+    /// A scripted burst: 20-45 referrals from one referrer within 20-90 minutes, narrow in at
+    /// least one way a script is: few networks (addresses rotated within one or two /24s), few
+    /// (emulated) devices, or bot-speed funnels.
     async fn velocity_burst(
         &mut self,
         day_start: Micros,
@@ -546,9 +623,81 @@ impl<'w> Generator<'w> {
         let n = self.rng.random_range(20..=45);
         let begin = day_start + self.rng.random_range(0..20 * HOUR);
         let length = self.rng.random_range(20 * MINUTE..90 * MINUTE);
+        let (narrow_networks, narrow_devices, bot_speed) = loop {
+            let traits = (
+                self.rng.random::<f64>() < 0.6,
+                self.rng.random::<f64>() < 0.6,
+                self.rng.random::<f64>() < 0.5,
+            );
+            if traits.0 || traits.1 || traits.2 {
+                break traits;
+            }
+        };
+        let networks: Vec<[u8; 3]> = (0..self.rng.random_range(1..=2))
+            .map(|_| network_from_hash(self.rng.random()))
+            .collect();
+        let devices: Vec<String> = (0..self.rng.random_range(2..=5))
+            .map(|_| format!("dev_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF))
+            .collect();
         for _ in 0..n {
             let at = begin + self.rng.random_range(0..length);
             let channel = 1; // social blasts
+            let invite_id = self.id("inv");
+            self.push_invite(&invite_id, &referrer, channel, None, at - MINUTE, out)
+                .await?;
+            let r: u64 = self.rng.random();
+            let ip = if narrow_networks {
+                ip_in_network(networks[(r % networks.len() as u64) as usize], mix(r ^ 3))
+            } else {
+                ip_from_hash(mix(r))
+            };
+            let device_id = if narrow_devices {
+                devices[(mix(r ^ 4) % devices.len() as u64) as usize].clone()
+            } else {
+                format!("dev_{:012x}", mix(r ^ 1) & 0xFFFF_FFFF_FFFF)
+            };
+            let new = NewReferral {
+                invite_id: Some(invite_id),
+                referrer_id: &referrer.id,
+                referee_id: None,
+                partner: None,
+                channel,
+                region: referrer.region,
+                persona: referrer.persona_idx,
+                created_at: at,
+                ip,
+                device_id,
+                email_domain: COMMON_EMAIL_DOMAINS
+                    [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
+                .0
+                .to_string(),
+                payment_fingerprint: None,
+            };
+            let outcome = Outcome {
+                instant: bot_speed,
+                ..Outcome::fraud(pattern::VELOCITY_BURST, [0.7, 0.45, 0.05, 0.2])
+            };
+            self.referral(new, outcome, out).await?;
+        }
+        Ok(())
+    }
+
+    /// Honest look-alike of a burst: a legitimate referrer's post or event brings 15-30
+    /// sign-ups within an hour, each a different person on their own network and device, with
+    /// the channel's normal funnel.
+    async fn influencer_burst(
+        &mut self,
+        day_start: Micros,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
+        let idx = self.world.sample_referrer(&mut self.rng);
+        let referrer = self.world.referrer(idx);
+        let n = self.rng.random_range(15..=30);
+        let begin = day_start + self.rng.random_range(0..20 * HOUR);
+        let length = self.rng.random_range(15 * MINUTE..60 * MINUTE);
+        let channel = if self.rng.random::<f64>() < 0.7 { 1 } else { 4 }; // social or events
+        for _ in 0..n {
+            let at = begin + self.rng.random_range(0..length);
             let invite_id = self.id("inv");
             self.push_invite(&invite_id, &referrer, channel, None, at - MINUTE, out)
                 .await?;
@@ -568,11 +717,162 @@ impl<'w> Generator<'w> {
                     [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
                 .0
                 .to_string(),
-                payment_fingerprint: None,
+                payment_fingerprint: (unit(mix(r ^ 3)) < 0.6)
+                    .then(|| format!("pf_{:012x}", mix(r ^ 4) & 0xFFFF_FFFF_FFFF)),
             };
-            let outcome = Outcome::fraud(pattern::VELOCITY_BURST, [0.7, 0.45, 0.05, 0.2]);
+            let outcome = Outcome {
+                lookalike: Some(lookalike::INFLUENCER_BURST),
+                ..Outcome::legit(channel)
+            };
             self.referral(new, outcome, out).await?;
         }
+        Ok(())
+    }
+
+    /// A ring that evades per-key counts: each device (and card) is shared by two neighbouring
+    /// accounts of the ring only, so no single key reaches three referrers, yet the shared keys
+    /// chain every account into one component. Addresses rotate within one hosting network.
+    async fn rotating_ring(
+        &mut self,
+        day_start: Micros,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
+        let members = self.rng.random_range(6..=14);
+        // Which keys chain the ring: devices, cards, or both.
+        let (share_devices, share_cards) = match self.rng.random_range(0..3) {
+            0 => (true, false),
+            1 => (false, true),
+            _ => (true, true),
+        };
+        let fresh = |rng: &mut ChaCha8Rng, prefix: &str| {
+            format!("{prefix}_{:012x}", rng.random::<u64>() & 0xFFFF_FFFF_FFFF)
+        };
+        let devices: Vec<String> = (0..members).map(|_| fresh(&mut self.rng, "dev")).collect();
+        let cards: Vec<String> = (0..members).map(|_| fresh(&mut self.rng, "pf")).collect();
+        let network = network_from_hash(self.rng.random());
+        let region = REGIONS[pick_by_hash(self.rng.random(), REGIONS.iter().map(|r| r.1))].0;
+        let span_days = self.rng.random_range(3..=10);
+        let member_ids: Vec<String> = (0..members).map(|_| self.new_user_id()).collect();
+        for (m, member) in member_ids.iter().enumerate() {
+            // Member m uses keys m and m+1 (mod size), each at least once: every key links two
+            // neighbours, and the shared keys chain the whole ring.
+            let mine = [m, (m + 1) % members];
+            for i in 0..self.rng.random_range(2..=5) {
+                let at = day_start + self.rng.random_range(0..span_days * DAY);
+                let channel = pick_by_hash(self.rng.random(), CHANNELS.iter().map(|c| c.1));
+                let invite_id = self.id("inv");
+                self.counts.invites += 1;
+                self.invites
+                    .push(
+                        Invite {
+                            invite_id: invite_id.clone(),
+                            referrer_id: member.clone(),
+                            channel: CHANNELS[channel].0,
+                            partner_id: None,
+                            region,
+                            persona: PERSONAS[1].0,
+                            sent_at: at,
+                        },
+                        out,
+                    )
+                    .await?;
+                let referee_id = (self.rng.random::<f64>() < 0.5)
+                    .then(|| member_ids[self.rng.random_range(0..member_ids.len())].clone())
+                    .filter(|r| r != member);
+                let pick = if i < 2 {
+                    mine[i]
+                } else {
+                    mine[self.rng.random_range(0..2)]
+                };
+                let new = NewReferral {
+                    invite_id: Some(invite_id),
+                    referrer_id: member,
+                    referee_id,
+                    partner: None,
+                    channel,
+                    region,
+                    persona: 1,
+                    created_at: at + self.rng.random_range(MINUTE..6 * HOUR),
+                    ip: ip_in_network(network, self.rng.random()),
+                    device_id: if share_devices {
+                        devices[pick].clone()
+                    } else {
+                        fresh(&mut self.rng, "dev")
+                    },
+                    email_domain: COMMON_EMAIL_DOMAINS[self.rng.random_range(0..4)]
+                        .0
+                        .to_string(),
+                    payment_fingerprint: Some(if share_cards {
+                        cards[pick].clone()
+                    } else {
+                        fresh(&mut self.rng, "pf")
+                    }),
+                };
+                let outcome = Outcome::fraud(pattern::ROTATING_RING, [0.95, 0.8, 0.05, 0.3]);
+                self.referral(new, outcome, out).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Slow farms: dedicated referrer accounts, each adding one fake referee every few days
+    /// (never fast enough for a velocity rule), each referee on a fresh device and card, all
+    /// from addresses of one hosting network. The referees collect the sign-up bonus and go no
+    /// further.
+    async fn slow_farms(
+        &mut self,
+        day_start: Micros,
+        out: &mut ParquetUploader,
+    ) -> Result<(), GenerateError> {
+        if day_start == self.start {
+            let count = (self.world.referrer_count / 2_000).max(4);
+            let period = self.end - self.start;
+            for _ in 0..count {
+                let idx = self.world.referrer_count + self.next_id;
+                self.next_id += 1;
+                let farm = SlowFarm {
+                    referrer: self.world.referrer(idx),
+                    network: network_from_hash(self.rng.random()),
+                    next_at: self.start + self.rng.random_range(0..period / 5),
+                    mean_interval: self.rng.random_range(2 * DAY..5 * DAY),
+                };
+                self.farms.push(farm);
+            }
+        }
+        let mut farms = std::mem::take(&mut self.farms);
+        for farm in &mut farms {
+            while farm.next_at < day_start + DAY {
+                let at = farm.next_at;
+                farm.next_at +=
+                    (farm.mean_interval as f64 * self.rng.random_range(0.75..1.25)) as i64;
+                let channel = 0; // email
+                let invite_id = self.id("inv");
+                self.push_invite(&invite_id, &farm.referrer, channel, None, at, out)
+                    .await?;
+                let new = NewReferral {
+                    invite_id: Some(invite_id),
+                    referrer_id: &farm.referrer.id,
+                    referee_id: None,
+                    partner: None,
+                    channel,
+                    region: farm.referrer.region,
+                    persona: farm.referrer.persona_idx,
+                    created_at: at + self.rng.random_range(10 * MINUTE..10 * HOUR),
+                    ip: ip_in_network(farm.network, self.rng.random()),
+                    device_id: format!("dev_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF),
+                    email_domain: COMMON_EMAIL_DOMAINS[self.rng.random_range(0..4)]
+                        .0
+                        .to_string(),
+                    payment_fingerprint: Some(format!(
+                        "pf_{:012x}",
+                        self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF
+                    )),
+                };
+                let outcome = Outcome::fraud(pattern::SLOW_FARM, [0.95, 0.9, 0.02, 0.02]);
+                self.referral(new, outcome, out).await?;
+            }
+        }
+        self.farms = farms;
         Ok(())
     }
 
@@ -589,8 +889,7 @@ impl<'w> Generator<'w> {
         let invite_id = self.id("inv");
         self.push_invite(&invite_id, &referrer, channel, Some(partner), at, out)
             .await?;
-        let (ip, device_id, email_domain, payment_fingerprint) =
-            self.legit_referee_identity(idx, &referrer);
+        let identity = self.legit_referee_identity(idx, &referrer);
         let new = NewReferral {
             invite_id: Some(invite_id),
             referrer_id: &referrer.id,
@@ -600,10 +899,10 @@ impl<'w> Generator<'w> {
             region: referrer.region,
             persona: referrer.persona_idx,
             created_at: at + self.rng.random_range(MINUTE..12 * HOUR),
-            ip,
-            device_id,
-            email_domain,
-            payment_fingerprint,
+            ip: identity.ip,
+            device_id: identity.device,
+            email_domain: identity.domain,
+            payment_fingerprint: identity.payment,
         };
         let outcome = Outcome {
             amount_scale: 0.08,
@@ -632,9 +931,16 @@ impl<'w> Generator<'w> {
         self.counts.referrals += 1;
         if let Some(p) = outcome.truth {
             *self.counts.fraud_by_pattern.entry(p).or_default() += 1;
-            self.truth.push(FraudTruth {
+            self.truth.push(TruthLabel {
                 referral_id: referral_id.clone(),
                 pattern: p,
+                created_at: new.created_at,
+            });
+        } else if let Some(kind) = outcome.lookalike {
+            *self.counts.lookalikes_by_kind.entry(kind).or_default() += 1;
+            self.lookalikes.push(TruthLabel {
+                referral_id: referral_id.clone(),
+                pattern: kind,
                 created_at: new.created_at,
             });
         }
@@ -775,9 +1081,12 @@ impl<'w> Generator<'w> {
                     (Some(_), x) if x < 0.3 => ("chargeback", "payment_disputed"),
                     (Some(pattern::VELOCITY_BURST), _) => ("model", "velocity"),
                     (Some(pattern::DISPOSABLE_EMAIL), _) => ("model", "email_reputation"),
-                    (Some(pattern::DEVICE_RING | pattern::SELF_REFERRAL), _) => {
-                        ("model", "shared_device")
-                    }
+                    (
+                        Some(
+                            pattern::DEVICE_RING | pattern::ROTATING_RING | pattern::SELF_REFERRAL,
+                        ),
+                        _,
+                    ) => ("model", "shared_device"),
                     _ => ("model", "anomaly_score"),
                 };
                 self.flags

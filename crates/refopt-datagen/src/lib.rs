@@ -125,15 +125,28 @@ pub async fn generate(
     generator.flush_before(i32::MAX, &mut out).await?;
 
     // Truth: referral labels and partner labels, outside the pipeline's datasets.
-    let truth = std::mem::take(&mut generator.truth);
-    for (i, chunk) in truth.chunks(sink::MAX_ROWS_PER_FILE).enumerate() {
-        let batch = tables::FraudTruth::to_batch(chunk)?;
-        out.upload(
-            "_truth",
-            &format!("_truth/fraud_referrals/part-{i:05}.parquet"),
-            batch,
-        )
-        .await?;
+    let labels = [
+        (
+            "fraud_referrals",
+            "pattern",
+            std::mem::take(&mut generator.truth),
+        ),
+        (
+            "lookalike_referrals",
+            "kind",
+            std::mem::take(&mut generator.lookalikes),
+        ),
+    ];
+    for (folder, column, rows) in labels {
+        for (i, chunk) in rows.chunks(sink::MAX_ROWS_PER_FILE).enumerate() {
+            let batch = tables::TruthLabel::to_batch(chunk, column)?;
+            out.upload(
+                "_truth",
+                &format!("_truth/{folder}/part-{i:05}.parquet"),
+                batch,
+            )
+            .await?;
+        }
     }
     let bad_partners: Vec<Partner> = world
         .partners
@@ -196,6 +209,8 @@ fn manifest_json(config: &GenerateConfig, start: NaiveDate, counts: &GenerationC
         "invites_written": counts.invites,
         "referrals_written": counts.referrals,
         "fraud_referrals_by_pattern": counts.fraud_by_pattern,
+        "lookalike_referrals_by_kind": counts.lookalikes_by_kind,
+        "lookalike_labels": "_truth/lookalike_referrals (referral_id, kind, created_at): honest referrals built to resemble fraud",
         "experiments": experiments,
         "fraud_partner_labels": "_truth/fraud_partners (name column holds the pattern)",
     });

@@ -540,22 +540,22 @@ impl ContractRow for ExperimentAssignment {
     }
 }
 
-/// Truth label for one planted fraudulent referral (written under `_truth/`, never read by the
-/// pipeline).
+/// Label of one planted referral (written under `_truth/`, never read by the pipeline): the
+/// fraud pattern of a fraudulent referral, or the kind of legitimate look-alike of an honest one.
 #[derive(Debug, Clone)]
-pub struct FraudTruth {
+pub struct TruthLabel {
     pub referral_id: String,
     pub pattern: &'static str,
     pub created_at: Micros,
 }
 
-impl FraudTruth {
-    /// Encodes truth rows (referral_id, pattern, created_at).
-    pub fn to_batch(rows: &[Self]) -> Result<RecordBatch, ArrowError> {
+impl TruthLabel {
+    /// Encodes label rows (referral_id, `label_column`, created_at).
+    pub fn to_batch(rows: &[Self], label_column: &str) -> Result<RecordBatch, ArrowError> {
         batch(
             vec![
                 utf8("referral_id", false),
-                utf8("pattern", false),
+                utf8(label_column, false),
                 ts("created_at"),
             ],
             vec![

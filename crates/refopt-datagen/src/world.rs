@@ -51,8 +51,10 @@ pub const COMMON_EMAIL_DOMAINS: [(&str, f64); 6] = [
     ("proton.me", 0.03),
     ("hotmail.com", 0.07),
 ];
-/// Throw-away mail services used by planted fraud.
-pub const DISPOSABLE_DOMAINS: [&str; 8] = [
+/// Throw-away mail services used by planted fraud: a few well-known ones and many of the
+/// short-lived domains that appear daily (all from the public `disposable-email-domains` list,
+/// which is what a maintained blocklist catches and a hand-typed list does not).
+pub const DISPOSABLE_DOMAINS: [&str; 56] = [
     "mailinator.com",
     "guerrillamail.com",
     "10minutemail.com",
@@ -61,6 +63,54 @@ pub const DISPOSABLE_DOMAINS: [&str; 8] = [
     "sharklasers.com",
     "getnada.com",
     "maildrop.cc",
+    "adroh.com",
+    "aqilakomputer.com",
+    "azuretechtalk.net",
+    "baserda.net",
+    "bbmailku.com",
+    "benshelf.com",
+    "cityfreon.xyz",
+    "dea-21olympic.com",
+    "digitalmail.info",
+    "emailasia1.com",
+    "emailviet.com",
+    "enitempmail.xyz",
+    "enotj.com",
+    "eosada.com",
+    "fakemailz.com",
+    "fbins607.com",
+    "giodaingan.com",
+    "greensloth.com",
+    "hola.org",
+    "inboxbear.com",
+    "isdaq.com",
+    "japnc.com",
+    "kakadua.net",
+    "link2mail.net",
+    "litedl.com",
+    "lxbeta.com",
+    "mianfeibuluo.com",
+    "naocan.org",
+    "ogcover.com",
+    "oldao.com",
+    "pearlrepairs.xyz",
+    "phuotngay.com",
+    "pleasenoham.org",
+    "porsh.net",
+    "pratikmail.org",
+    "royaldoodles.org",
+    "shxwonew.xyz",
+    "slothmail.net",
+    "substoretools.com",
+    "throwam.com",
+    "thueotp.net",
+    "tinytimer.org",
+    "tmail3.com",
+    "toptechdubai.xyz",
+    "tradermail.info",
+    "trbvn.com",
+    "winemaven.info",
+    "x-lab.net",
 ];
 
 const NAME_LEFT: [&str; 16] = [
@@ -123,6 +173,27 @@ pub fn pick_by_hash(h: u64, weights: impl Iterator<Item = f64> + Clone) -> usize
     last
 }
 
+/// A /24 network (its first three octets) drawn from a hash, for hosting providers whose
+/// addresses fraud rotates through.
+pub fn network_from_hash(h: u64) -> [u8; 3] {
+    [
+        (11 + (h % 200)) as u8,
+        ((h >> 8) % 256) as u8,
+        ((h >> 16) % 256) as u8,
+    ]
+}
+
+/// One address in a /24 network.
+pub fn ip_in_network(network: [u8; 3], host: u64) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        network[0],
+        network[1],
+        network[2],
+        1 + host % 254
+    )
+}
+
 /// A random IPv4 address in documentation/private-looking but realistic ranges.
 pub fn ip_from_hash(h: u64) -> String {
     format!(
@@ -154,6 +225,9 @@ pub struct Referrer {
 pub struct Company {
     pub domain: String,
     pub ips: [String; 2],
+    /// A corporate card that pays for coworkers' accounts, whoever referred them (a legitimate
+    /// look-alike of a card shared across referrers).
+    pub card: Option<String>,
 }
 
 /// A partner with its latent health, used for activity, NPS and sizes.
@@ -267,6 +341,8 @@ impl World {
                         i
                     ),
                     ips: [ip_from_hash(mix(h)), ip_from_hash(mix(h ^ 1))],
+                    card: (unit(mix(h ^ 2)) < 0.35)
+                        .then(|| format!("pf_{:012x}", mix(h ^ 3) & 0xFFFF_FFFF_FFFF)),
                 }
             })
             .collect();

@@ -24,7 +24,7 @@ pub fn rule_file_hashes(dir: &Path) -> BTreeMap<String, String> {
             let path = entry.path();
             let is_rule = path
                 .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml" || e == "rhai");
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "rhai" || e == "txt");
             if path.is_file()
                 && is_rule
                 && let Ok(bytes) = std::fs::read(&path)
@@ -52,11 +52,7 @@ pub fn pipeline_hashes(pipeline: &Pipeline) -> BTreeMap<String, String> {
     };
     add(&pipeline.file);
     for stage in &pipeline.stages {
-        if let refopt_spec::StageKind::Sql {
-            source: SqlSource::File(path),
-            ..
-        } = &stage.kind
-        {
+        if let Some((_, SqlSource::File(path))) = stage.kind.sql() {
             add(path);
         }
     }

@@ -61,7 +61,7 @@ struct RawFraudRule {
     table: Spanned<String>,
     key: OneOrMany,
     #[serde(default)]
-    when: Vec<Spanned<Condition>>,
+    when: Vec<Spanned<RawCondition>>,
     #[serde(default)]
     expression: Option<Spanned<String>>,
     /// Named numbers the expression reads as `params.<name>` (scaled by the sensitivity sweep).
@@ -101,9 +101,98 @@ pub enum Severity {
     Critical,
 }
 
-/// A threshold condition on one column of the feature table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A condition as written: `value`, or for `in`/`not_in` a `list_file` (one value per line,
+/// `#` comments; a path relative to the rules file, or several) instead of or besides `value`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCondition {
+    column: String,
+    op: Op,
+    #[serde(default)]
+    value: Option<ConditionValue>,
+    #[serde(default)]
+    list_file: Option<OneOrMany>,
+}
+
+/// Most values one list file may hold (the full public disposable-domain list is ~10 k).
+pub const MAX_LIST_VALUES: usize = 1_000_000;
+
+/// Reads a list file: one value per line, blank lines and `#` comments skipped. Values hold no
+/// whitespace and appear once; for a column named `*domain` they must be lower-case domain
+/// names. Problems are located at their line.
+pub fn read_list_file(path: &Path, column: &str) -> Result<Vec<String>, Vec<Diagnostic>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![
+            Diagnostic::new(
+                Location::file_start(path),
+                format!("cannot read list file: {e}"),
+            )
+            .code(crate::diagnostic::Code::Unreadable),
+        ]
+    })?;
+    let domains = column.ends_with("domain");
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut values = Vec::new();
+    let mut problems = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let value = line.trim();
+        if value.is_empty() || value.starts_with('#') {
+            continue;
+        }
+        let at = Location {
+            file: path.to_path_buf(),
+            line: i as u64 + 1,
+            column: 1,
+        };
+        if value.chars().any(char::is_whitespace) {
+            problems.push(Diagnostic::new(
+                at,
+                format!("`{value}`: one value per line (no spaces inside a value)"),
+            ));
+        } else if domains && !is_domain_name(value) {
+            problems.push(Diagnostic::new(
+                at,
+                format!(
+                    "`{value}` is not a lower-case domain name (letters, digits, `-` and `.`, at least one dot), as `{column}` values are compared exactly"
+                ),
+            ));
+        } else if let Some(first) = seen.insert(value, i + 1) {
+            problems.push(
+                Diagnostic::new(
+                    at,
+                    format!("`{value}` is listed twice (first on line {first})"),
+                )
+                .code(crate::diagnostic::Code::Duplicate),
+            );
+        } else {
+            values.push(value.to_string());
+        }
+        if values.len() > MAX_LIST_VALUES {
+            problems.push(Diagnostic::new(
+                Location::file_start(path),
+                format!("more than {MAX_LIST_VALUES} values: is this a list file?"),
+            ));
+            break;
+        }
+    }
+    if problems.is_empty() {
+        Ok(values)
+    } else {
+        Err(problems)
+    }
+}
+
+fn is_domain_name(v: &str) -> bool {
+    v.contains('.')
+        && !v.starts_with(['.', '-'])
+        && !v.ends_with(['.', '-'])
+        && !v.contains("..")
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
+/// A threshold condition on one column of the feature table.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
     pub column: String,
     pub op: Op,
@@ -299,21 +388,64 @@ impl FraudRules {
                     format!("rule `{id}` needs `when` conditions or an `expression`"),
                 ));
             }
+            let mut when = Vec::new();
             for c in &r.when {
-                let ok = match (c.value.op, &c.value.value) {
-                    (Op::In | Op::NotIn, ConditionValue::List(_)) => true,
-                    (Op::In | Op::NotIn, _) => false,
-                    (_, ConditionValue::List(_)) => false,
+                let raw = &c.value;
+                let mut value = raw.value.clone();
+                if let Some(files) = &raw.list_file {
+                    let files = match files {
+                        OneOrMany::One(f) => std::slice::from_ref(f),
+                        OneOrMany::Many(f) => f.as_slice(),
+                    };
+                    let mut items = match value.take() {
+                        Some(ConditionValue::List(items)) => items,
+                        Some(other) => {
+                            value = Some(other);
+                            Vec::new()
+                        }
+                        None => Vec::new(),
+                    };
+                    for f in files {
+                        let path = file.parent().unwrap_or(Path::new(".")).join(f);
+                        match read_list_file(&path, &raw.column) {
+                            Ok(values) => items.extend(values),
+                            Err(problems) => {
+                                errors.extend(problems.into_iter().map(|d| {
+                                    let message = format!(
+                                        "rule `{id}`: list file of `{}`: {}",
+                                        raw.column, d.message
+                                    );
+                                    Diagnostic { message, ..d }
+                                }));
+                            }
+                        }
+                    }
+                    if value.is_none() {
+                        items.sort();
+                        items.dedup();
+                        value = Some(ConditionValue::List(items));
+                    }
+                }
+                let ok = match (raw.op, &value, &raw.list_file) {
+                    (Op::In | Op::NotIn, Some(ConditionValue::List(_)), _) => true,
+                    (_, _, Some(_)) => false,
+                    (Op::In | Op::NotIn, _, _) => false,
+                    (_, Some(ConditionValue::List(_)) | None, _) => false,
                     _ => true,
                 };
-                if !ok {
-                    errors.push(Diagnostic::new(
+                match value {
+                    Some(value) if ok => when.push(Condition {
+                        column: raw.column.clone(),
+                        op: raw.op,
+                        value,
+                    }),
+                    _ => errors.push(Diagnostic::new(
                         at(&c.referenced),
                         format!(
-                            "rule `{id}`: condition on `{}` — `in`/`not_in` take a list, other operators a single value",
-                            c.value.column
+                            "rule `{id}`: condition on `{}` — `in`/`not_in` take a list (`value: [...]` and/or `list_file`), other operators a single `value`",
+                            raw.column
                         ),
-                    ));
+                    )),
                 }
             }
             let expression = match &r.expression {
@@ -354,7 +486,7 @@ impl FraudRules {
                         OneOrMany::One(k) => vec![k],
                         OneOrMany::Many(k) => k,
                     },
-                    when: r.when.into_iter().map(|c| c.value).collect(),
+                    when,
                     expression,
                     params: r.params,
                     score: r.score,

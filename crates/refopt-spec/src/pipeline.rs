@@ -130,6 +130,7 @@ enum StageKindName {
     #[default]
     Sql,
     Gate,
+    Components,
 }
 
 /// How often a failed stage is retried, and how long to wait between attempts.
@@ -339,6 +340,31 @@ pub enum StageKind {
     Sql { sql: String, source: SqlSource },
     /// A merge gate: waits for its dependencies, produces nothing.
     Gate,
+    /// Connected components of a graph: the SQL returns edges (string columns `a`, `b`); the
+    /// stage's table has one row per node that is on an edge: `node`, `component` (the
+    /// component's smallest node) and `component_nodes`.
+    Components { sql: String, source: SqlSource },
+}
+
+impl StageKind {
+    /// The stage's SQL and where it came from (none for a gate).
+    pub fn sql(&self) -> Option<(&str, &SqlSource)> {
+        match self {
+            StageKind::Sql { sql, source } | StageKind::Components { sql, source } => {
+                Some((sql, source))
+            }
+            StageKind::Gate => None,
+        }
+    }
+
+    /// The kind's name in the pipeline file (`kind:`) and in the plan's stage records.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StageKind::Sql { .. } => "sql",
+            StageKind::Gate => "gate",
+            StageKind::Components { .. } => "components",
+        }
+    }
 }
 
 /// Where a stage's SQL came from (for error messages and `explain`).
@@ -650,6 +676,10 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
                 format!("stage `{id}` publishes the `{role}` role, already published by stage `{other}`"),
             ).code(crate::diagnostic::Code::Duplicate));
         }
+        let with_sql = |sql: String, source: SqlSource| match s.kind {
+            StageKindName::Components => StageKind::Components { sql, source },
+            _ => StageKind::Sql { sql, source },
+        };
         let kind = match (s.kind, s.sql, s.sql_file) {
             (StageKindName::Gate, None, None) => StageKind::Gate,
             (StageKindName::Gate, _, _) => {
@@ -659,17 +689,11 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
                 ));
                 StageKind::Gate
             }
-            (StageKindName::Sql, Some(sql), None) => StageKind::Sql {
-                sql,
-                source: SqlSource::Inline(location.clone()),
-            },
-            (StageKindName::Sql, None, Some(f)) => {
+            (_, Some(sql), None) => with_sql(sql, SqlSource::Inline(location.clone())),
+            (_, None, Some(f)) => {
                 let path = base.join(&f.value);
                 match std::fs::read_to_string(&path) {
-                    Ok(sql) => StageKind::Sql {
-                        sql,
-                        source: SqlSource::File(path),
-                    },
+                    Ok(sql) => with_sql(sql, SqlSource::File(path)),
                     Err(e) => {
                         errors.push(
                             Diagnostic::new(
@@ -685,14 +709,14 @@ fn resolve(file: &Path, raw: RawPipeline) -> Result<Pipeline, Diagnostics> {
                     }
                 }
             }
-            (StageKindName::Sql, None, None) => {
+            (_, None, None) => {
                 errors.push(Diagnostic::new(
                     location.clone(),
                     format!("stage `{id}` needs `sql` or `sql_file` (or `kind: gate`)"),
                 ));
                 StageKind::Gate
             }
-            (StageKindName::Sql, Some(_), Some(_)) => {
+            (_, Some(_), Some(_)) => {
                 errors.push(Diagnostic::new(
                     location.clone(),
                     format!("stage `{id}` has both `sql` and `sql_file`; keep one"),
@@ -780,7 +804,7 @@ fn range_scope_problems(
             location.clone(),
             format!("stage `{id}`: a gate has no output to share; drop `scope: range`"),
         )),
-        StageKind::Sql { sql, .. } => {
+        StageKind::Sql { sql, .. } | StageKind::Components { sql, .. } => {
             if let Some(p) = WINDOW_PLACEHOLDERS.iter().find(|p| sql.contains(*p)) {
                 problems.push(Diagnostic::new(
                     location.clone(),

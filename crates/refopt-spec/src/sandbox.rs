@@ -49,7 +49,33 @@ pub fn engine() -> Engine {
         "coalesce",
         |v: Dynamic, default: Dynamic| if v.is_unit() { default } else { v },
     );
+    engine.register_fn("ip_network", |ip: Dynamic, bits: i64| {
+        ip.into_immutable_string()
+            .ok()
+            .and_then(|ip| ip_network(&ip, bits))
+            .map_or(Dynamic::UNIT, Dynamic::from)
+    });
     engine
+}
+
+/// The network an IP address belongs to, as `address/prefix`: `ip_network("203.0.113.57", 24)`
+/// is `"203.0.113.0/24"`. IPv6 addresses keep twice the bits (a /24 of IPv4 is compared with a
+/// /48 site of IPv6, a /16 with a /32 allocation). `None` for text that is not an address or a
+/// prefix outside 0..=32. The same function is `ip_network(ip, bits)` in the pipeline's SQL.
+pub fn ip_network(ip: &str, bits: i64) -> Option<String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let bits = u32::try_from(bits).ok().filter(|b| *b <= 32)?;
+    match ip.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            Some(format!("{}/{bits}", Ipv4Addr::from(u32::from(v4) & mask)))
+        }
+        IpAddr::V6(v6) => {
+            let bits = bits * 2;
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            Some(format!("{}/{bits}", Ipv6Addr::from(u128::from(v6) & mask)))
+        }
+    }
 }
 
 /// Relative change `(new - old) / old`; `()` unless `old` is a positive number (see
@@ -238,6 +264,29 @@ pub fn usage(ast: &rhai::AST) -> ScriptUsage {
 #[cfg(test)]
 mod usage_tests {
     use super::*;
+
+    #[test]
+    fn ip_network_masks_both_families() {
+        assert_eq!(ip_network("203.0.113.57", 24).unwrap(), "203.0.113.0/24");
+        assert_eq!(ip_network("203.0.113.57", 16).unwrap(), "203.0.0.0/16");
+        assert_eq!(ip_network("203.0.113.57", 32).unwrap(), "203.0.113.57/32");
+        assert_eq!(ip_network("203.0.113.57", 0).unwrap(), "0.0.0.0/0");
+        assert_eq!(
+            ip_network("2001:db8:abcd:12::1", 24).unwrap(),
+            "2001:db8:abcd::/48"
+        );
+        assert_eq!(ip_network("not an ip", 24), None);
+        assert_eq!(ip_network("203.0.113.57", 33), None);
+        let engine = engine();
+        let r: String = engine.eval(r#"ip_network("198.51.100.7", 24)"#).unwrap();
+        assert_eq!(r, "198.51.100.0/24");
+        assert!(
+            engine
+                .eval::<Dynamic>("ip_network((), 24)")
+                .unwrap()
+                .is_unit()
+        );
+    }
 
     fn usage_of(script: &str) -> ScriptUsage {
         let mut scope = rhai::Scope::new();

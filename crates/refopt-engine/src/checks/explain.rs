@@ -47,7 +47,7 @@ pub async fn explain(
     }
     let mut out = Vec::new();
     for stage in &pipeline.stages {
-        let StageKind::Sql { sql, .. } = &stage.kind else {
+        let Some((sql, _)) = stage.kind.sql() else {
             continue;
         };
         let df = ctx
@@ -57,7 +57,10 @@ pub async fn explain(
             .map_err(|e| {
                 EngineError::Parameter(format!("stage `{}` does not plan: {e}", stage.id))
             })?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let schema: SchemaRef = match stage.kind {
+            StageKind::Components { .. } => crate::execution::components::output_schema(),
+            _ => Arc::new(df.schema().as_arrow().clone()),
+        };
         if only.is_none_or(|id| id == stage.id) {
             let logical_plan = df.logical_plan().display_indent().to_string();
             let physical_plan = if physical {

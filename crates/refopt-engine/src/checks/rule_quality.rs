@@ -1,5 +1,7 @@
 //! Scores fraud rules against truth labels (`<root>/_truth/fraud_referrals`, written by the
-//! generator): precision and recall overall and per planted pattern, and precision per rule.
+//! generator): precision and recall overall and per planted pattern, precision per rule, and how
+//! many of each kind of legitimate look-alike (`<root>/_truth/lookalike_referrals`, when the
+//! data has them) were flagged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -25,6 +27,15 @@ pub struct RuleQuality {
     pub by_pattern: BTreeMap<String, PatternRecall>,
     /// Per rule: (flagged, of which true fraud, precision).
     pub by_rule: BTreeMap<String, RulePrecision>,
+    /// Per kind of legitimate look-alike: (referrals, flagged, flagged share).
+    pub by_lookalike: BTreeMap<String, LookalikeRate>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LookalikeRate {
+    pub referrals: u64,
+    pub flagged: u64,
+    pub flagged_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -58,23 +69,16 @@ pub async fn score(
     ctx.register_parquet("truth", &url, ParquetReadOptions::default())
         .await
         .map_err(|e| EngineError::Parameter(format!("no truth labels under {url}: {e}")))?;
-    let sql = format!(
-        "SELECT referral_id, pattern FROM truth WHERE created_at >= to_timestamp_micros({}) AND created_at < to_timestamp_micros({})",
-        range.start.timestamp_micros(),
-        range.end.timestamp_micros()
-    );
-    let batches = ctx.sql(&sql).await?.collect().await?;
-    let mut truth: HashMap<String, String> = HashMap::new();
-    for b in &batches {
-        let ids =
-            cast(b.column(0), &DataType::Utf8).map_err(|e| EngineError::DataFusion(e.into()))?;
-        let patterns =
-            cast(b.column(1), &DataType::Utf8).map_err(|e| EngineError::DataFusion(e.into()))?;
-        let (ids, patterns) = (ids.as_string::<i32>(), patterns.as_string::<i32>());
-        for i in 0..b.num_rows() {
-            truth.insert(ids.value(i).to_string(), patterns.value(i).to_string());
-        }
-    }
+    let truth = labels(&ctx, "truth", "pattern", range).await?;
+    // Data generated before look-alike labels existed has none: nothing to report then.
+    let lookalike_url = root.folder_url("_truth/lookalike_referrals");
+    let lookalikes = match ctx
+        .register_parquet("lookalikes", &lookalike_url, ParquetReadOptions::default())
+        .await
+    {
+        Ok(()) => labels(&ctx, "lookalikes", "kind", range).await?,
+        Err(_) => HashMap::new(),
+    };
     let flagged: HashSet<&str> = review
         .flagged
         .iter()
@@ -110,5 +114,42 @@ pub async fn score(
     for r in quality.by_rule.values_mut() {
         r.precision = ratio(r.fraudulent, r.flagged);
     }
+    for (id, kind) in &lookalikes {
+        let l = quality.by_lookalike.entry(kind.clone()).or_default();
+        l.referrals += 1;
+        if flagged.contains(id.as_str()) {
+            l.flagged += 1;
+        }
+    }
+    for l in quality.by_lookalike.values_mut() {
+        l.flagged_share = ratio(l.flagged, l.referrals);
+    }
     Ok(quality)
+}
+
+/// Referral id -> label of the labelled referrals created in the window.
+async fn labels(
+    ctx: &SessionContext,
+    table: &str,
+    label: &str,
+    range: &WindowRange,
+) -> Result<HashMap<String, String>, EngineError> {
+    let sql = format!(
+        "SELECT referral_id, {label} FROM {table} WHERE created_at >= to_timestamp_micros({}) AND created_at < to_timestamp_micros({})",
+        range.start.timestamp_micros(),
+        range.end.timestamp_micros()
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut out = HashMap::new();
+    for b in &batches {
+        let ids =
+            cast(b.column(0), &DataType::Utf8).map_err(|e| EngineError::DataFusion(e.into()))?;
+        let values =
+            cast(b.column(1), &DataType::Utf8).map_err(|e| EngineError::DataFusion(e.into()))?;
+        let (ids, values) = (ids.as_string::<i32>(), values.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            out.insert(ids.value(i).to_string(), values.value(i).to_string());
+        }
+    }
+    Ok(out)
 }

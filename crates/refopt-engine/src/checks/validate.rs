@@ -197,7 +197,7 @@ fn unused_stages(pipeline: &Pipeline, rules: Option<&RuleSet>) -> Vec<Diagnostic
     pipeline
         .stages
         .iter()
-        .filter(|s| matches!(s.kind, StageKind::Sql { .. }))
+        .filter(|s| s.kind.sql().is_some())
         .filter(|s| s.publishes.is_none() && !read.contains(s.id.as_str()))
         .map(|s| {
             Diagnostic::of(
@@ -275,7 +275,7 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
             failed.insert(stage.id.clone());
             continue;
         }
-        let StageKind::Sql { sql, source } = &stage.kind else {
+        let Some((sql, source)) = stage.kind.sql() else {
             continue;
         };
         // Analyzer rules (type coercion) run when the physical plan is built, so build it:
@@ -286,6 +286,9 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
             .and_then(|df| df.with_param_values(params.clone()))
         {
             Ok(df) => match df.clone().create_physical_plan().await {
+                Ok(_) if matches!(stage.kind, StageKind::Components { .. }) => {
+                    crate::execution::components::check_edges(&df).map(|()| df)
+                }
                 Ok(_) => Ok(df),
                 Err(e) => Err(e),
             },
@@ -293,7 +296,10 @@ async fn plan_stages(ctx: &SessionContext, pipeline: &Pipeline, v: &mut Validati
         };
         match planned {
             Ok(df) => {
-                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let schema: SchemaRef = match stage.kind {
+                    StageKind::Components { .. } => crate::execution::components::output_schema(),
+                    _ => Arc::new(df.schema().as_arrow().clone()),
+                };
                 if let Some(role) = stage.publishes {
                     for (column, _) in crate::execution::roles::contract(role) {
                         if schema.field_with_name(column).is_err() {

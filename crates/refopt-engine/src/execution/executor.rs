@@ -244,10 +244,7 @@ fn skipped(stage: &Stage) -> StageRecord {
 }
 
 fn kind_name(stage: &Stage) -> &'static str {
-    match stage.kind {
-        StageKind::Sql { .. } => "sql",
-        StageKind::Gate => "gate",
-    }
+    stage.kind.name()
 }
 
 async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Finished {
@@ -261,6 +258,7 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
         let result = match &stage.kind {
             StageKind::Gate => Ok(StageOutput::default()),
             StageKind::Sql { sql, .. } => run_sql(&ctx, &stage, sql, &params).await,
+            StageKind::Components { sql, .. } => run_components(&ctx, &stage, sql, &params).await,
         };
         match result {
             Ok(output) => break Ok(output),
@@ -300,9 +298,8 @@ async fn run_stage(ctx: SessionContext, stage: Stage, params: ParamValues) -> Fi
         Ok(o) => (StageStatus::Succeeded, o, None),
         Err(e) => (StageStatus::Failed, StageOutput::default(), Some(e)),
     };
-    let output_rows = (status == StageStatus::Succeeded
-        && matches!(stage.kind, StageKind::Sql { .. }))
-    .then_some(output.rows);
+    let output_rows =
+        (status == StageStatus::Succeeded && stage.kind.sql().is_some()).then_some(output.rows);
     let batches = output.batches;
     Finished {
         record: StageRecord {
@@ -340,8 +337,30 @@ async fn run_sql(
     sql: &str,
     params: &ParamValues,
 ) -> Result<StageOutput, DataFusionError> {
-    let id = stage.id.as_str();
     let df = ctx.sql(sql).await?.with_param_values(params.clone())?;
+    register_result(ctx, stage, df).await
+}
+
+/// Runs a `kind: components` stage: its SQL's edges labelled by connected component (see
+/// [`super::components`]), registered like any stage output.
+async fn run_components(
+    ctx: &SessionContext,
+    stage: &Stage,
+    sql: &str,
+    params: &ParamValues,
+) -> Result<StageOutput, DataFusionError> {
+    let edges = ctx.sql(sql).await?.with_param_values(params.clone())?;
+    let labelled = super::components::components(edges).await?;
+    register_result(ctx, stage, ctx.read_batch(labelled)?).await
+}
+
+/// Runs `df` and registers its result as the stage's table (see [`run_sql`]).
+async fn register_result(
+    ctx: &SessionContext,
+    stage: &Stage,
+    df: DataFrame,
+) -> Result<StageOutput, DataFusionError> {
+    let id = stage.id.as_str();
     let scratch = ctx.state().config().get_extension::<Scratch>();
     let read_as_batches = stage.publishes.is_some() || stage.scope == StageScope::Range;
     match scratch {

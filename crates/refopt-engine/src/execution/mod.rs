@@ -4,9 +4,11 @@
 //! the join rule that keeps small sides out of sort-merge joins under a memory limit.
 
 pub(crate) mod column_types;
+pub mod components;
 pub(crate) mod currency;
 pub mod datasets;
 pub mod executor;
+pub mod functions;
 pub mod params;
 pub(crate) mod roles;
 pub mod scratch;

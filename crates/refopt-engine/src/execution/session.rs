@@ -151,7 +151,9 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
         rules.insert(at, Arc::new(SmallSideHashJoin));
         state = state.with_physical_optimizer_rules(rules);
     }
-    Ok(SessionContext::new_with_state(state.build()))
+    let ctx = SessionContext::new_with_state(state.build());
+    super::functions::register(&ctx);
+    Ok(ctx)
 }
 
 /// The largest side (in bytes, by statistics) a join under a memory limit builds a hash table
