@@ -3,7 +3,7 @@
 -- an hour apart. Scripted bursts are narrow: few networks (/24), few devices, or (nearly) every
 -- sign-up within minutes; an influencer's post brings a burst of different people on their own
 -- networks and devices, signing up at human speed. burst_fast_signup_share is the share of the
--- burst's sign-ups that came within 10 minutes of the referral (NULL under three sign-ups).
+-- burst's sign-ups that came within 30 minutes of the referral (NULL under three sign-ups).
 -- Distinct counts from de-duplicated rows (see risk_devices.sql for why).
 WITH timed AS (
   SELECT referral_id, referrer_id, created_at, ip_network(ip, 24) AS network, device_id,
@@ -30,7 +30,7 @@ burst_sizes AS (
   SELECT referrer_id, burst, COUNT(*) AS burst_referrals,
          CASE WHEN COUNT(minutes_to_signup) >= 3
               THEN AVG(CASE WHEN minutes_to_signup IS NULL THEN NULL
-                            WHEN minutes_to_signup < 10 THEN 1.0 ELSE 0.0 END) END
+                            WHEN minutes_to_signup < 30 THEN 1.0 ELSE 0.0 END) END
            AS burst_fast_signup_share
   FROM bursts GROUP BY referrer_id, burst HAVING COUNT(*) >= 3
 ),

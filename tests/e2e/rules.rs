@@ -23,8 +23,11 @@ fn rules_copy(dir: &Path, edit: impl Fn(String) -> String) -> String {
 }
 
 #[test]
-fn default_fraud_rules_reach_precision_and_recall_of_0_9() {
-    // A data set the rules were not written against (its own seed), 30-day window.
+fn default_fraud_rules_catch_evasive_fraud_and_spare_look_alikes() {
+    // A data set the rules were not written against (its own seed), 30-day window, with the
+    // evasive patterns (rotating rings, slow farms, narrow bursts, fresh throw-away domains)
+    // and the honest look-alikes (influencer bursts, company cards, households, offices,
+    // campuses) planted.
     let data = tempfile::tempdir().unwrap();
     let root = data.path().to_str().unwrap();
     let o = run(refopt().args([
@@ -50,13 +53,20 @@ fn default_fraud_rules_reach_precision_and_recall_of_0_9() {
         "overall precision {precision}, recall {recall}: {q:#}"
     );
     let patterns = q["by_pattern"].as_object().unwrap();
-    assert!(
-        patterns.len() >= 5,
-        "most planted patterns present in the window: {q:#}"
-    );
+    for evasive in [
+        "rotating_ring",
+        "slow_farm",
+        "velocity_burst",
+        "disposable_email",
+    ] {
+        assert!(
+            patterns.contains_key(evasive),
+            "{evasive} planted in the window: {q:#}"
+        );
+    }
     for (pattern, r) in patterns {
         let recall = r["recall"].as_f64().unwrap();
-        assert!(recall >= 0.9, "recall of {pattern} is {recall}: {q:#}");
+        assert!(recall >= 0.8, "recall of {pattern} is {recall}: {q:#}");
     }
     for (rule, r) in q["by_rule"].as_object().unwrap() {
         let precision = r["precision"].as_f64().unwrap();
@@ -65,6 +75,71 @@ fn default_fraud_rules_reach_precision_and_recall_of_0_9() {
             "precision of rule {rule} is {precision}: {q:#}"
         );
     }
+    let lookalikes = q["by_lookalike"].as_object().unwrap();
+    for kind in [
+        "influencer_burst",
+        "company_card",
+        "household_device",
+        "office_network",
+        "campus_network",
+    ] {
+        let l = &lookalikes[kind];
+        assert!(
+            l["referrals"].as_u64().unwrap() > 0,
+            "{kind} planted: {q:#}"
+        );
+        let share = l["flagged_share"].as_f64().unwrap();
+        assert!(share <= 0.05, "{kind} flagged at {share}: {q:#}");
+    }
+}
+
+#[test]
+fn a_malformed_list_file_is_a_located_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("rules"), dir.path());
+    let rules = dir.path().to_str().unwrap();
+    let list = dir.path().join("disposable_email_domains.local.txt");
+    std::fs::write(
+        &list,
+        "# local additions\nspamgourmet.com\nTempMail.COM\nspamgourmet.com\n",
+    )
+    .unwrap();
+    // `validate` reports every problem (exit 1); a run refuses to start (exit 3, no plan).
+    let o = run(refopt().args(["validate", "--rules", rules]));
+    let stderr = expect_exit(&o, 1);
+    assert!(
+        stderr.contains("disposable_email_domains.local.txt:3")
+            && stderr.contains("`TempMail.COM` is not a lower-case domain name"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("disposable_email_domains.local.txt:4")
+            && stderr.contains("listed twice (first on line 2)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rule `disposable_email_domain`"),
+        "{stderr}"
+    );
+    let plans = tempfile::tempdir().unwrap();
+    let o = run(refopt().args([
+        "run",
+        "optimize-referrals",
+        "--root",
+        shared_data().to_str().unwrap(),
+        "--plans",
+        plans.path().to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--rules",
+        rules,
+    ]));
+    let stderr = expect_exit(&o, 3);
+    assert!(
+        stderr.contains("disposable_email_domains.local.txt:3"),
+        "{stderr}"
+    );
+    assert!(plan_files(plans.path()).is_empty());
 }
 
 fn run_with_rules(rules: &str) -> serde_json::Value {
