@@ -21,7 +21,7 @@ const CORPUS: &[BrokenCase] = &[
         file: "pipelines/sql/risk_referrals.sql",
         find: "SELECT r.referral_id, r.referrer_id",
         replace: "SELECT r.referral_id, r.refferer_id",
-        expect: "pipelines/sql/risk_referrals.sql:4:25: error[RF007]: stage `risk_referrals`: SQL does not plan: Schema error: No field named r.refferer_id. Did you mean 'r.referrer_id'?",
+        expect: "pipelines/sql/risk_referrals.sql:5:25: error[RF007]: stage `risk_referrals`: SQL does not plan: Schema error: No field named r.refferer_id. Did you mean 'r.referrer_id'?",
     },
     BrokenCase {
         name: "pipeline_unknown_key",
@@ -98,21 +98,21 @@ const CORPUS: &[BrokenCase] = &[
         file: "rules/fraud.yaml",
         find: "row.won >= params.min_wins &&",
         replace: "row.won >= params.min_wins &&&",
-        expect: "rules/fraud.yaml:111:36: error[RF008]: rule `partner_payouts_out_of_proportion`: Rhai syntax error: Unexpected '&'",
+        expect: "rules/fraud.yaml:193:36: error[RF008]: rule `partner_payouts_out_of_proportion`: Rhai syntax error: Unexpected '&'",
     },
     BrokenCase {
         name: "rhai_row_field_typo",
         file: "rules/fraud.yaml",
         find: "row.won >= params.min_wins",
         replace: "row.wins >= params.min_wins",
-        expect: "rules/fraud.yaml:111:11: error[RF006]: rule `partner_payouts_out_of_proportion`: `row.wins` is not a column of `risk_partners`",
+        expect: "rules/fraud.yaml:193:11: error[RF006]: rule `partner_payouts_out_of_proportion`: `row.wins` is not a column of `risk_partners`",
     },
     BrokenCase {
         name: "rhai_params_undeclared",
         file: "rules/fraud.yaml",
         find: "row.minutes_to_qualified < params.max_minutes)",
         replace: "row.minutes_to_qualified < params.max_minute)",
-        expect: "rules/fraud.yaml:96:80: error[RF006]: rule `qualified_within_an_hour`: `params.max_minute` is not declared in the rule's `params`",
+        expect: "rules/fraud.yaml:178:80: error[RF006]: rule `qualified_within_an_hour`: `params.max_minute` is not declared in the rule's `params`",
     },
     BrokenCase {
         name: "fraud_unknown_table",
@@ -126,21 +126,21 @@ const CORPUS: &[BrokenCase] = &[
         file: "rules/fraud.yaml",
         find: "{ column: referrals_within_1h,",
         replace: "{ column: referrals_within_hour,",
-        expect: "rules/fraud.yaml:59:9: error[RF006]: rule `referral_velocity_burst`: condition column `referrals_within_hour` is not a column of `risk_referral_velocity`",
+        expect: "rules/fraud.yaml:131:9: error[RF006]: rule `referral_velocity_burst`: condition column `referrals_within_hour` is not a column of `risk_referral_velocity`",
     },
     BrokenCase {
         name: "fraud_unknown_key",
         file: "rules/fraud.yaml",
         find: "    score: 0.85",
         replace: "    score: 0.85\n    treshold: 2",
-        expect: "rules/fraud.yaml:58:5: error[RF002]: unknown field `treshold`, expected one of id, description, severity, pattern, table, key, when, expression, params, score, enabled, time_limit_ms",
+        expect: "rules/fraud.yaml:83:5: error[RF002]: unknown field `treshold`, expected one of id, description, severity, pattern, table, key, when, expression, params, score, enabled, time_limit_ms",
     },
     BrokenCase {
         name: "fraud_score_range",
         file: "rules/fraud.yaml",
         find: "    score: 0.85",
         replace: "    score: 8.5",
-        expect: "rules/fraud.yaml:47:9: error[RF004]: rule `self_referral_same_device_and_card`: score 8.5 must be between 0 and 1",
+        expect: "rules/fraud.yaml:56:9: error[RF004]: rule `ring_component`: score 8.5 must be between 0 and 1",
     },
     BrokenCase {
         name: "fraud_duplicate_id",
@@ -401,7 +401,7 @@ fn validate_sample_runs_the_pipeline_on_generated_data_without_writing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        stderr.contains("sample: the plan would hold 24 tasks"),
+        stderr.contains("sample: the plan would hold 28 tasks"),
         "{stderr}"
     );
     assert!(plan_files(dir.path()).is_empty());
@@ -470,7 +470,7 @@ fn a_wrong_expectation_fails_with_a_readable_diff() {
     let file = dir.path().join("wrong.yaml");
     std::fs::write(
         &file,
-        "version: 1\ntests:\n  - name: expects the busy hour to be flagged too\n    fraud:\n      tables:\n        risk_referral_velocity:\n          - { referral_id: r1, referrer_id: u1, referrals_within_1h: 12 }\n          - { referral_id: r3, referrer_id: u2, referrals_within_1h: 5 }\n      referrals:\n        - { referral_id: r1, referrer_id: u1 }\n        - { referral_id: r3, referrer_id: u2 }\n      expect:\n        flagged:\n          r1: [referral_velocity_burst]\n          r3: [referral_velocity_burst]\n",
+        "version: 1\ntests:\n  - name: expects the busy hour to be flagged too\n    fraud:\n      tables:\n        risk_referral_velocity:\n          - { referral_id: r1, referrer_id: u1, referrals_within_1h: 12, burst_referrals: 12, burst_networks: 1, burst_devices: 12, burst_fast_signup_share: 0.0 }\n          - { referral_id: r3, referrer_id: u2, referrals_within_1h: 5, burst_referrals: 5, burst_networks: 1, burst_devices: 5, burst_fast_signup_share: 0.0 }\n      referrals:\n        - { referral_id: r1, referrer_id: u1 }\n        - { referral_id: r3, referrer_id: u2 }\n      expect:\n        flagged:\n          r1: [referral_velocity_burst]\n          r3: [referral_velocity_burst]\n",
     )
     .unwrap();
     let o = run(refopt().args(["test", file.to_str().unwrap()]));

@@ -68,10 +68,12 @@ def plant(root, as_of):
             row,
         )
         written += 1
-    # conversions: one (referral_id, stage) pair copied twice more, 4 and 12 days before as_of.
+    # conversions: one (referral_id, stage) pair of the previous period copied twice more, 4 and
+    # 12 days before as_of (one repeated key in the current period).
     pair = con.sql(
         f"SELECT referral_id, stage, amount FROM {table(root, 'conversions')} "
-        f"WHERE stage = 'signup' ORDER BY referral_id LIMIT 1"
+        f"WHERE stage = 'signup' AND occurred_at < TIMESTAMPTZ '{at(40).isoformat()}' "
+        f"AND occurred_at >= TIMESTAMPTZ '{at(58).isoformat()}' ORDER BY referral_id LIMIT 1"
     ).fetchall()[0]
     for i, days in enumerate([4, 12]):
         when = at(days, 7)

@@ -575,6 +575,19 @@ async fn execute(
     }
     let written_report = report::write_for(&outcome).await;
     report::announce(written_report.as_ref());
+    // Notifications for this plan version (idempotent: a rerun or retry sends nothing twice),
+    // before the summary line, so that the summary is the run's last word.
+    distribute::notify_plan(
+        &rules,
+        &outcome.plan,
+        outcome.store.as_ref().zip(outcome.stored.as_ref()),
+        written_report
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .map(|r| r.html_url.as_str()),
+        plans_root.is_none(),
+    )
+    .await;
     let plan_url = outcome
         .stored
         .as_ref()
@@ -613,18 +626,6 @@ async fn execute(
             outcome.plan.escalations.len()
         );
     }
-    // Notifications for this plan version (idempotent: a rerun or retry sends nothing twice).
-    distribute::notify_plan(
-        &rules,
-        &outcome.plan,
-        outcome.store.as_ref().zip(outcome.stored.as_ref()),
-        written_report
-            .as_ref()
-            .and_then(|r| r.as_ref().ok())
-            .map(|r| r.html_url.as_str()),
-        plans_root.is_none(),
-    )
-    .await;
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&outcome.plan)?),
         Output::Human => summary::print(

@@ -339,6 +339,9 @@ impl<'w> Generator<'w> {
                     [self.rng.random_range(0..DISPOSABLE_DOMAINS.len())]
                 .to_string(),
                 device_id: format!("dev_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF),
+                // A throw-away account pays (if at all) with a card of its own.
+                payment_fingerprint: (self.rng.random::<f64>() < 0.6)
+                    .then(|| format!("pf_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF)),
                 ..new
             };
             let outcome = Outcome::fraud(pattern::DISPOSABLE_EMAIL, [0.85, 0.6, 0.08, 0.05]);

@@ -342,7 +342,9 @@ async fn run_sql(
 }
 
 /// Runs a `kind: components` stage: its SQL's edges labelled by connected component (see
-/// [`super::components`]), registered like any stage output.
+/// [`super::components`]). The table stays in memory, where the union-find already held its
+/// nodes: as a table with exact statistics, joins against it under a memory limit build their
+/// hash table from it instead of sorting the other side (see `SmallSideHashJoin`).
 async fn run_components(
     ctx: &SessionContext,
     stage: &Stage,
@@ -351,7 +353,12 @@ async fn run_components(
 ) -> Result<StageOutput, DataFusionError> {
     let edges = ctx.sql(sql).await?.with_param_values(params.clone())?;
     let labelled = super::components::components(edges).await?;
-    register_result(ctx, stage, ctx.read_batch(labelled)?).await
+    let rows = labelled.num_rows() as u64;
+    register_output(ctx, &stage.id, labelled.schema(), vec![labelled.clone()])?;
+    Ok(StageOutput {
+        rows,
+        batches: vec![labelled],
+    })
 }
 
 /// Runs `df` and registers its result as the stage's table (see [`run_sql`]).

@@ -129,6 +129,13 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
                 "datafusion.optimizer.hash_join_single_partition_threshold",
                 small_side_bytes(limit),
             )
+            // Each sort reserves this much up front to merge its spills; with DataFusion's
+            // 10 MiB default, a stage with a few sorts over `--threads` partitions reserves a
+            // small pool away before reading a row. 1/64 of the limit, at most the default.
+            .set_usize(
+                "datafusion.execution.sort_spill_reservation_bytes",
+                sort_spill_reservation_bytes(limit),
+            )
     } else {
         config
     };
@@ -154,6 +161,12 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext, EngineErr
     let ctx = SessionContext::new_with_state(state.build());
     super::functions::register(&ctx);
     Ok(ctx)
+}
+
+/// What each sort reserves for merging its spills under a memory limit: 1/64 of the limit,
+/// between 256 KiB and DataFusion's default of 10 MiB.
+fn sort_spill_reservation_bytes(memory_limit: usize) -> usize {
+    (memory_limit / 64).clamp(256 * 1024, 10 * 1024 * 1024)
 }
 
 /// The largest side (in bytes, by statistics) a join under a memory limit builds a hash table

@@ -1,17 +1,18 @@
 -- Links between referrers (a `kind: components` stage: edges a, b): two referrers are linked
 -- when referees of both used the same device, the same payment card, or the same address in
--- the window. An address behind more than three referrers is a hub (an office NAT, a campus, a
--- carrier), not a link: it would chain honest strangers together. Each shared key links its
--- referrers to the key's smallest referrer id (a star, not every pair).
+-- the current or the previous period (risk_link_referrals). An address behind more than three
+-- referrers is a hub (an office NAT, a campus, a carrier), not a link: it would chain honest
+-- strangers together. Each shared key links its referrers to the key's smallest referrer id (a
+-- star, not every pair).
 WITH keys AS (
   SELECT DISTINCT 'device' AS kind, device_id AS k, referrer_id
-  FROM risk_referrals WHERE device_id IS NOT NULL AND referrer_id IS NOT NULL
+  FROM risk_link_referrals WHERE device_id IS NOT NULL
   UNION ALL
   SELECT DISTINCT 'card' AS kind, payment_fingerprint AS k, referrer_id
-  FROM risk_referrals WHERE payment_fingerprint IS NOT NULL AND referrer_id IS NOT NULL
+  FROM risk_link_referrals WHERE payment_fingerprint IS NOT NULL
   UNION ALL
   SELECT DISTINCT 'address' AS kind, ip AS k, referrer_id
-  FROM risk_referrals WHERE ip IS NOT NULL AND referrer_id IS NOT NULL
+  FROM risk_link_referrals WHERE ip IS NOT NULL
 ),
 shared AS (
   SELECT kind, k, MIN(referrer_id) AS hub FROM keys GROUP BY kind, k
