@@ -173,15 +173,21 @@ fn a_suppression_naming_an_unknown_rule_is_a_located_config_error() {
 
 #[test]
 fn sensitivity_sweep_reports_flags_around_the_threshold_at_full_detail() {
-    // Move the velocity threshold into the range where legitimate referrers live, so scaling it
-    // must change the count; the sweep reports counts at 0.8x and 1.25x.
+    // Move the velocity threshold into the range where legitimate referrers live and accept
+    // every burst (not only narrow ones), so scaling the threshold must change the count; the
+    // sweep reports counts at 0.8x and 1.25x.
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_copy_with(dir.path(), |name, t| {
         if name == "fraud.yaml" {
-            let edited = t.replace(
-                "{ column: referrals_within_1h, op: \">=\", value: 8 }",
-                "{ column: referrals_within_1h, op: \">=\", value: 2 }",
-            );
+            let edited = t
+                .replace(
+                    "{ column: referrals_within_1h, op: \">=\", value: 8 }",
+                    "{ column: referrals_within_1h, op: \">=\", value: 2 }",
+                )
+                .replace(
+                    "      row.burst_networks <= params.max_distinct_share * row.burst_referrals",
+                    "      true || row.burst_networks <= params.max_distinct_share * row.burst_referrals",
+                );
             assert_ne!(edited, t);
             edited
         } else {

@@ -167,7 +167,7 @@ fn flagged_by(plan: &serde_json::Value, rule: &str) -> u64 {
 #[test]
 fn editing_a_threshold_changes_the_next_plan_without_a_rebuild() {
     let base = run_with_rules(repo().join("rules").to_str().unwrap());
-    assert!(flagged_by(&base, "device_shared_across_referrers") > 0);
+    assert!(flagged_by(&base, "self_referral_same_device_and_card") > 0);
     assert!(
         base["risk"]["flagged_referrals_url"]
             .as_str()
@@ -179,18 +179,20 @@ fn editing_a_threshold_changes_the_next_plan_without_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_copy(dir.path(), |y| {
         y.replacen(
-            "- { column: referrers, op: \">=\", value: 3 }",
-            "- { column: referrers, op: \">=\", value: 1000 }",
+            "- { column: referrals, op: \">=\", value: 2 }",
+            "- { column: referrals, op: \">=\", value: 1000 }",
             1,
         )
     });
     let edited = run_with_rules(&rules);
-    assert_eq!(flagged_by(&edited, "device_shared_across_referrers"), 0);
-    assert_eq!(
-        flagged_by(&edited, "self_referral_same_device_and_card"),
-        flagged_by(&base, "self_referral_same_device_and_card"),
-        "other rules are unaffected"
-    );
+    assert_eq!(flagged_by(&edited, "self_referral_same_device_and_card"), 0);
+    for other in ["ring_component", "referral_velocity_burst"] {
+        assert_eq!(
+            flagged_by(&edited, other),
+            flagged_by(&base, other),
+            "other rules are unaffected: {other}"
+        );
+    }
 }
 
 #[test]
@@ -252,7 +254,7 @@ fn misbehaving_scripts_are_recorded_and_other_rules_still_run() {
         );
     }
     assert!(
-        flagged_by(&plan, "device_shared_across_referrers") > 0,
+        flagged_by(&plan, "self_referral_same_device_and_card") > 0,
         "the good rules still ran"
     );
 }
@@ -359,7 +361,7 @@ fn a_rule_past_its_time_limit_is_retried_twice_then_skipped() {
         .collect();
     assert_eq!(type_error, [(1, "rule_skipped")]);
     assert!(
-        flagged_by(&plan, "device_shared_across_referrers") > 0,
+        flagged_by(&plan, "self_referral_same_device_and_card") > 0,
         "the other rules still ran"
     );
 }

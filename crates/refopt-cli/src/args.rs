@@ -43,7 +43,8 @@ pub enum Command {
         approval: bool,
     },
     /// Score the fraud rules against generated truth labels: precision and recall overall,
-    /// per planted pattern and per rule (data from `refopt generate`).
+    /// per planted pattern and per rule, and the share of each kind of legitimate look-alike
+    /// flagged (data from `refopt generate`).
     EvaluateRules(EvaluateArgs),
     /// Check the pipeline and rules without reading data: YAML structure, Rhai scripts, every
     /// stage's SQL planned against the declared schemas, the DAG, and rules against the tables
