@@ -3,21 +3,20 @@
 -- the current or the previous period (risk_link_referrals). An address behind more than three
 -- referrers is a hub (an office NAT, a campus, a carrier), not a link: it would chain honest
 -- strangers together. Each shared key links its referrers to the key's smallest referrer id (a
--- star, not every pair).
+-- star, not every pair). One pass: the distinct (key, referrer) rows, then window counts per key.
 WITH keys AS (
-  SELECT DISTINCT 'device' AS kind, device_id AS k, referrer_id
-  FROM risk_link_referrals WHERE device_id IS NOT NULL
-  UNION ALL
-  SELECT DISTINCT 'card' AS kind, payment_fingerprint AS k, referrer_id
-  FROM risk_link_referrals WHERE payment_fingerprint IS NOT NULL
-  UNION ALL
-  SELECT DISTINCT 'address' AS kind, ip AS k, referrer_id
-  FROM risk_link_referrals WHERE ip IS NOT NULL
+  SELECT DISTINCT kind, k, referrer_id FROM (
+    SELECT 'device' AS kind, device_id AS k, referrer_id FROM risk_link_referrals
+    UNION ALL SELECT 'card', payment_fingerprint, referrer_id FROM risk_link_referrals
+    UNION ALL SELECT 'address', ip, referrer_id FROM risk_link_referrals
+  ) WHERE k IS NOT NULL
 ),
-shared AS (
-  SELECT kind, k, MIN(referrer_id) AS hub FROM keys GROUP BY kind, k
-  HAVING COUNT(*) >= 2 AND (kind <> 'address' OR COUNT(*) <= 3)
+counted AS (
+  SELECT referrer_id, kind,
+         COUNT(*) OVER (PARTITION BY kind, k) AS referrers,
+         MIN(referrer_id) OVER (PARTITION BY kind, k) AS hub
+  FROM keys
 )
-SELECT keys.referrer_id AS a, shared.hub AS b
-FROM keys JOIN shared ON keys.kind = shared.kind AND keys.k = shared.k
-WHERE keys.referrer_id <> shared.hub
+SELECT referrer_id AS a, hub AS b
+FROM counted
+WHERE referrers >= 2 AND (kind <> 'address' OR referrers <= 3) AND referrer_id <> hub

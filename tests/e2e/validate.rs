@@ -401,7 +401,7 @@ fn validate_sample_runs_the_pipeline_on_generated_data_without_writing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        stderr.contains("sample: the plan would hold 28 tasks"),
+        stderr.contains("sample: the plan would hold 30 tasks"),
         "{stderr}"
     );
     assert!(plan_files(dir.path()).is_empty());

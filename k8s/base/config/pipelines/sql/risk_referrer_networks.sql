@@ -5,21 +5,13 @@
 -- and address, all inside one hosting network, collecting the payout and nothing more: no
 -- per-hour count sees it, the shape over the window does. An office puts colleagues behind one
 -- or two addresses, not many.
--- Distinct counts from de-duplicated rows (see risk_devices.sql for why).
-WITH referrer_totals AS (
-  SELECT referrer_id, COUNT(*) AS referrals
-  FROM risk_referrals WHERE referrer_id IS NOT NULL GROUP BY referrer_id
-),
+-- Distinct counts from de-duplicated rows (see risk_devices.sql for why). The pairs' referrals
+-- come from risk_network_referrals.
+WITH rows_in_pairs AS (SELECT * FROM risk_network_referrals),
 pairs AS (
-  SELECT referrer_id, ip_network_16, COUNT(*) AS network_referrals
-  FROM risk_referrals WHERE referrer_id IS NOT NULL AND ip_network_16 IS NOT NULL
-  GROUP BY referrer_id, ip_network_16 HAVING COUNT(*) >= 3
-),
-rows_in_pairs AS (
-  SELECT r.referral_id, r.referrer_id, r.ip_network_16, r.ip, ip_network(r.ip, 24) AS net24,
-         r.device_id, r.created_at, r.opportunity_at, r.won_at
-  FROM risk_referrals r
-  JOIN pairs p ON p.referrer_id = r.referrer_id AND p.ip_network_16 = r.ip_network_16
+  SELECT referrer_id, ip_network_16, MAX(network_referrals) AS network_referrals,
+         MAX(referrer_referrals) AS referrer_referrals
+  FROM rows_in_pairs GROUP BY referrer_id, ip_network_16
 ),
 distinct_counts AS (
   SELECT referrer_id, ip_network_16,
@@ -50,6 +42,7 @@ paid AS (
   SELECT DISTINCT referral_id FROM payouts
   WHERE dt >= $window_start_day AND dt < $window_end_day
     AND created_at >= $window_start AND created_at < $window_end
+    AND referral_id IN (SELECT referral_id FROM risk_network_referrals)
 ),
 payout_depth AS (
   SELECT r.referrer_id, r.ip_network_16,
@@ -59,9 +52,9 @@ payout_depth AS (
   FROM rows_in_pairs r LEFT JOIN paid p ON p.referral_id = r.referral_id
   GROUP BY r.referrer_id, r.ip_network_16
 )
-SELECT p.referrer_id, p.ip_network_16, t.referrals AS referrer_referrals,
+SELECT p.referrer_id, p.ip_network_16, p.referrer_referrals,
        p.network_referrals,
-       CAST(p.network_referrals AS DOUBLE) / t.referrals AS network_share,
+       CAST(p.network_referrals AS DOUBLE) / p.referrer_referrals AS network_share,
        d.addresses AS network_addresses, d.networks_24 AS network_subnets_24,
        d.devices AS network_devices,
        g.mean_gap_hours,
@@ -71,7 +64,6 @@ SELECT p.referrer_id, p.ip_network_16, t.referrals AS referrer_referrals,
        CASE WHEN pd.paid_referrals > 0
             THEN CAST(pd.paid_stalled AS DOUBLE) / pd.paid_referrals END AS paid_stalled_share
 FROM pairs p
-JOIN referrer_totals t ON t.referrer_id = p.referrer_id
 JOIN distinct_counts d ON d.referrer_id = p.referrer_id AND d.ip_network_16 = p.ip_network_16
 JOIN payout_depth pd ON pd.referrer_id = p.referrer_id AND pd.ip_network_16 = p.ip_network_16
 LEFT JOIN gap_stats g ON g.referrer_id = p.referrer_id AND g.ip_network_16 = p.ip_network_16
