@@ -547,6 +547,40 @@ impl<'w> Generator<'w> {
         Ok(())
     }
 
+    /// An invite sent by a ring account at `at` on a random channel, and the referee it brings:
+    /// half of the time another account of the ring. Returns (invite id, channel, referee).
+    async fn ring_invite(
+        &mut self,
+        member: &str,
+        member_ids: &[String],
+        region: &'static str,
+        persona: usize,
+        at: Micros,
+        out: &mut ParquetUploader,
+    ) -> Result<(String, usize, Option<String>), GenerateError> {
+        let channel = pick_by_hash(self.rng.random(), CHANNELS.iter().map(|c| c.1));
+        let invite_id = self.id("inv");
+        self.counts.invites += 1;
+        self.invites
+            .push(
+                Invite {
+                    invite_id: invite_id.clone(),
+                    referrer_id: member.to_string(),
+                    channel: CHANNELS[channel].0,
+                    partner_id: None,
+                    region,
+                    persona: PERSONAS[persona].0,
+                    sent_at: at,
+                },
+                out,
+            )
+            .await?;
+        let referee_id = (self.rng.random::<f64>() < 0.5)
+            .then(|| member_ids[self.rng.random_range(0..member_ids.len())].clone())
+            .filter(|r| r != member);
+        Ok((invite_id, channel, referee_id))
+    }
+
     async fn device_ring(
         &mut self,
         day_start: Micros,
@@ -568,27 +602,9 @@ impl<'w> Generator<'w> {
         for member in &member_ids {
             for _ in 0..self.rng.random_range(2..=6) {
                 let at = day_start + self.rng.random_range(0..span_days * DAY);
-                let channel = pick_by_hash(self.rng.random(), CHANNELS.iter().map(|c| c.1));
-                let invite_id = self.id("inv");
-                self.counts.invites += 1;
-                self.invites
-                    .push(
-                        Invite {
-                            invite_id: invite_id.clone(),
-                            referrer_id: member.clone(),
-                            channel: CHANNELS[channel].0,
-                            partner_id: None,
-                            region,
-                            persona: PERSONAS[0].0,
-                            sent_at: at,
-                        },
-                        out,
-                    )
+                let (invite_id, channel, referee_id) = self
+                    .ring_invite(member, &member_ids, region, 0, at, out)
                     .await?;
-                // Ring members refer each other half of the time.
-                let referee_id = (self.rng.random::<f64>() < 0.5)
-                    .then(|| member_ids[self.rng.random_range(0..member_ids.len())].clone())
-                    .filter(|r| r != member);
                 let new = NewReferral {
                     invite_id: Some(invite_id),
                     referrer_id: member,
@@ -762,26 +778,9 @@ impl<'w> Generator<'w> {
             let mine = [m, (m + 1) % members];
             for i in 0..self.rng.random_range(2..=5) {
                 let at = day_start + self.rng.random_range(0..span_days * DAY);
-                let channel = pick_by_hash(self.rng.random(), CHANNELS.iter().map(|c| c.1));
-                let invite_id = self.id("inv");
-                self.counts.invites += 1;
-                self.invites
-                    .push(
-                        Invite {
-                            invite_id: invite_id.clone(),
-                            referrer_id: member.clone(),
-                            channel: CHANNELS[channel].0,
-                            partner_id: None,
-                            region,
-                            persona: PERSONAS[1].0,
-                            sent_at: at,
-                        },
-                        out,
-                    )
+                let (invite_id, channel, referee_id) = self
+                    .ring_invite(member, &member_ids, region, 1, at, out)
                     .await?;
-                let referee_id = (self.rng.random::<f64>() < 0.5)
-                    .then(|| member_ids[self.rng.random_range(0..member_ids.len())].clone())
-                    .filter(|r| r != member);
                 let pick = if i < 2 {
                     mine[i]
                 } else {
