@@ -135,6 +135,23 @@ struct RefereeIdentity {
     lookalike: Option<&'static str>,
 }
 
+impl RefereeIdentity {
+    /// An ordinary person derived from one random value: their own address and device, a
+    /// common mail domain, and a card 60% of the time.
+    fn fresh(r: u64) -> Self {
+        Self {
+            ip: ip_from_hash(mix(r)),
+            device: key_id("dev", mix(r ^ 1)),
+            domain: COMMON_EMAIL_DOMAINS
+                [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
+            .0
+            .to_string(),
+            payment: (unit(mix(r ^ 3)) < 0.6).then(|| key_id("pf", mix(r ^ 4))),
+            lookalike: None,
+        }
+    }
+}
+
 /// Everything a new referral needs besides its outcome.
 struct NewReferral<'a> {
     invite_id: Option<String>,
@@ -225,10 +242,7 @@ impl<'w> Generator<'w> {
         // Ids are scrambled so that their order does not leak generation order or fraud.
         let n = self.next_id;
         self.next_id += 1;
-        format!(
-            "{prefix}_{:012x}",
-            mix(n ^ self.world.seed) & 0xFFFF_FFFF_FFFF
-        )
+        key_id(prefix, mix(n ^ self.world.seed))
     }
 
     fn new_user_id(&mut self) -> String {
@@ -338,10 +352,10 @@ impl<'w> Generator<'w> {
                 email_domain: DISPOSABLE_DOMAINS
                     [self.rng.random_range(0..DISPOSABLE_DOMAINS.len())]
                 .to_string(),
-                device_id: format!("dev_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF),
+                device_id: key_id("dev", self.rng.random()),
                 // A throw-away account pays (if at all) with a card of its own.
                 payment_fingerprint: (self.rng.random::<f64>() < 0.6)
-                    .then(|| format!("pf_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF)),
+                    .then(|| key_id("pf", self.rng.random())),
                 ..new
             };
             let outcome = Outcome::fraud(pattern::DISPOSABLE_EMAIL, [0.85, 0.6, 0.08, 0.05]);
@@ -428,17 +442,7 @@ impl<'w> Generator<'w> {
     /// sharing a tablet, students on a campus.
     fn legit_referee_identity(&mut self, idx: u64, referrer: &Referrer) -> RefereeIdentity {
         let r: u64 = self.rng.random();
-        let mut identity = RefereeIdentity {
-            ip: ip_from_hash(mix(r)),
-            device: format!("dev_{:012x}", mix(r ^ 1) & 0xFFFF_FFFF_FFFF),
-            domain: COMMON_EMAIL_DOMAINS
-                [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
-            .0
-            .to_string(),
-            payment: (unit(mix(r ^ 3)) < 0.6)
-                .then(|| format!("pf_{:012x}", mix(r ^ 4) & 0xFFFF_FFFF_FFFF)),
-            lookalike: None,
-        };
+        let mut identity = RefereeIdentity::fresh(r);
         let kind = unit(mix(r ^ 5));
         if let Some(c) = referrer.company.filter(|_| kind < 0.45) {
             let company = &self.world.companies[c];
@@ -588,14 +592,12 @@ impl<'w> Generator<'w> {
     ) -> Result<(), GenerateError> {
         let members = self.rng.random_range(6..=14);
         let devices: Vec<String> = (0..self.rng.random_range(2..=3))
-            .map(|_| format!("dev_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF))
+            .map(|_| key_id("dev", self.rng.random()))
             .collect();
         let ips: Vec<String> = (0..self.rng.random_range(1..=2))
             .map(|_| ip_from_hash(self.rng.random()))
             .collect();
-        let cards: Vec<String> = (0..2)
-            .map(|_| format!("pf_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF))
-            .collect();
+        let cards: Vec<String> = (0..2).map(|_| key_id("pf", self.rng.random())).collect();
         let region = REGIONS[pick_by_hash(self.rng.random(), REGIONS.iter().map(|r| r.1))].0;
         let span_days = self.rng.random_range(1..=4);
         let member_ids: Vec<String> = (0..members).map(|_| self.new_user_id()).collect();
@@ -656,7 +658,7 @@ impl<'w> Generator<'w> {
             .map(|_| network_from_hash(self.rng.random()))
             .collect();
         let devices: Vec<String> = (0..self.rng.random_range(2..=5))
-            .map(|_| format!("dev_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF))
+            .map(|_| key_id("dev", self.rng.random()))
             .collect();
         for _ in 0..n {
             let at = begin + self.rng.random_range(0..length);
@@ -665,15 +667,16 @@ impl<'w> Generator<'w> {
             self.push_invite(&invite_id, &referrer, channel, None, at - MINUTE, out)
                 .await?;
             let r: u64 = self.rng.random();
+            let identity = RefereeIdentity::fresh(r);
             let ip = if narrow_networks {
                 ip_in_network(networks[(r % networks.len() as u64) as usize], mix(r ^ 3))
             } else {
-                ip_from_hash(mix(r))
+                identity.ip
             };
             let device_id = if narrow_devices {
                 devices[(mix(r ^ 4) % devices.len() as u64) as usize].clone()
             } else {
-                format!("dev_{:012x}", mix(r ^ 1) & 0xFFFF_FFFF_FFFF)
+                identity.device
             };
             let new = NewReferral {
                 invite_id: Some(invite_id),
@@ -686,10 +689,7 @@ impl<'w> Generator<'w> {
                 created_at: at,
                 ip,
                 device_id,
-                email_domain: COMMON_EMAIL_DOMAINS
-                    [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
-                .0
-                .to_string(),
+                email_domain: identity.domain,
                 payment_fingerprint: None,
             };
             let outcome = Outcome {
@@ -720,7 +720,7 @@ impl<'w> Generator<'w> {
             let invite_id = self.id("inv");
             self.push_invite(&invite_id, &referrer, channel, None, at - MINUTE, out)
                 .await?;
-            let r: u64 = self.rng.random();
+            let identity = RefereeIdentity::fresh(self.rng.random());
             let new = NewReferral {
                 invite_id: Some(invite_id),
                 referrer_id: &referrer.id,
@@ -730,14 +730,10 @@ impl<'w> Generator<'w> {
                 region: referrer.region,
                 persona: referrer.persona_idx,
                 created_at: at,
-                ip: ip_from_hash(mix(r)),
-                device_id: format!("dev_{:012x}", mix(r ^ 1) & 0xFFFF_FFFF_FFFF),
-                email_domain: COMMON_EMAIL_DOMAINS
-                    [pick_by_hash(mix(r ^ 2), COMMON_EMAIL_DOMAINS.iter().map(|d| d.1))]
-                .0
-                .to_string(),
-                payment_fingerprint: (unit(mix(r ^ 3)) < 0.6)
-                    .then(|| format!("pf_{:012x}", mix(r ^ 4) & 0xFFFF_FFFF_FFFF)),
+                ip: identity.ip,
+                device_id: identity.device,
+                email_domain: identity.domain,
+                payment_fingerprint: identity.payment,
             };
             let outcome = Outcome {
                 lookalike: Some(lookalike::INFLUENCER_BURST),
@@ -763,9 +759,7 @@ impl<'w> Generator<'w> {
             1 => (false, true),
             _ => (true, true),
         };
-        let fresh = |rng: &mut ChaCha8Rng, prefix: &str| {
-            format!("{prefix}_{:012x}", rng.random::<u64>() & 0xFFFF_FFFF_FFFF)
-        };
+        let fresh = |rng: &mut ChaCha8Rng, prefix: &str| key_id(prefix, rng.random());
         let devices: Vec<String> = (0..members).map(|_| fresh(&mut self.rng, "dev")).collect();
         let cards: Vec<String> = (0..members).map(|_| fresh(&mut self.rng, "pf")).collect();
         let network = network_from_hash(self.rng.random());
@@ -861,14 +855,11 @@ impl<'w> Generator<'w> {
                     persona: farm.referrer.persona_idx,
                     created_at: at + self.rng.random_range(10 * MINUTE..10 * HOUR),
                     ip: ip_in_network(farm.network, self.rng.random()),
-                    device_id: format!("dev_{:012x}", self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF),
+                    device_id: key_id("dev", self.rng.random()),
                     email_domain: COMMON_EMAIL_DOMAINS[self.rng.random_range(0..4)]
                         .0
                         .to_string(),
-                    payment_fingerprint: Some(format!(
-                        "pf_{:012x}",
-                        self.rng.random::<u64>() & 0xFFFF_FFFF_FFFF
-                    )),
+                    payment_fingerprint: Some(key_id("pf", self.rng.random())),
                 };
                 let outcome = Outcome::fraud(pattern::SLOW_FARM, [0.95, 0.9, 0.02, 0.02]);
                 self.referral(new, outcome, out).await?;

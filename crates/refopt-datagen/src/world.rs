@@ -173,6 +173,11 @@ pub fn pick_by_hash(h: u64, weights: impl Iterator<Item = f64> + Clone) -> usize
     last
 }
 
+/// A device or card id (`dev_…`, `pf_…`): the prefix and 48 bits of a hash in hex.
+pub fn key_id(prefix: &str, h: u64) -> String {
+    format!("{prefix}_{:012x}", h & 0xFFFF_FFFF_FFFF)
+}
+
 /// A /24 network (its first three octets) drawn from a hash, for hosting providers whose
 /// addresses fraud rotates through.
 pub fn network_from_hash(h: u64) -> [u8; 3] {
@@ -341,8 +346,7 @@ impl World {
                         i
                     ),
                     ips: [ip_from_hash(mix(h)), ip_from_hash(mix(h ^ 1))],
-                    card: (unit(mix(h ^ 2)) < 0.35)
-                        .then(|| format!("pf_{:012x}", mix(h ^ 3) & 0xFFFF_FFFF_FFFF)),
+                    card: (unit(mix(h ^ 2)) < 0.35).then(|| key_id("pf", mix(h ^ 3))),
                 }
             })
             .collect();
@@ -382,10 +386,10 @@ impl World {
             id: format!("u_{idx:09}"),
             region: REGIONS[pick_by_hash(mix(h ^ 3), REGIONS.iter().map(|r| r.1))].0,
             persona_idx: pick_by_hash(mix(h ^ 4), PERSONAS.iter().map(|p| p.1)),
-            device: format!("dev_{:012x}", mix(h ^ 5) & 0xFFFF_FFFF_FFFF),
-            household_device: format!("dev_{:012x}", mix(h ^ 6) & 0xFFFF_FFFF_FFFF),
+            device: key_id("dev", mix(h ^ 5)),
+            household_device: key_id("dev", mix(h ^ 6)),
             home_ip: ip_from_hash(mix(h ^ 7)),
-            payment_fingerprint: format!("pf_{:012x}", mix(h ^ 8) & 0xFFFF_FFFF_FFFF),
+            payment_fingerprint: key_id("pf", mix(h ^ 8)),
             company,
             has_family: unit(mix(h ^ 9)) < 0.10,
             self_referrer: unit(mix(h ^ 10)) < 0.004,
