@@ -91,6 +91,15 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
+impl OneOrMany {
+    fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMany::One(one) => std::slice::from_ref(one),
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,6 +121,50 @@ struct RawCondition {
     value: Option<ConditionValue>,
     #[serde(default)]
     list_file: Option<OneOrMany>,
+}
+
+impl RawCondition {
+    /// The condition with its list files read (paths relative to the rules `file`). Err with no
+    /// diagnostics when the operator and the value do not fit (the caller locates that one);
+    /// list file problems come located at their lines.
+    fn resolve(&self, file: &Path, rule: &str) -> Result<Condition, Vec<Diagnostic>> {
+        let list_op = matches!(self.op, Op::In | Op::NotIn);
+        let value = match (&self.list_file, &self.value) {
+            (None, Some(v)) if list_op == matches!(v, ConditionValue::List(_)) => v.clone(),
+            (Some(files), None | Some(ConditionValue::List(_))) if list_op => {
+                let mut items = match &self.value {
+                    Some(ConditionValue::List(inline)) => inline.clone(),
+                    _ => Vec::new(),
+                };
+                let mut problems = Vec::new();
+                let folder = file.parent().unwrap_or(Path::new("."));
+                for f in files.as_slice() {
+                    match read_list_file(&folder.join(f), &self.column) {
+                        Ok(values) => items.extend(values),
+                        Err(found) => problems.extend(found.into_iter().map(|d| Diagnostic {
+                            message: format!(
+                                "rule `{rule}`: list file of `{}`: {}",
+                                self.column, d.message
+                            ),
+                            ..d
+                        })),
+                    }
+                }
+                if !problems.is_empty() {
+                    return Err(problems);
+                }
+                items.sort();
+                items.dedup();
+                ConditionValue::List(items)
+            }
+            _ => return Err(Vec::new()),
+        };
+        Ok(Condition {
+            column: self.column.clone(),
+            op: self.op,
+            value,
+        })
+    }
 }
 
 /// Most values one list file may hold (the full public disposable-domain list is ~10 k).
@@ -390,62 +443,16 @@ impl FraudRules {
             }
             let mut when = Vec::new();
             for c in &r.when {
-                let raw = &c.value;
-                let mut value = raw.value.clone();
-                if let Some(files) = &raw.list_file {
-                    let files = match files {
-                        OneOrMany::One(f) => std::slice::from_ref(f),
-                        OneOrMany::Many(f) => f.as_slice(),
-                    };
-                    let mut items = match value.take() {
-                        Some(ConditionValue::List(items)) => items,
-                        Some(other) => {
-                            value = Some(other);
-                            Vec::new()
-                        }
-                        None => Vec::new(),
-                    };
-                    for f in files {
-                        let path = file.parent().unwrap_or(Path::new(".")).join(f);
-                        match read_list_file(&path, &raw.column) {
-                            Ok(values) => items.extend(values),
-                            Err(problems) => {
-                                errors.extend(problems.into_iter().map(|d| {
-                                    let message = format!(
-                                        "rule `{id}`: list file of `{}`: {}",
-                                        raw.column, d.message
-                                    );
-                                    Diagnostic { message, ..d }
-                                }));
-                            }
-                        }
-                    }
-                    if value.is_none() {
-                        items.sort();
-                        items.dedup();
-                        value = Some(ConditionValue::List(items));
-                    }
-                }
-                let ok = match (raw.op, &value, &raw.list_file) {
-                    (Op::In | Op::NotIn, Some(ConditionValue::List(_)), _) => true,
-                    (_, _, Some(_)) => false,
-                    (Op::In | Op::NotIn, _, _) => false,
-                    (_, Some(ConditionValue::List(_)) | None, _) => false,
-                    _ => true,
-                };
-                match value {
-                    Some(value) if ok => when.push(Condition {
-                        column: raw.column.clone(),
-                        op: raw.op,
-                        value,
-                    }),
-                    _ => errors.push(Diagnostic::new(
+                match c.value.resolve(file, &id) {
+                    Ok(condition) => when.push(condition),
+                    Err(problems) if problems.is_empty() => errors.push(Diagnostic::new(
                         at(&c.referenced),
                         format!(
                             "rule `{id}`: condition on `{}` — `in`/`not_in` take a list (`value: [...]` and/or `list_file`), other operators a single `value`",
-                            raw.column
+                            c.value.column
                         ),
                     )),
+                    Err(problems) => errors.extend(problems),
                 }
             }
             let expression = match &r.expression {
