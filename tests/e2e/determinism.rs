@@ -91,3 +91,80 @@ fn the_same_inputs_give_byte_identical_data_sections_at_any_parallelism_and_memo
         );
     }
 }
+
+/// Ids of the shipped fraud rules that have a Rhai `expression`.
+fn shipped_expression_rules() -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("rules/fraud.yaml")).unwrap();
+    let mut rules = Vec::new();
+    let mut current = None;
+    for line in text.lines() {
+        if let Some(id) = line.trim_start().strip_prefix("- id: ") {
+            current = Some(id.trim().to_string());
+        } else if line.trim_start().starts_with("expression:")
+            && let Some(id) = current.take()
+        {
+            rules.push(id);
+        }
+    }
+    rules
+}
+
+#[test]
+fn compiled_rule_expressions_flag_the_same_referrals_as_the_interpreter_sweep_included() {
+    // A data set of its own (another seed and scale than the shared one), so every rule fires.
+    let data = tempfile::tempdir().unwrap();
+    let root = data.path().to_str().unwrap();
+    let o = run(refopt().args([
+        "generate", "--root", root, "--days", "60", "--scale", "0.25", "--seed", "2718", "--end",
+        AS_OF,
+    ]));
+    assert!(o.status.success(), "generate failed\n{}", text(&o));
+    let expression_rules = shipped_expression_rules();
+    assert!(expression_rules.len() >= 5, "{expression_rules:?}");
+    let mut texts = Vec::new();
+    for (engine, evaluation) in [("auto", "vectorized"), ("interpreter", "interpreted")] {
+        let plans = tempfile::tempdir().unwrap();
+        let (mut plan, _) = run_pipeline(
+            root,
+            plans.path().to_str().unwrap(),
+            &["--detail", "full", "--rule-engine", engine],
+            &[],
+        );
+        let rules = plan["risk"]["rules"].as_array_mut().unwrap();
+        for rule in rules.iter_mut() {
+            let id = rule["rule_id"].as_str().unwrap().to_string();
+            assert_eq!(rule["error"], Value::Null, "{engine}: {rule}");
+            let expected = if expression_rules.contains(&id) {
+                evaluation
+            } else {
+                "vectorized"
+            };
+            assert_eq!(rule["evaluation"], expected, "{engine}: {id}");
+            rule.as_object_mut().unwrap().remove("evaluation");
+        }
+        texts.push((engine, plan));
+    }
+    // Not a comparison of two empty results: the expression rules flag referrals, and the
+    // sweep moves some of them.
+    let risk = &texts[0].1["risk"];
+    for id in &expression_rules {
+        let rule = risk["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule_id"] == id.as_str())
+            .unwrap();
+        assert!(rule["referrals_flagged"].as_u64().unwrap() > 0, "{rule}");
+    }
+    let sweep = risk["sensitivity"].to_string();
+    assert!(sweep.contains("\"factor\":0.8"), "{sweep}");
+    let (auto, interpreted) = (
+        data_sections(texts[0].1.clone()),
+        data_sections(texts[1].1.clone()),
+    );
+    assert!(
+        auto == interpreted,
+        "compiled vs interpreted rules differ at {}",
+        first_difference(&auto, &interpreted)
+    );
+}

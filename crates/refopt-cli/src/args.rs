@@ -431,6 +431,14 @@ pub struct ExplainArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuleEngine {
+    /// Expressions with a compiled form run inside DataFusion; the rest in the interpreter.
+    Auto,
+    /// Every expression runs row by row in the Rhai interpreter.
+    Interpreter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Detail {
     /// Overall funnel and top values per dimension.
     Summary,
@@ -471,6 +479,14 @@ pub struct AnalysisArgs {
     /// Print a human summary or the plan JSON.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    /// How fraud-rule expressions run. `auto`: an expression made of comparisons, arithmetic,
+    /// `!`/`&&`/`||`, `in` lists, `is_null`, `coalesce`, `ratio`, `ip_network` and the string
+    /// methods contains/starts_with/ends_with over `row` and `params` is compiled to a DataFusion
+    /// filter (vectorized; its sensitivity sweep in the same scan); anything else runs row by
+    /// row in the Rhai interpreter. `interpreter`: every expression in Rhai, to check the
+    /// compiled forms. The plan's risk.rules[].evaluation says which ran.
+    #[arg(long, value_enum, default_value_t = RuleEngine::Auto)]
+    pub rule_engine: RuleEngine,
     /// Query threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

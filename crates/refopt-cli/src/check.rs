@@ -180,6 +180,7 @@ async fn sample_run(args: &ValidateArgs) -> anyhow::Result<()> {
         storage: Default::default(),
         plan_series: Vec::new(),
         shared_stages: None,
+        rule_engine: refopt_engine::RuleEngine::Auto,
     };
     let outcome = refopt_engine::run(request, Arc::new(refopt_engine::Quiet)).await?;
     let plan = &outcome.plan;

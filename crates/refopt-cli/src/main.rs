@@ -412,6 +412,10 @@ async fn build_request(
         storage,
         plan_series: Vec::new(),
         shared_stages: None,
+        rule_engine: match a.rule_engine {
+            args::RuleEngine::Auto => refopt_engine::RuleEngine::Auto,
+            args::RuleEngine::Interpreter => refopt_engine::RuleEngine::Interpreter,
+        },
     })
 }
 

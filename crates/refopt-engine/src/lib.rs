@@ -30,4 +30,5 @@ pub mod storage;
 pub use error::{EngineError, ErrorClass};
 pub use execution::executor::{Quiet, StageObserver, StageRecord, StageStatus};
 pub use execution::session::SessionOptions;
+pub use rules::fraud::RuleEngine;
 pub use run::{PREVIOUS_PLANS, RunOutcome, RunRequest, run};

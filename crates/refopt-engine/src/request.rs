@@ -45,4 +45,6 @@ pub struct RunRequest {
     /// Outputs of the `scope: range` stages, computed once for all windows of a backfill;
     /// `None`: the run computes them over its own window's days.
     pub shared_stages: Option<Arc<SharedStages>>,
+    /// Which evaluator runs rule expressions (compiled where possible, or all interpreted).
+    pub rule_engine: crate::rules::fraud::RuleEngine,
 }

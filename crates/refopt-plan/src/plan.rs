@@ -530,6 +530,9 @@ pub struct RuleSummary {
     pub rows_selected: u64,
     pub referrals_flagged: u64,
     pub error: Option<String>,
+    /// How the rule selected its rows (absent when it failed, and in older plans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<RuleEvaluation>,
 }
 
 /// A cluster of linked flagged accounts.

@@ -97,6 +97,21 @@ named!(ErrorAction {
     RuleSkipped => "rule_skipped",
 });
 
+/// How a fraud rule selected its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleEvaluation {
+    /// Inside DataFusion, as a vectorized filter: threshold conditions, and expressions that
+    /// compile to DataFusion expressions; the sensitivity sweep in the same scan.
+    Vectorized,
+    /// Row by row in the Rhai interpreter (an expression with no compiled form).
+    Interpreted,
+}
+named!(RuleEvaluation {
+    Vectorized => "vectorized",
+    Interpreted => "interpreted",
+});
+
 /// An experiment's decision (docs/experiments.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -495,6 +495,7 @@ mod tests {
             rows_selected: flagged,
             referrals_flagged: flagged,
             error: None,
+            evaluation: None,
         }
     }
 

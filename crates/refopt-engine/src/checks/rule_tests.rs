@@ -175,6 +175,7 @@ async fn fraud_case(case: &FraudCase, rules: &RuleSet) -> Compared {
             suppressions: rules.suppressions.as_ref(),
             as_of,
             sweep_factors: &[],
+            engine: crate::rules::fraud::RuleEngine::Auto,
         },
     )
     .await

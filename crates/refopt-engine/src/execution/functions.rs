@@ -16,7 +16,12 @@ use datafusion::prelude::SessionContext;
 
 /// Registers refopt's SQL functions with a session.
 pub fn register(ctx: &SessionContext) {
-    ctx.register_udf(ScalarUDF::from(IpNetwork::new()));
+    ctx.register_udf(ip_network());
+}
+
+/// The `ip_network(ip, bits)` function.
+pub fn ip_network() -> ScalarUDF {
+    ScalarUDF::from(IpNetwork::new())
 }
 
 /// `ip_network(ip, bits)`: the network of an address as `address/prefix` (NULL for text that is

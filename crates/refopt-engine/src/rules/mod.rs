@@ -57,6 +57,7 @@ pub async fn review(
     params: &ParamValues,
     as_of: chrono::NaiveDate,
     detail: Detail,
+    engine: fraud::RuleEngine,
 ) -> Result<Review, EngineError> {
     let started = std::time::Instant::now();
     let Some(fraud_rules) = &rules.fraud else {
@@ -75,6 +76,7 @@ pub async fn review(
         suppressions: rules.suppressions.as_ref(),
         as_of,
         sweep_factors,
+        engine,
     };
     let review = fraud::review(ctx, fraud_rules, options).await?;
     let review_ms = started.elapsed().as_millis() as u64;

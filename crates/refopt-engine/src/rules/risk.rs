@@ -175,6 +175,7 @@ pub async fn risk_section(
                 rows_selected: o.rows_selected,
                 referrals_flagged: o.referrals_flagged,
                 error: o.error.clone(),
+                evaluation: o.evaluation,
             })
             .collect(),
         flagged_referrals_url: None,

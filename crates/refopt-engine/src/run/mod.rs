@@ -271,6 +271,7 @@ impl ReadyRun {
             &self.params,
             request.as_of,
             request.detail,
+            request.rule_engine,
         )
         .await?;
         let created_at = Utc::now();

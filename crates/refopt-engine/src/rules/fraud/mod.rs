@@ -3,11 +3,13 @@
 //! clusters (connected components over shared devices and payment fingerprints, [`clusters`])
 //! and summarizes the result.
 //!
-//! Threshold conditions run inside DataFusion as filters; Rhai expressions run row by row in the
-//! sandbox. A rule that fails (unknown column, script error, sandbox limit) is recorded with its
+//! Threshold conditions run inside DataFusion as filters, and so do Rhai expressions that
+//! compile to DataFusion expressions ([`compile`]); a rule's sensitivity sweep is then extra
+//! columns of the same scan. Other expressions run row by row in the sandbox. A rule that fails (unknown column, script error, sandbox limit) is recorded with its
 //! id and location and the other rules still run.
 
 mod clusters;
+pub mod compile;
 mod referrals;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +50,20 @@ pub struct RuleOutcome {
     pub referrals_flagged: u64,
     /// Set when the rule could not be evaluated; other rules still ran.
     pub error: Option<String>,
+    /// How the rule selected its rows (`None` when it failed before selecting any).
+    pub evaluation: Option<RuleEvaluation>,
+}
+
+pub use refopt_plan::RuleEvaluation;
+
+/// Which evaluator runs rule expressions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuleEngine {
+    /// Expressions that compile run inside DataFusion; the rest in the interpreter.
+    #[default]
+    Auto,
+    /// Every expression runs in the Rhai interpreter (to check the compiled forms against).
+    Interpreter,
 }
 
 /// The fraud review's result.
@@ -126,6 +142,7 @@ pub struct ReviewOptions<'a> {
     pub as_of: NaiveDate,
     /// Re-evaluate every rule with numeric thresholds at these factors (empty: no sweep).
     pub sweep_factors: &'a [f64],
+    pub engine: RuleEngine,
 }
 
 /// What one suppression did in this run.
@@ -174,15 +191,22 @@ pub async fn review(
             )));
             continue;
         }
-        let selected = flag_with_retries(ctx, rule, rules.retry_limit, &mut retries).await;
-        let mut sweep = Vec::new();
-        if selected.is_ok() && rule.has_numeric_thresholds() {
-            for &factor in options.sweep_factors {
-                let keys = evaluate(ctx, &rule.scaled(factor)).await.ok();
-                sweep.push((factor, keys.map(|(_, keys)| keys)));
-            }
-        }
-        evaluations.push(selected.map(|(rows, keys)| (rows, keys, sweep)));
+        let factors: &[f64] = if rule.has_numeric_thresholds() {
+            options.sweep_factors
+        } else {
+            &[]
+        };
+        evaluations.push(
+            select(
+                ctx,
+                rule,
+                factors,
+                options.engine,
+                rules.retry_limit,
+                &mut retries,
+            )
+            .await,
+        );
     }
 
     // The referrals carrying the selected keys: one query per key column set, for every rule
@@ -207,12 +231,13 @@ pub async fn review(
     let mut selections: Vec<(usize, Option<usize>)> = Vec::new();
     let mut by_key: BTreeMap<&[String], Vec<(usize, &FxHashSet<String>)>> = BTreeMap::new();
     for (n, (rule, evaluation)) in rules.rules.iter().zip(&evaluations).enumerate() {
-        let Ok((_, keys, sweep)) = evaluation else {
+        let Ok(selected) = evaluation else {
             continue;
         };
         let tagged = by_key.entry(rule.key.as_slice()).or_default();
-        let own = std::iter::once((None, Some(keys)));
-        let swept = sweep
+        let own = std::iter::once((None, Some(&selected.keys)));
+        let swept = selected
+            .sweep
             .iter()
             .enumerate()
             .map(|(m, (_, keys))| (Some(m), keys.as_ref()));
@@ -246,7 +271,12 @@ pub async fn review(
     let mut outcomes = Vec::new();
     let mut sweep_points = Vec::new();
     for (n, (rule, evaluation)) in rules.rules.iter().zip(evaluations).enumerate() {
-        let (rows_selected, _, sweep) = match evaluation {
+        let Selected {
+            rows: rows_selected,
+            sweep,
+            evaluation,
+            ..
+        } = match evaluation {
             Ok(selected) => selected,
             Err(message) => {
                 outcomes.push(failed(rule, message));
@@ -262,6 +292,7 @@ pub async fn review(
             rows_selected,
             referrals_flagged: matched.len() as u64,
             error: None,
+            evaluation: Some(evaluation),
         });
         for id in matched {
             hits.entry(id)
@@ -327,6 +358,210 @@ pub async fn review(
         sweep: sweep_points,
         retries,
     })
+}
+
+/// What one rule selected: its rows, their keys, and the keys at each sweep factor (`None` where
+/// the scaled rule failed).
+struct Selected {
+    rows: u64,
+    keys: FxHashSet<String>,
+    sweep: Vec<(f64, Option<FxHashSet<String>>)>,
+    evaluation: RuleEvaluation,
+}
+
+/// Selects a rule's rows, and its sweep's: as one DataFusion scan when the rule compiles (its
+/// conditions and expression, at every factor), else through the interpreter.
+async fn select(
+    ctx: &SessionContext,
+    rule: &FraudRule,
+    factors: &[f64],
+    engine: RuleEngine,
+    retry_limit: u32,
+    retries: &mut Vec<refopt_plan::ErrorEvent>,
+) -> Result<Selected, String> {
+    match compiled_predicates(ctx, rule, factors, engine).await {
+        Ok(predicates) => {
+            let mut attempt = 1;
+            let mut selections = loop {
+                match select_compiled(ctx, rule, &predicates).await {
+                    Ok(selections) => break selections,
+                    Err(failure) => {
+                        on_failure(rule, failure, &mut attempt, retry_limit, retries)?;
+                    }
+                }
+            };
+            let sweep_keys = selections.split_off(1);
+            let (rows, keys) = selections.pop().unwrap_or_default();
+            Ok(Selected {
+                rows,
+                keys,
+                sweep: factors
+                    .iter()
+                    .zip(sweep_keys)
+                    .map(|(factor, (_, keys))| (*factor, Some(keys)))
+                    .collect(),
+                evaluation: RuleEvaluation::Vectorized,
+            })
+        }
+        Err(not_compiled) => {
+            tracing::debug!(rule = %rule.id, reason = %not_compiled, "rule expression runs in the interpreter");
+            let (rows, keys) = flag_with_retries(ctx, rule, retry_limit, retries).await?;
+            let mut sweep = Vec::new();
+            for &factor in factors {
+                let keys = evaluate(ctx, &rule.scaled(factor)).await.ok();
+                sweep.push((factor, keys.map(|(_, keys)| keys)));
+            }
+            Ok(Selected {
+                rows,
+                keys,
+                sweep,
+                evaluation: RuleEvaluation::Interpreted,
+            })
+        }
+    }
+}
+
+/// A failed attempt: recorded and retried (`Ok`) while transient and under the limit, else the
+/// rule's error.
+fn on_failure(
+    rule: &FraudRule,
+    failure: RuleFailure,
+    attempt: &mut u32,
+    retry_limit: u32,
+    retries: &mut Vec<refopt_plan::ErrorEvent>,
+) -> Result<(), String> {
+    match failure {
+        f if f.transient && *attempt <= retry_limit => {
+            retries.push(refopt_plan::ErrorEvent {
+                task_id: format!("fraud_rules/{}", rule.id),
+                attempt: *attempt,
+                error: f.message,
+                action: refopt_plan::ErrorAction::Retried,
+                backoff_ms: None,
+            });
+            *attempt += 1;
+            Ok(())
+        }
+        f if f.transient => Err(format!(
+            "{} (attempt {attempt}; retry limit {retry_limit})",
+            f.message
+        )),
+        f => Err(f.message),
+    }
+}
+
+/// The rule's selection as DataFusion predicates: its own, then one per sweep factor. `Err` when
+/// its expression has no compiled form (or the interpreter is asked for), or its table cannot
+/// be read (the interpreter path reports that).
+async fn compiled_predicates(
+    ctx: &SessionContext,
+    rule: &FraudRule,
+    factors: &[f64],
+    engine: RuleEngine,
+) -> Result<Vec<Expr>, compile::NotCompiled> {
+    let not_compiled = |reason: String| compile::NotCompiled { reason, at: None };
+    if engine == RuleEngine::Interpreter && rule.expression.is_some() {
+        return Err(not_compiled("the interpreter was asked for".into()));
+    }
+    let table = ctx
+        .table(rule.table.as_str())
+        .await
+        .map_err(|e| not_compiled(e.to_string()))?;
+    let ip_network = crate::execution::functions::ip_network();
+    let scaled: Vec<FraudRule> = factors.iter().map(|f| rule.scaled(*f)).collect();
+    std::iter::once(rule)
+        .chain(&scaled)
+        .map(|r| {
+            let mut terms: Vec<Expr> = r.when.iter().map(condition_expr).collect();
+            if let Some(expression) = &r.expression {
+                terms.push(compile::compile(
+                    &expression.ast,
+                    &r.params,
+                    table.schema(),
+                    &ip_network,
+                )?);
+            }
+            Ok(terms.into_iter().reduce(Expr::and).unwrap_or(lit(true)))
+        })
+        .collect()
+}
+
+/// Runs the compiled predicates over one scan of the rule's table: the rows and keys each
+/// selects. The scan streams; it stops at the rule's time limit (transient) or a stop request.
+async fn select_compiled(
+    ctx: &SessionContext,
+    rule: &FraudRule,
+    predicates: &[Expr],
+) -> Result<Vec<(u64, FxHashSet<String>)>, RuleFailure> {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + rule.time_limit;
+    let flag = |n: usize| format!("__refopt_selected_{n}");
+    let df = ctx
+        .table(rule.table.as_str())
+        .await
+        .and_then(|df| {
+            let any = predicates
+                .iter()
+                .cloned()
+                .reduce(Expr::or)
+                .unwrap_or(lit(false));
+            let df = df.filter(any)?;
+            if predicates.len() == 1 {
+                return Ok(df);
+            }
+            let columns = rule
+                .key
+                .iter()
+                .map(|k| Expr::Column(datafusion::common::Column::from_name(k)))
+                .chain(
+                    predicates
+                        .iter()
+                        .enumerate()
+                        .map(|(n, p)| p.clone().alias(flag(n))),
+                );
+            df.select(columns)
+        })
+        .map_err(RuleFailure::from_datafusion)?;
+    let mut stream = df
+        .execute_stream()
+        .await
+        .map_err(RuleFailure::from_datafusion)?;
+    let mut selections = vec![(0u64, FxHashSet::default()); predicates.len()];
+    loop {
+        if refopt_spec::stop::requested() {
+            return Err(RuleFailure::permanent("stopped: the run was interrupted"));
+        }
+        let batch = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                return Err(RuleFailure {
+                    message: format!(
+                        "ran past its time limit of {} ms (compiled)",
+                        rule.time_limit.as_millis()
+                    ),
+                    transient: true,
+                });
+            }
+            Ok(None) => break,
+            Ok(Some(batch)) => batch.map_err(RuleFailure::from_datafusion)?,
+        };
+        let keys = KeyColumns::new(&batch, &rule.key).map_err(RuleFailure::permanent)?;
+        for (n, (rows, selected)) in selections.iter_mut().enumerate() {
+            let chosen: Vec<usize> = if predicates.len() == 1 {
+                (0..batch.num_rows()).collect()
+            } else {
+                let column = batch
+                    .column_by_name(&flag(n))
+                    .map(|c| c.as_boolean())
+                    .ok_or_else(|| RuleFailure::permanent("compiled selection column missing"))?;
+                (0..batch.num_rows())
+                    .filter(|&row| column.is_valid(row) && column.value(row))
+                    .collect()
+            };
+            *rows += chosen.len() as u64;
+            selected.extend(chosen.into_iter().filter_map(|row| keys.key(row)));
+        }
+    }
+    Ok(selections)
 }
 
 /// [`evaluate`], retried up to `retry_limit` times while it fails transiently; each retried
@@ -454,6 +689,7 @@ fn failed(rule: &FraudRule, message: String) -> RuleOutcome {
         rows_selected: 0,
         referrals_flagged: 0,
         error: Some(format!("{}: rule `{}`: {message}", rule.location, rule.id)),
+        evaluation: None,
     }
 }
 
@@ -859,6 +1095,7 @@ mod tests {
             suppressions: None,
             as_of: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
             sweep_factors: &[],
+            engine: RuleEngine::Auto,
         };
         let review = review(&ctx, &rules, options).await.unwrap();
         let clusters_of: Vec<(&str, Option<&str>)> = review
@@ -949,6 +1186,7 @@ mod tests {
             suppressions: Some(&suppressions),
             as_of: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
             sweep_factors: &[],
+            engine: RuleEngine::Auto,
         };
         let review = review(&ctx, &rules, options).await.unwrap();
 
