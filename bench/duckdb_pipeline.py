@@ -13,7 +13,57 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import yaml
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+# refopt's `ip_network(ip, bits)` SQL function for IPv4 (the generator writes IPv4 only; other
+# text is NULL here as in refopt): the address masked to `bits`, as 'a.b.c.d/bits'.
+IP_NETWORK_MACROS = [
+    r"""CREATE MACRO ipv4_int(ip) AS
+        (CAST(split_part(ip, '.', 1) AS BIGINT) << 24) | (CAST(split_part(ip, '.', 2) AS BIGINT) << 16)
+        | (CAST(split_part(ip, '.', 3) AS BIGINT) << 8) | CAST(split_part(ip, '.', 4) AS BIGINT)""",
+    r"""CREATE MACRO ipv4_text(n, bits) AS
+        concat_ws('.', n >> 24, (n >> 16) & 255, (n >> 8) & 255, n & 255) || '/' || bits""",
+    r"""CREATE MACRO ip_network(ip, bits) AS
+        CASE WHEN regexp_full_match(ip, '[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}')
+        THEN ipv4_text(ipv4_int(ip) & ((4294967295 >> (32 - bits)) << (32 - bits)), bits) END""",
+]
+
+
+def in_dependency_order(stages):
+    """The stages with each after its dependencies (file order otherwise), as refopt's DAG
+    executor runs them one at a time."""
+    done, ordered, waiting = set(), [], list(stages)
+    while waiting:
+        ready = next(s for s in waiting if set(s.get("depends_on", [])) <= done)
+        waiting.remove(ready)
+        ordered.append(ready)
+        done.add(ready["id"])
+    return ordered
+
+
+def components(con, sql):
+    """A `kind: components` stage: the SQL's edges (a, b) labelled by connected component (the
+    smallest node id in it) with the component's size, as refopt's union-find does; scipy's
+    connected_components over integer ids."""
+    edges = con.execute(sql).fetchnumpy()
+    a = np.asarray(edges["a"], dtype=str)
+    b = np.asarray(edges["b"], dtype=str)
+    names, ids = np.unique(np.concatenate([a, b]), return_inverse=True)
+    n = len(names)
+    graph = coo_matrix((np.ones(len(a)), (ids[: len(a)], ids[len(a) :])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    # Names are sorted, so a component's smallest index is its smallest id.
+    smallest = np.full(label.max() + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(smallest, label, np.arange(n))
+    size = np.bincount(label) if n else np.array([], dtype=np.int64)
+    return {
+        "node": names,
+        "component": names[smallest[label]] if n else names,
+        "component_nodes": size[label].astype(np.int64) if n else size.astype(np.int64),
+    }
 
 
 def main():
@@ -40,6 +90,8 @@ def main():
     con = duckdb.connect()
     con.execute(f"SET threads = {int(threads)}")
     con.execute("SET TimeZone = 'UTC'")
+    for macro in IP_NETWORK_MACROS:
+        con.execute(macro)
     for d in pipeline["datasets"]:
         folder = Path(root) / d["path"]
         if d.get("partitioned_by_day"):
@@ -62,7 +114,7 @@ def main():
     timings = {}
     total = time.perf_counter()
     base = Path(pipeline_file).parent
-    for stage in pipeline["stages"]:
+    for stage in in_dependency_order(pipeline["stages"]):
         if stage.get("kind") == "gate":
             continue
         sql = stage.get("sql") or (base / stage["sql_file"]).read_text()
@@ -84,7 +136,12 @@ def main():
         if "date_bin(" in sql or "arrow_cast(" in sql:
             sys.exit(f"stage {stage['id']}: a DataFusion function this script does not translate")
         began = time.perf_counter()
-        con.execute(f"CREATE OR REPLACE TABLE {stage['id']} AS {sql}")
+        if stage.get("kind") == "components":
+            con.register("labelled", components(con, sql))
+            con.execute(f"CREATE OR REPLACE TABLE {stage['id']} AS SELECT * FROM labelled")
+            con.unregister("labelled")
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE {stage['id']} AS {sql}")
         timings[stage["id"]] = round(time.perf_counter() - began, 3)
     print(json.dumps({"total_s": round(time.perf_counter() - total, 3), "stages": timings}))
 
