@@ -11,13 +11,13 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{DataFrame, SessionContext};
 use refopt_plan::ErrorAction;
 use refopt_spec::{Pipeline, Stage, StageKind, StageScope};
 
 use super::scratch::Scratch;
+use super::spilled::SpilledOutput;
 use tokio::task::JoinSet;
 
 /// The outcome of one stage.
@@ -328,7 +328,8 @@ struct StageOutput {
 
 /// Plans and runs one stage's SQL, then registers its result as a table named after the stage:
 /// in memory, or, when the session has a scratch folder, streamed into an Arrow IPC file there
-/// (nothing of it held in memory) that later stages and the rules read as a stream. Outputs that
+/// (nothing of it held in memory) that later stages and the rules read as a stream, one batch
+/// at a time ([`SpilledOutput`]). Outputs that
 /// are read as batches (published roles, and `scope: range` stages a backfill's windows share)
 /// are small aggregates and stay in memory.
 async fn run_sql(
@@ -373,15 +374,12 @@ async fn register_result(
     match scratch {
         Some(scratch) if !read_as_batches => {
             let file = scratch.stage_file(id);
-            let rows = write_ipc(df, &file).await?;
+            let written = write_ipc(df, &file).await?;
             ctx.deregister_table(id)?;
-            let path = file.to_str().ok_or_else(|| {
-                DataFusionError::Execution(format!("scratch path {} is not UTF-8", file.display()))
-            })?;
-            ctx.register_arrow(id, path, ArrowReadOptions::default())
-                .await?;
+            let table = SpilledOutput::new(file, written.schema, written.batches);
+            ctx.register_table(id, Arc::new(table))?;
             Ok(StageOutput {
-                rows,
+                rows: written.rows,
                 batches: Vec::new(),
             })
         }
@@ -399,21 +397,37 @@ async fn register_result(
     }
 }
 
-/// Streams a query's result into an Arrow IPC file, batch by batch; returns its row count.
-async fn write_ipc(df: DataFrame, file: &std::path::Path) -> Result<u64, DataFusionError> {
+/// What [`write_ipc`] wrote.
+struct Written {
+    schema: SchemaRef,
+    rows: u64,
+    batches: usize,
+}
+
+/// Streams a query's result into an Arrow IPC file, batch by batch.
+async fn write_ipc(df: DataFrame, file: &std::path::Path) -> Result<Written, DataFusionError> {
     use datafusion::arrow::ipc::writer::FileWriter;
     use futures::StreamExt;
     let mut stream = df.execute_stream().await?;
     let out = std::io::BufWriter::new(std::fs::File::create(file)?);
-    let mut writer = FileWriter::try_new(out, &stream.schema())?;
-    let mut rows = 0u64;
+    let schema = stream.schema();
+    let mut writer = FileWriter::try_new(out, &schema)?;
+    let (mut rows, mut batches) = (0u64, 0usize);
     while let Some(batch) = stream.next().await {
         let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
         rows += batch.num_rows() as u64;
+        batches += 1;
         writer.write(&batch)?;
     }
     writer.finish()?;
-    Ok(rows)
+    Ok(Written {
+        schema,
+        rows,
+        batches,
+    })
 }
 
 /// Registers a stage's output as an in-memory table named after the stage.

@@ -14,3 +14,4 @@ pub(crate) mod roles;
 pub mod scratch;
 pub mod session;
 pub(crate) mod small_side_join;
+pub mod spilled;
