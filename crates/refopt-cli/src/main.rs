@@ -1,6 +1,7 @@
 //! The `refopt` binary: parses arguments, calls the library crates, prints results and maps
 //! errors to documented exit codes. Errors are printed once, here.
 
+mod allocator;
 mod args;
 mod check;
 mod defaults;
@@ -46,6 +47,7 @@ mod exit {
 }
 
 fn main() -> ExitCode {
+    allocator::configure();
     // Like other Unix filters, stop quietly when the reader goes away (`refopt ... | head`):
     // a failed write to a closed stdout panics in `println!`; exit with 141 (128 + SIGPIPE)
     // instead of printing a panic.
