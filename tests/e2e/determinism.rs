@@ -168,3 +168,105 @@ fn compiled_rule_expressions_flag_the_same_referrals_as_the_interpreter_sweep_in
         first_difference(&auto, &interpreted)
     );
 }
+
+/// What docs/operations.md states a run may use beyond `--memory-limit` (memory the pool does
+/// not account: the binary, Parquet metadata, window functions' buffers, the fraud review).
+const RSS_OVERHEAD_MIB: u64 = 192;
+
+/// Runs `cmd` to completion, polling the child's peak RSS (`VmHWM`) until it exits.
+fn run_measuring_peak_rss(cmd: &mut std::process::Command) -> (std::process::Output, u64) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    // Drain the pipes while polling, so a chatty child never blocks on a full pipe.
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            let kib: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, peak_kib / 1024)
+}
+
+#[test]
+fn two_million_invites_under_256_mib_give_the_unlimited_plan_within_the_stated_memory() {
+    let data = tempfile::tempdir().unwrap();
+    let root = data.path().to_str().unwrap();
+    let o = run(refopt().args([
+        "generate", "--root", root, "--days", "60", "--scale", "2", "--seed", "7", "--end", AS_OF,
+    ]));
+    assert!(o.status.success(), "generate failed\n{}", text(&o));
+    let mut plans = Vec::new();
+    for limit in [None, Some("256MiB")] {
+        let mut cmd = refopt();
+        cmd.args([
+            "run",
+            "optimize-referrals",
+            "--root",
+            root,
+            "--dry-run",
+            "--as-of",
+            AS_OF,
+            "--detail",
+            "full",
+            "--threads",
+            "2",
+            "--output",
+            "json",
+        ]);
+        if let Some(limit) = limit {
+            cmd.args(["--memory-limit", limit]);
+        }
+        let (o, peak_mib) = run_measuring_peak_rss(&mut cmd);
+        assert!(o.status.success(), "run ({limit:?}) failed\n{}", text(&o));
+        eprintln!("memory limit {limit:?}: peak RSS {peak_mib} MiB");
+        if limit.is_some() {
+            assert!(
+                peak_mib <= 256 + RSS_OVERHEAD_MIB,
+                "peak RSS {peak_mib} MiB under --memory-limit 256MiB (stated: limit + {RSS_OVERHEAD_MIB} MiB)"
+            );
+        }
+        let plan: Value = serde_json::from_slice(&o.stdout).expect("plan JSON");
+        let referrals = plan["risk"]["referrals_reviewed"].as_u64().unwrap();
+        assert!(
+            referrals > 150_000,
+            "a 2 M-invite window: {referrals} referrals"
+        );
+        plans.push(data_sections(plan));
+    }
+    assert!(
+        plans[0] == plans[1],
+        "256 MiB vs unlimited differ at {}",
+        first_difference(&plans[0], &plans[1])
+    );
+}
