@@ -435,31 +435,24 @@ async fn write_ipc(df: DataFrame, file: &std::path::Path) -> Result<Written, Dat
 /// whose views reference every buffer of its input run; written as they are, each batch
 /// carried all of them (a 515 k-row stage output grew past 12 GB under a memory limit).
 fn compact_views(batch: RecordBatch) -> Result<RecordBatch, DataFusionError> {
-    use datafusion::arrow::array::{Array, ArrayRef, AsArray};
-    let wasteful = |buffers: usize, used: usize| buffers > 2 * used + 64 * 1024;
+    use datafusion::arrow::array::{ArrayRef, AsArray, GenericByteViewArray};
+    use datafusion::arrow::datatypes::ByteViewType;
+    /// A copy of `views` when its buffers hold more than twice the bytes it points to.
+    fn compacted<T: ByteViewType + ?Sized>(views: &GenericByteViewArray<T>) -> Option<ArrayRef> {
+        let held: usize = views.data_buffers().iter().map(|b| b.len()).sum();
+        (held > 2 * views.total_buffer_bytes_used() + 64 * 1024)
+            .then(|| Arc::new(views.gc()) as ArrayRef)
+    }
     let columns: Vec<ArrayRef> = batch
         .columns()
         .iter()
-        .map(|column| match column.data_type() {
-            DataType::Utf8View => {
-                let views = column.as_string_view();
-                let held: usize = views.data_buffers().iter().map(|b| b.len()).sum();
-                if wasteful(held, views.total_buffer_bytes_used()) {
-                    Arc::new(views.gc()) as ArrayRef
-                } else {
-                    column.clone()
-                }
-            }
-            DataType::BinaryView => {
-                let views = column.as_binary_view();
-                let held: usize = views.data_buffers().iter().map(|b| b.len()).sum();
-                if wasteful(held, views.total_buffer_bytes_used()) {
-                    Arc::new(views.gc()) as ArrayRef
-                } else {
-                    column.clone()
-                }
-            }
-            _ => column.clone(),
+        .map(|column| {
+            let copy = match column.data_type() {
+                DataType::Utf8View => compacted(column.as_string_view()),
+                DataType::BinaryView => compacted(column.as_binary_view()),
+                _ => None,
+            };
+            copy.unwrap_or_else(|| column.clone())
         })
         .collect();
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
@@ -618,6 +611,38 @@ mod tests {
         }));
         assert!(!is_transient(&wrapped));
         assert!(!is_transient(&DataFusionError::Plan("no column".into())));
+    }
+
+    #[test]
+    fn spilled_string_views_carry_only_the_bytes_they_point_to() {
+        use datafusion::arrow::array::{Array, AsArray, StringViewArray};
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let long: Vec<String> = (0..10_000)
+            .map(|n| format!("a long enough value {n:08}"))
+            .collect();
+        let all = StringViewArray::from_iter_values(long.iter());
+        // Two rows that still point into the buffers of all 10,000.
+        let slice = all.slice(10, 2);
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            DataType::Utf8View,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(slice)]).unwrap();
+        let held = |b: &RecordBatch| -> usize {
+            let views = b.column(0).as_string_view();
+            views.data_buffers().iter().map(|b| b.len()).sum()
+        };
+        assert!(held(&batch) > 200_000);
+        let compact = compact_views(batch).unwrap();
+        assert!(held(&compact) < 1_000, "{}", held(&compact));
+        assert_eq!(compact.column(0).as_string_view().value(1), long[11]);
+        assert_eq!(compact.column(0).len(), 2);
+        // A batch that owns its bytes is left as it is.
+        let own = StringViewArray::from_iter_values(long.iter().take(3));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(own)]).unwrap();
+        let same = compact_views(batch.clone()).unwrap();
+        assert!(Arc::ptr_eq(batch.column(0), same.column(0)));
     }
 
     #[test]
