@@ -576,23 +576,7 @@ async fn flag_with_retries(
     loop {
         match evaluate(ctx, rule).await {
             Ok(selected) => return Ok(selected),
-            Err(failure) if failure.transient && attempt <= retry_limit => {
-                retries.push(refopt_plan::ErrorEvent {
-                    task_id: format!("fraud_rules/{}", rule.id),
-                    attempt,
-                    error: failure.message,
-                    action: refopt_plan::ErrorAction::Retried,
-                    backoff_ms: None,
-                });
-                attempt += 1;
-            }
-            Err(failure) if failure.transient => {
-                return Err(format!(
-                    "{} (attempt {attempt}; retry limit {retry_limit})",
-                    failure.message
-                ));
-            }
-            Err(failure) => return Err(failure.message),
+            Err(failure) => on_failure(rule, failure, &mut attempt, retry_limit, retries)?,
         }
     }
 }
