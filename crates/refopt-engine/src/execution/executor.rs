@@ -458,17 +458,34 @@ fn compact_views(batch: RecordBatch) -> Result<RecordBatch, DataFusionError> {
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// Registers a stage's output as an in-memory table named after the stage.
+/// Registers a stage's output as an in-memory table named after the stage, its batches dealt
+/// round robin into the session's target partitions so that later stages read it in parallel
+/// (a one-partition table makes every aggregate and join probe over it single-threaded).
 fn register_output(
     ctx: &SessionContext,
     id: &str,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<(), DataFusionError> {
-    let table = MemTable::try_new(schema, vec![batches])?;
+    let table = MemTable::try_new(schema, deal_into_partitions(ctx, batches))?;
     ctx.deregister_table(id)?;
     ctx.register_table(id, Arc::new(table))?;
     Ok(())
+}
+
+/// `batches` dealt round robin into at most the session's target partitions (never zero).
+fn deal_into_partitions(ctx: &SessionContext, batches: Vec<RecordBatch>) -> Vec<Vec<RecordBatch>> {
+    let count = ctx
+        .state()
+        .config()
+        .target_partitions()
+        .min(batches.len())
+        .max(1);
+    let mut partitions = vec![Vec::new(); count];
+    for (i, batch) in batches.into_iter().enumerate() {
+        partitions[i % count].push(batch);
+    }
+    partitions
 }
 
 /// Errors worth re-running a stage for: I/O hiccups and memory pressure, not SQL or schema
