@@ -1,24 +1,26 @@
-//! The C allocator's settings for a process that moves large Arrow buffers.
+//! The C allocator's settings for a process that moves large Arrow buffers under a memory limit.
 //!
 //! glibc's malloc raises its mmap threshold each time a large `mmap`ed block is freed (up to
 //! 32 MiB), after which Arrow's buffers of a few hundred KiB come from its heaps instead and, freed
 //! in another order than allocated, stay there: a 2 M-invite run under `--memory-limit 256MiB`
 //! peaked at 1.4 GiB of RSS for a heap of about 0.7 GiB. A fixed threshold keeps every block of
 //! 256 KiB or more in its own mapping, returned to the system when freed: the same run peaks at
-//! under 0.5 GiB, no slower (docs/performance.md). Other C libraries are left alone.
+//! under 0.5 GiB. Each such block costs a map, page faults and an unmap, though (a 10 M-invite run
+//! spends about 20% of its CPU time in the kernel with it, 10% without), so a run without a memory
+//! limit keeps glibc's defaults. Other C libraries are left alone.
 
 /// Blocks at least this large are mapped on their own and unmapped when freed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
 
-/// Applies the settings; call once, first thing in `main`. Setting `M_MMAP_THRESHOLD` also turns
-/// off glibc's dynamic adjustment of it. An explicit `GLIBC_TUNABLES` setting of the threshold
-/// wins.
-pub fn configure() {
+/// Applies the settings when memory is `bounded` (a `--memory-limit` was given); call once,
+/// before any thread is started. Setting `M_MMAP_THRESHOLD` also turns off glibc's dynamic
+/// adjustment of it. An explicit `GLIBC_TUNABLES` setting of the threshold wins.
+pub fn configure(bounded: bool) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"));
-        if !tuned {
+        if bounded && !tuned {
             // SAFETY: mallopt only changes allocator parameters; it is called before any thread
             // is started. The workspace's one exception to `unsafe_code = "deny"`.
             #[allow(unsafe_code)]
@@ -27,4 +29,6 @@ pub fn configure() {
             }
         }
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = bounded;
 }

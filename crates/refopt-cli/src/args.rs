@@ -20,6 +20,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Command {
+    /// The `--memory-limit` of a command that runs the pipeline, if it was given.
+    pub fn memory_limit(&self) -> Option<usize> {
+        match self {
+            Command::Run(a) => a.analysis.memory_limit,
+            Command::Demo(a) => a.analysis.memory_limit,
+            Command::Backfill(a) => a.analysis.memory_limit,
+            Command::Backtest(a) => a.analysis.memory_limit,
+            Command::EvaluateRules(a) => a.analysis.memory_limit,
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Progress bar on a terminal, plain lines otherwise.

@@ -47,7 +47,6 @@ mod exit {
 }
 
 fn main() -> ExitCode {
-    allocator::configure();
     // Like other Unix filters, stop quietly when the reader goes away (`refopt ... | head`):
     // a failed write to a closed stdout panics in `println!`; exit with 141 (128 + SIGPIPE)
     // instead of printing a panic.
@@ -64,6 +63,7 @@ fn main() -> ExitCode {
         default_hook(info);
     }));
     let cli = Cli::parse();
+    allocator::configure(cli.command.memory_limit().is_some());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
