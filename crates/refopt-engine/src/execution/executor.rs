@@ -12,6 +12,8 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::physical_plan::collect;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use refopt_plan::ErrorAction;
 use refopt_spec::{Pipeline, Stage, StageKind, StageScope};
@@ -385,7 +387,7 @@ async fn register_result(
         }
         _ => {
             let planned_schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
+            let batches = collect_stage(ctx, id, df).await?;
             // Executed batches may differ from the logical schema in nullability; trust the data.
             let schema = batches.first().map_or(planned_schema, |b| b.schema());
             register_output(ctx, id, schema, batches.clone())?;
@@ -456,6 +458,25 @@ fn compact_views(batch: RecordBatch) -> Result<RecordBatch, DataFusionError> {
         })
         .collect();
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// Runs `df` to completion. When the environment variable `REFOPT_PROFILE_STAGE` names this
+/// stage, its physical plan is printed on stderr with each operator's metrics (rows, compute
+/// time, memory, spills): the tool for finding where a stage spends its time.
+async fn collect_stage(
+    ctx: &SessionContext,
+    id: &str,
+    df: DataFrame,
+) -> Result<Vec<RecordBatch>, DataFusionError> {
+    if std::env::var("REFOPT_PROFILE_STAGE").is_ok_and(|profiled| profiled == id) {
+        let plan = df.create_physical_plan().await?;
+        let batches = collect(plan.clone(), ctx.task_ctx()).await?;
+        let profile = DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true);
+        eprintln!("stage {id}: physical plan with metrics\n{profile}");
+        Ok(batches)
+    } else {
+        df.collect().await
+    }
 }
 
 /// Registers a stage's output as an in-memory table named after the stage, its batches dealt

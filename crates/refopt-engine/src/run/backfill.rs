@@ -333,10 +333,13 @@ async fn backtest_window(
         unreachable!("a forced run is never skipped as unchanged");
     };
     let execution = old.execute_stages(Arc::new(Quiet)).await?;
+    let data_tests = old.evaluate_data_tests().await?;
     let new = old.with_rules(new.0.clone(), new.1.to_string());
-    let old_plan = old.apply_rules(execution.clone()).await?;
+    let old_plan = old
+        .apply_rules(execution.clone(), data_tests.clone())
+        .await?;
     let old_plan = old_plan.finish(Some(recent(&histories[0]))).await?.plan;
-    let new_plan = new.apply_rules(execution).await?;
+    let new_plan = new.apply_rules(execution, data_tests).await?;
     let new_plan = new_plan.finish(Some(recent(&histories[1]))).await?.plan;
     Ok([old_plan, new_plan])
 }

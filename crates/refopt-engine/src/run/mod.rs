@@ -91,6 +91,7 @@ pub struct AnalyzedRun {
     created_at: DateTime<Utc>,
     review_ms: u64,
     risk_ms: u64,
+    data_tests_ms: u64,
     /// The declared data tests' results per dataset.
     data_tests: BTreeMap<String, Vec<DataTestResult>>,
 }
@@ -188,6 +189,13 @@ pub async fn prepare(request: RunRequest) -> Result<Prepared, EngineError> {
     })))
 }
 
+/// The declared data tests' results per dataset, and how long they took to evaluate.
+#[derive(Debug, Clone)]
+pub struct DataTestRun {
+    results: BTreeMap<String, Vec<DataTestResult>>,
+    ms: u64,
+}
+
 impl ReadyRun {
     /// Runs the stage DAG and the rules (fraud review, risk section). Writes nothing; fails
     /// when a stage fails.
@@ -195,9 +203,20 @@ impl ReadyRun {
         self,
         observer: Arc<dyn StageObserver>,
     ) -> Result<AnalyzedRun, EngineError> {
-        let execution = self.execute_stages(observer.clone()).await?;
+        let (execution, data_tests) = if self.request.session.memory_limit.is_some() {
+            // One query at a time under a memory limit, so each gets the whole pool.
+            let execution = self.execute_stages(observer.clone()).await?;
+            (execution, self.evaluate_data_tests().await?)
+        } else {
+            // The data tests read only the datasets: they run beside the stages.
+            let (execution, data_tests) = tokio::join!(
+                self.execute_stages(observer.clone()),
+                self.evaluate_data_tests()
+            );
+            (execution?, data_tests?)
+        };
         observer.phase_started("rules");
-        self.apply_rules(execution).await
+        self.apply_rules(execution, data_tests).await
     }
 
     /// Runs the stage DAG; its outputs become tables of this run's session.
@@ -248,9 +267,29 @@ impl ReadyRun {
         }
     }
 
-    /// Evaluates the declared data tests, runs the fraud review and builds the risk section
-    /// over the stage outputs of `execution`.
-    pub async fn apply_rules(self, execution: Execution) -> Result<AnalyzedRun, EngineError> {
+    /// Evaluates the pipeline's declared data tests over the datasets (no stage output needed).
+    pub async fn evaluate_data_tests(&self) -> Result<DataTestRun, EngineError> {
+        let testing = std::time::Instant::now();
+        let results = crate::metrics::data_tests::evaluate(
+            &self.ctx,
+            &self.request.pipeline,
+            &self.params,
+            &self.range,
+        )
+        .await?;
+        Ok(DataTestRun {
+            results,
+            ms: testing.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Runs the fraud review and builds the risk section over the stage outputs of
+    /// `execution`; `data_tests` come from [`ReadyRun::evaluate_data_tests`].
+    pub async fn apply_rules(
+        self,
+        execution: Execution,
+        data_tests: DataTestRun,
+    ) -> Result<AnalyzedRun, EngineError> {
         let request = &self.request;
         crate::checks::validate::refuse_rules_on_unknown_columns(
             &self.ctx,
@@ -258,13 +297,10 @@ impl ReadyRun {
             &request.rules,
         )
         .await?;
-        let data_tests = crate::metrics::data_tests::evaluate(
-            &self.ctx,
-            &request.pipeline,
-            &self.params,
-            &self.range,
-        )
-        .await?;
+        let DataTestRun {
+            results: data_tests,
+            ms: data_tests_ms,
+        } = data_tests;
         let review = crate::rules::review(
             &self.ctx,
             &request.rules,
@@ -283,6 +319,7 @@ impl ReadyRun {
             created_at,
             review_ms: review.review_ms,
             risk_ms: review.risk_ms,
+            data_tests_ms,
             data_tests,
             ready: self,
         })
@@ -318,6 +355,7 @@ impl AnalyzedRun {
             created_at,
             review_ms,
             risk_ms,
+            data_tests_ms,
             data_tests,
         } = self;
         let request = &ready.request;
@@ -364,6 +402,7 @@ impl AnalyzedRun {
         )?;
         // Where the time after the stages goes (JSON logs), for performance work.
         tracing::info!(
+            data_tests_ms,
             fraud_review_ms = review_ms,
             risk_section_ms = risk_ms,
             assemble_ms = assembling.elapsed().as_millis() as u64,
