@@ -89,7 +89,8 @@ POD = """\
 {pad}          optional: true
 {pad}    resources:
 {pad}      # --memory-limit 3GiB leaves headroom under the 4Gi limit for what the pool does not
-{pad}      # track (stage outputs kept in memory); see docs/performance.md for sizing.
+{pad}      # track (small join sides, window buffers, the fraud review: 0.9 GiB at 5 M window
+{pad}      # referrals); see docs/operations.md for sizing.
 {pad}      requests:
 {pad}        cpu: "1"
 {pad}        memory: 4Gi
