@@ -554,6 +554,50 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    #[tokio::test]
+    async fn stage_outputs_are_dealt_into_the_sessions_partitions_and_keep_every_row() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        use datafusion::prelude::SessionConfig;
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch = |from: i64| {
+            let values = Int64Array::from_iter_values(from..from + 10);
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+        };
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(3));
+        let dealt = deal_into_partitions(&ctx, (0..7).map(|i| batch(i * 10)).collect());
+        let sizes: Vec<usize> = dealt.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 2, 2]);
+        assert_eq!(deal_into_partitions(&ctx, vec![batch(0)]).len(), 1);
+        assert_eq!(deal_into_partitions(&ctx, Vec::new()).len(), 1);
+
+        register_output(
+            &ctx,
+            "out",
+            schema.clone(),
+            (0..7).map(|i| batch(i * 10)).collect(),
+        )
+        .unwrap();
+        let df = ctx.sql("SELECT COUNT(*), SUM(x) FROM out").await.unwrap();
+        let plan = df.clone().create_physical_plan().await.unwrap();
+        let counted = df.collect().await.unwrap();
+        let count = counted[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let sum = counted[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!((count.value(0), sum.value(0)), (70, (0..70).sum::<i64>()));
+        let shown = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        assert!(shown.contains("partitions=3"), "{shown}");
+    }
+
     fn pipeline(stages: &str) -> Pipeline {
         let text = format!(
             "version: 1\nname: t\ndatasets:\n  - name: d\n    path: d\n    required_columns: [x]\nstages:\n{stages}"
