@@ -1,7 +1,8 @@
 //! Data tests: the pipeline's declared `tests:` of each dataset, evaluated over the current
 //! window in DataFusion. One aggregate query per dataset computes the row tests (`not_null`,
-//! `unique`, `accepted_values`), the rows of both windows and the newest event; each
-//! `relationships` test is one anti-join query against its parent dataset (all of its rows).
+//! `accepted_values`, ...), the rows of both windows and the newest event; each `unique` test is
+//! one grouped aggregate over the column, and each `relationships` test one anti-join query
+//! against its parent dataset (all of its rows).
 //! Results are typed [`DataTestResult`]s with a status from the declared severity or thresholds.
 
 use std::collections::BTreeMap;
@@ -36,6 +37,10 @@ pub async fn evaluate(
                     let parent = pipeline.datasets.iter().find(|d| d.name == *to);
                     let sql = orphans_sql(dataset, column, parent, field);
                     Some(int(&query_one(ctx, params, &sql).await?, "orphans"))
+                }
+                DataTestCheck::Unique { column, .. } => {
+                    let sql = duplicates_sql(dataset, column);
+                    Some(int(&query_one(ctx, params, &sql).await?, "duplicates"))
                 }
                 DataTestCheck::Freshness { .. } | DataTestCheck::RowCountChange { .. } => None,
                 _ => Some(int(&counts, &format!("t{i}"))),
@@ -222,12 +227,6 @@ fn dataset_sql(dataset: &Dataset) -> String {
                     ident(column)
                 )
             }
-            DataTestCheck::Unique { column, .. } => {
-                let c = ident(column);
-                format!(
-                    "COUNT(CASE WHEN cur_ THEN {c} END) - COUNT(DISTINCT CASE WHEN cur_ THEN {c} END)"
-                )
-            }
             DataTestCheck::AcceptedValues { column, values, .. } => {
                 let c = ident(column);
                 let list: Vec<String> = values.iter().map(|v| literal(v)).collect();
@@ -258,6 +257,19 @@ fn dataset_sql(dataset: &Dataset) -> String {
     format!(
         "SELECT {} FROM ({}) w",
         columns.join(",\n       "),
+        window_rows(dataset)
+    )
+}
+
+/// One row, `duplicates`: current-window rows whose `column` is set minus its distinct values,
+/// as the rows beyond the first of each value. A grouped aggregate rather than
+/// `COUNT(DISTINCT)`: it runs in parallel and spills under a memory limit, where a distinct
+/// count holds every value of the window in one hash set.
+fn duplicates_sql(dataset: &Dataset, column: &str) -> String {
+    let c = ident(column);
+    format!(
+        "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) AS duplicates FROM (\
+         SELECT COUNT(*) AS n FROM ({}) w WHERE w.cur_ AND w.{c} IS NOT NULL GROUP BY w.{c}) g",
         window_rows(dataset)
     )
 }
