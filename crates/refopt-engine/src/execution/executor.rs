@@ -556,8 +556,8 @@ mod tests {
 
     #[tokio::test]
     async fn stage_outputs_are_dealt_into_the_sessions_partitions_and_keep_every_row() {
-        use datafusion::arrow::array::Int64Array;
-        use datafusion::arrow::datatypes::{Field, Schema};
+        use datafusion::arrow::array::{AsArray, Int64Array};
+        use datafusion::arrow::datatypes::{Field, Int64Type, Schema};
         use datafusion::prelude::SessionConfig;
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
         let batch = |from: i64| {
@@ -581,17 +581,8 @@ mod tests {
         let df = ctx.sql("SELECT COUNT(*), SUM(x) FROM out").await.unwrap();
         let plan = df.clone().create_physical_plan().await.unwrap();
         let counted = df.collect().await.unwrap();
-        let count = counted[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        let sum = counted[0]
-            .column(1)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        assert_eq!((count.value(0), sum.value(0)), (70, (0..70).sum::<i64>()));
+        let value = |i: usize| counted[0].column(i).as_primitive::<Int64Type>().value(0);
+        assert_eq!((value(0), value(1)), (70, (0..70).sum::<i64>()));
         let shown = datafusion::physical_plan::displayable(plan.as_ref())
             .indent(true)
             .to_string();

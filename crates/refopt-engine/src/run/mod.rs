@@ -91,9 +91,7 @@ pub struct AnalyzedRun {
     created_at: DateTime<Utc>,
     review_ms: u64,
     risk_ms: u64,
-    data_tests_ms: u64,
-    /// The declared data tests' results per dataset.
-    data_tests: BTreeMap<String, Vec<DataTestResult>>,
+    data_tests: DataTestRun,
 }
 
 /// A session over the request's data root with the pipeline's datasets registered.
@@ -203,17 +201,17 @@ impl ReadyRun {
         self,
         observer: Arc<dyn StageObserver>,
     ) -> Result<AnalyzedRun, EngineError> {
-        let (execution, data_tests) = if self.request.session.memory_limit.is_some() {
-            // One query at a time under a memory limit, so each gets the whole pool.
-            let execution = self.execute_stages(observer.clone()).await?;
-            (execution, self.evaluate_data_tests().await?)
-        } else {
-            // The data tests read only the datasets: they run beside the stages.
+        // The data tests read only the datasets: they run beside the stages, unless stages run
+        // one at a time (under a memory limit, so that each query gets the whole pool).
+        let (execution, data_tests) = if self.request.session.max_parallel_stages() > 1 {
             let (execution, data_tests) = tokio::join!(
                 self.execute_stages(observer.clone()),
                 self.evaluate_data_tests()
             );
             (execution?, data_tests?)
+        } else {
+            let execution = self.execute_stages(observer.clone()).await?;
+            (execution, self.evaluate_data_tests().await?)
         };
         observer.phase_started("rules");
         self.apply_rules(execution, data_tests).await
@@ -297,10 +295,6 @@ impl ReadyRun {
             &request.rules,
         )
         .await?;
-        let DataTestRun {
-            results: data_tests,
-            ms: data_tests_ms,
-        } = data_tests;
         let review = crate::rules::review(
             &self.ctx,
             &request.rules,
@@ -319,7 +313,6 @@ impl ReadyRun {
             created_at,
             review_ms: review.review_ms,
             risk_ms: review.risk_ms,
-            data_tests_ms,
             data_tests,
             ready: self,
         })
@@ -355,7 +348,6 @@ impl AnalyzedRun {
             created_at,
             review_ms,
             risk_ms,
-            data_tests_ms,
             data_tests,
         } = self;
         let request = &ready.request;
@@ -394,7 +386,7 @@ impl AnalyzedRun {
             ReviewOutputs {
                 risk,
                 rule_retries,
-                data_tests,
+                data_tests: data_tests.results,
             },
             run_id,
             created_at,
@@ -402,7 +394,7 @@ impl AnalyzedRun {
         )?;
         // Where the time after the stages goes (JSON logs), for performance work.
         tracing::info!(
-            data_tests_ms,
+            data_tests_ms = data_tests.ms,
             fraud_review_ms = review_ms,
             risk_section_ms = risk_ms,
             assemble_ms = assembling.elapsed().as_millis() as u64,
